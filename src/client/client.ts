@@ -1,0 +1,248 @@
+/**
+ * SheafClient: dispatches tasks and receives their results.
+ *
+ * Each client has its own result topic (`sheaf-results-{name}`); workers
+ * publish every outcome there. The client keeps a record of each task it
+ * dispatched until its result arrives; a second result for a task it already
+ * settled (a redelivered task executed twice) finds no record and is ignored.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import { strictObject, toConfigIssues } from '../config/issues.js';
+import { ConfigError, LifecycleError } from '../errors.js';
+import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
+import { isAbortError, type Consumer, type Producer, type Transport } from '../transport/transport.js';
+import { toPlain } from '../util/json.js';
+import { decodeResult, encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+import { PendingTask, type TaskHandle } from './task-handle.js';
+
+export interface ClientOptions {
+  transport: Transport;
+  /** Names the client's result topic; keep it stable to find results after a restart. Default: random. */
+  name?: string;
+  logger?: Logger;
+  /** How many results the client may hold unacknowledged. Default 1000. */
+  maxUnackedResults?: number;
+}
+
+export interface ServiceStubOptions {
+  /** Task metadata; `meta.batchKey` groups tasks into batches. */
+  meta?: Record<string, string>;
+  tags?: string[];
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyFunction = (...args: any[]) => any;
+
+/** The fire-and-keep-a-handle view of a stub: each method returns a `TaskHandle`. */
+export type TaskHandles<T> = {
+  [K in keyof T as T[K] extends AnyFunction ? K : never]: T[K] extends (...args: infer A) => infer R
+    ? (...args: A) => Promise<TaskHandle<Awaited<R>>>
+    : never;
+};
+
+interface StubTarget {
+  readonly serviceName: string;
+  readonly meta: Record<string, string>;
+  readonly tags: string[];
+}
+
+const clientOptionsSchema = strictObject({
+  transport: z.custom<Transport>((v) => typeof v === 'object' && v !== null && typeof (v as Transport).subscribe === 'function', {
+    error: 'must be a transport, e.g. new InMemoryTransport()',
+  }),
+  name: z.string().regex(NAME_PATTERN, { error: 'must start with a letter and hold only letters, digits, "_" and "-"' }).optional(),
+  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).info === 'function', {
+    error: 'must be a pino logger',
+  }).optional(),
+  maxUnackedResults: z.number().int().positive({ error: 'must be a positive integer' }).optional(),
+});
+
+const stubOptionsSchema = strictObject({
+  meta: z.record(z.string(), z.string({ error: 'must be a string (meta values travel as strings)' })).optional(),
+  tags: z.array(z.string({ error: 'must be a string' })).optional(),
+});
+
+export class SheafClient {
+  readonly name: string;
+  private readonly transport: Transport;
+  private readonly log: Logger;
+  private readonly resultTopic: string;
+  private readonly pending = new Map<string, PendingTask>();
+  private readonly producers = new Map<string, Promise<Producer>>();
+  private readonly stubs = new WeakMap<object, StubTarget>();
+  private readonly stop = new AbortController();
+  private consumer: Consumer | null = null;
+  private loop: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  /** Resources the client created itself (a transport built from a config file). */
+  private readonly owned: Array<() => Promise<void>> = [];
+
+  private constructor(transport: Transport, name: string, logger: Logger) {
+    this.transport = transport;
+    this.name = name;
+    this.log = logger.child({ client: name });
+    this.resultTopic = resultTopic(name);
+  }
+
+  /** Validates the options, subscribes to the client's result topic, and starts receiving results. */
+  static async connect(options: ClientOptions): Promise<SheafClient> {
+    const parsed = clientOptionsSchema.safeParse(options, { reportInput: true });
+    if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client options' });
+    const o = parsed.data;
+    const client = new SheafClient(
+      o.transport,
+      o.name ?? `client-${randomUUID()}`,
+      o.logger ?? pino({ name: 'sheaf', level: 'info' }),
+    );
+    client.consumer = await o.transport.subscribe({
+      topic: client.resultTopic,
+      subscription: CLIENT_SUBSCRIPTION,
+      maxUnacked: o.maxUnackedResults ?? 1000,
+    });
+    client.loop = client.receiveResults(client.consumer);
+    return client;
+  }
+
+  /** @internal Registers cleanup for something the client created itself. */
+  own(cleanup: () => Promise<void>): void {
+    this.owned.push(cleanup);
+  }
+
+  /** Tasks dispatched by this client whose result has not arrived yet. */
+  get pendingTasks(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * A typed stub for a service: calling a method dispatches a task and waits
+   * for its result.
+   */
+  service<T extends object>(serviceName: string, options: ServiceStubOptions = {}): T {
+    if (!NAME_PATTERN.test(serviceName)) {
+      throw new ConfigError([{ path: 'serviceName', message: `'${serviceName}' is not a service name: start with a letter; use letters, digits, "_" and "-"` }]);
+    }
+    const parsed = stubOptionsSchema.safeParse(options, { reportInput: true });
+    if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: `client.service('${serviceName}') options` });
+    const target: StubTarget = { serviceName, meta: { ...(parsed.data.meta ?? {}) }, tags: [...(parsed.data.tags ?? [])] };
+    const stub = this.proxy(target, (method, args) => this.dispatchTask(target, method, args).then((h) => h.result()));
+    this.stubs.set(stub, target);
+    return stub as T;
+  }
+
+  /** The handle-returning view of a stub: `await client.dispatch(email).send(...)` gives a `TaskHandle`. */
+  dispatch<T extends object>(stub: T): TaskHandles<T> {
+    const target = this.stubs.get(stub);
+    if (!target) throw new TypeError('client.dispatch() takes a stub made by this client\'s service() method');
+    return this.proxy(target, (method, args) => this.dispatchTask(target, method, args)) as TaskHandles<T>;
+  }
+
+  /** Stops receiving results and closes what the client opened. Tasks still waiting reject. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stop.abort();
+    await this.loop;
+    await this.consumer?.close();
+    const producers = await Promise.all([...this.producers.values()].map((p) => p.catch(() => null)));
+    await Promise.all(producers.map((p) => p?.close()));
+    for (const task of this.pending.values()) {
+      task.abandon(new LifecycleError(`client ${this.name} closed before the result of task ${task.id} arrived; it stays on topic ${this.resultTopic}`));
+    }
+    this.pending.clear();
+    for (const cleanup of this.owned.splice(0).reverse()) await cleanup();
+  }
+
+  private proxy(target: StubTarget, call: (method: string, args: unknown[]) => Promise<unknown>): object {
+    return new Proxy(Object.create(null) as object, {
+      get(_, property) {
+        // `then` must stay undefined, or awaiting a stub would dispatch a task.
+        if (typeof property !== 'string' || property === 'then') return undefined;
+        return (...args: unknown[]) => call(property, args);
+      },
+      has: () => false,
+      set: () => {
+        throw new TypeError(`a stub of ${target.serviceName} is read-only`);
+      },
+    });
+  }
+
+  private async dispatchTask(target: StubTarget, method: string, args: unknown[]): Promise<TaskHandle<unknown>> {
+    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to dispatch`);
+    const envelope: TaskEnvelope = {
+      v: 1,
+      kind: 'task',
+      taskId: randomUUID(),
+      service: target.serviceName,
+      method,
+      args: args.map(toPlain),
+      meta: target.meta,
+      tags: target.tags,
+      replyTo: this.resultTopic,
+      retryIndex: 0,
+      retrySequence: 0,
+      lastError: null,
+      dispatchedAt: Date.now(),
+    };
+    let payload: Uint8Array;
+    try {
+      payload = encodeEnvelope(envelope);
+    } catch (cause) {
+      throw new TypeError(`${target.serviceName}.${method}: the arguments cannot be sent as JSON (${(cause as Error).message})`, { cause });
+    }
+    const task = new PendingTask(envelope.taskId, target.serviceName, method);
+    this.pending.set(task.id, task); // before the send: the result may come back first
+    try {
+      const producer = await this.producer(target.serviceName);
+      await producer.send({ payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': task.id } });
+    } catch (error) {
+      this.pending.delete(task.id);
+      throw error;
+    }
+    return task;
+  }
+
+  private producer(serviceName: string): Promise<Producer> {
+    let producer = this.producers.get(serviceName);
+    if (!producer) {
+      const topic = taskTopic(serviceName);
+      // The workers' subscription must exist before the first task, or a broker
+      // may drop tasks published while no worker has ever subscribed.
+      producer = this.transport.ensureSubscription(topic, WORKER_SUBSCRIPTION).then(() => this.transport.createProducer(topic));
+      producer.catch(() => this.producers.delete(serviceName));
+      this.producers.set(serviceName, producer);
+    }
+    return producer;
+  }
+
+  private async receiveResults(consumer: Consumer): Promise<void> {
+    const signal = this.stop.signal;
+    while (!signal.aborted) {
+      let message;
+      try {
+        message = await consumer.receive(signal);
+      } catch (error) {
+        if (signal.aborted || isAbortError(error)) return;
+        this.log.error({ err: error }, 'receiving results failed; results wait on the topic until the client reconnects');
+        return;
+      }
+      try {
+        const result = decodeResult(message.payload);
+        const task = this.pending.get(result.taskId);
+        if (task) {
+          this.pending.delete(result.taskId);
+          task.settle(result);
+        } else {
+          this.log.debug({ taskId: result.taskId }, 'ignoring a result for a task this client is not waiting for (already settled, or dispatched by an earlier client)');
+        }
+      } catch (error) {
+        this.log.error({ err: error, messageId: message.id }, 'a result message could not be read; dropping it');
+      }
+      await consumer.ack(message).catch((error: unknown) => this.log.warn({ err: error }, 'acking a result failed; it may arrive again'));
+    }
+  }
+}

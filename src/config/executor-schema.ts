@@ -1,0 +1,126 @@
+/**
+ * The executor settings of one service: the part shared by the YAML config
+ * (`services[].executor`) and by `new SheafWorker({ services })` in code.
+ * Every default lives here, and `docs`/README quote this table:
+ *
+ *   key                        default
+ *   concurrency                1
+ *   timeoutSeconds             60
+ *   batch.maxMessages          100
+ *   batch.maxSeconds           1
+ *   batch.maxBytes             none (no byte limit)
+ *   maxUnacked                 2 × concurrency × batch.maxMessages
+ *   retry.minimumSeconds       1
+ *   retry.maximumSeconds       1000 × minimumSeconds
+ *   retry.backoffCoefficient   2
+ *   retry.randomFactor         0.5
+ *   retry.maximumRetries       11
+ *   retry.ignoredErrors        []
+ */
+import { z } from 'zod';
+import type { ConfigIssue } from '../errors.js';
+import type { BatchLimits } from '../worker/batch-buffer.js';
+import type { RetryOptions } from '../worker/retry-policy.js';
+import { nonNegativeNumber, positiveInt, positiveNumber, strictObject } from './issues.js';
+
+export const EXECUTOR_DEFAULTS = {
+  concurrency: 1,
+  timeoutSeconds: 60,
+  batch: { maxMessages: 100, maxSeconds: 1 },
+  retry: { minimumSeconds: 1, backoffCoefficient: 2, randomFactor: 0.5, maximumRetries: 11 },
+  /** maxUnacked = this × concurrency × maxMessages: one batch running and one filling per slot. */
+  unackedPerSlot: 2,
+} as const;
+
+export const batchSchema = strictObject({
+  maxMessages: positiveInt().optional(),
+  maxSeconds: positiveNumber().optional(),
+  maxBytes: positiveInt().optional(),
+});
+
+export const retrySchema = strictObject({
+  minimumSeconds: positiveNumber().optional(),
+  maximumSeconds: positiveNumber().optional(),
+  backoffCoefficient: z.number({ error: 'must be a number ≥ 1' }).min(1, { error: 'must be a number ≥ 1' }).optional(),
+  randomFactor: nonNegativeNumber().max(1, { error: 'must be between 0 and 1' }).optional(),
+  maximumRetries: z
+    .number({ error: 'must be an integer ≥ 0' })
+    .int({ error: 'must be an integer ≥ 0' })
+    .nonnegative({ error: 'must be an integer ≥ 0' })
+    .optional(),
+  ignoredErrors: z.array(z.string({ error: 'must be an error name (a string)' }), { error: 'must be a list of error names' }).optional(),
+});
+
+/** Executor keys other than how the service instance is obtained (factory, or module/export). */
+export const executorSettingsShape = {
+  concurrency: positiveInt().optional(),
+  timeoutSeconds: positiveNumber().optional(),
+  maxUnacked: positiveInt().optional(),
+  batch: batchSchema.optional(),
+  retry: retrySchema.optional(),
+};
+
+export type ExecutorSettings = {
+  concurrency?: number | undefined;
+  timeoutSeconds?: number | undefined;
+  maxUnacked?: number | undefined;
+  batch?: z.infer<typeof batchSchema> | undefined;
+  retry?: z.infer<typeof retrySchema> | undefined;
+};
+
+export interface CompiledExecutorSettings {
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+  readonly maxUnacked: number;
+  readonly batch: BatchLimits;
+  readonly retry: RetryOptions;
+}
+
+/**
+ * Applies defaults and the checks that span several keys. `path` is where the
+ * executor block sits, for the issues' paths.
+ */
+export function compileExecutorSettings(
+  settings: ExecutorSettings,
+  path: string,
+  issues: ConfigIssue[],
+): CompiledExecutorSettings {
+  const concurrency = settings.concurrency ?? EXECUTOR_DEFAULTS.concurrency;
+  const maxMessages = settings.batch?.maxMessages ?? EXECUTOR_DEFAULTS.batch.maxMessages;
+  const inFlight = concurrency * maxMessages;
+  const maxUnacked = settings.maxUnacked ?? EXECUTOR_DEFAULTS.unackedPerSlot * inFlight;
+  if (maxUnacked < inFlight) {
+    issues.push({
+      path: `${path}.maxUnacked`,
+      message:
+        `must be at least concurrency × batch.maxMessages = ${concurrency} × ${maxMessages} = ${inFlight} (got ${maxUnacked}); ` +
+        'otherwise batches can never fill. Raise maxUnacked, or lower concurrency or batch.maxMessages',
+    });
+  }
+  const minimumSeconds = settings.retry?.minimumSeconds ?? EXECUTOR_DEFAULTS.retry.minimumSeconds;
+  const maximumSeconds = settings.retry?.maximumSeconds ?? 1000 * minimumSeconds;
+  if (maximumSeconds < minimumSeconds) {
+    issues.push({
+      path: `${path}.retry.maximumSeconds`,
+      message: `must be at least retry.minimumSeconds (${minimumSeconds}) (got ${maximumSeconds})`,
+    });
+  }
+  return {
+    concurrency,
+    timeoutMs: (settings.timeoutSeconds ?? EXECUTOR_DEFAULTS.timeoutSeconds) * 1000,
+    maxUnacked,
+    batch: {
+      maxMessages,
+      maxSeconds: settings.batch?.maxSeconds ?? EXECUTOR_DEFAULTS.batch.maxSeconds,
+      maxBytes: settings.batch?.maxBytes,
+    },
+    retry: {
+      minimumSeconds,
+      maximumSeconds,
+      backoffCoefficient: settings.retry?.backoffCoefficient ?? EXECUTOR_DEFAULTS.retry.backoffCoefficient,
+      randomFactor: settings.retry?.randomFactor ?? EXECUTOR_DEFAULTS.retry.randomFactor,
+      maximumRetries: settings.retry?.maximumRetries ?? EXECUTOR_DEFAULTS.retry.maximumRetries,
+      ignoredErrors: settings.retry?.ignoredErrors ?? [],
+    },
+  };
+}

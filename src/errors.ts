@@ -1,0 +1,143 @@
+/**
+ * Sheaf's error classes. Each has a stable `name` (safe to match on after the
+ * error crossed the wire as an `ErrorInfo`), an optional `cause`, and typed
+ * fields for what a caller needs to act on the error.
+ */
+
+/** Base class: every error Sheaf itself raises is a `SheafError`. */
+export class SheafError extends Error {
+  override name = 'SheafError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export interface ConfigIssue {
+  /** Where the problem is, e.g. `services[0].executor.batch.maxMessages`. */
+  readonly path: string;
+  /** What is wrong and, where we can tell, how to fix it. */
+  readonly message: string;
+}
+
+/** Invalid options or configuration. Lists every problem found, not just the first. */
+export class ConfigError extends SheafError {
+  override name = 'ConfigError';
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[], options?: { source?: string; cause?: unknown }) {
+    const where = options?.source ? ` in ${options.source}` : '';
+    const lines = issues.map((i) => `  - ${i.path === '' ? '(root)' : i.path}: ${i.message}`);
+    super(`Invalid configuration${where} (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`, options);
+    this.issues = issues;
+  }
+}
+
+/** A service class whose @Batch declarations cannot work. Names the class and the method. */
+export class ServiceDefinitionError extends SheafError {
+  override name = 'ServiceDefinitionError';
+  constructor(
+    readonly className: string,
+    readonly methodName: string,
+    problem: string,
+  ) {
+    super(`${className}.${methodName}: ${problem}`);
+  }
+}
+
+/**
+ * Thrown by a task (or set as a batch entry) to fail it without retrying,
+ * whatever the retry policy says.
+ */
+export class NonRetryableError extends SheafError {
+  override name = 'NonRetryableError';
+}
+
+/** One execution (a single task, or a whole batch) ran past `timeoutSeconds`. */
+export class TaskTimeoutError extends SheafError {
+  override name = 'TaskTimeoutError';
+  constructor(readonly timeoutSeconds: number) {
+    super(`execution did not finish within timeoutSeconds=${timeoutSeconds}`);
+  }
+}
+
+/** A batch method's result map had no entry for a task of the batch. */
+export class MissingResultError extends SheafError {
+  override name = 'MissingResultError';
+  constructor(
+    readonly taskId: string,
+    readonly batchMethod: string,
+  ) {
+    super(`batch method ${batchMethod} returned no entry for task ${taskId}; return one entry (a value or an Error) per task id`);
+  }
+}
+
+/** A batch method broke its contract (returned something that is not a Map, or unknown task ids). */
+export class BatchContractError extends SheafError {
+  override name = 'BatchContractError';
+  constructor(
+    readonly batchMethod: string,
+    problem: string,
+  ) {
+    super(`batch method ${batchMethod}: ${problem}`);
+  }
+}
+
+/** A task's arguments do not fit the task method's declared parameters. Never retried. */
+export class WrongArgumentsError extends SheafError {
+  override name = 'WrongArgumentsError';
+}
+
+/** A message's bytes are not a task envelope Sheaf can read. Never retried. */
+export class DecodeError extends SheafError {
+  override name = 'DecodeError';
+}
+
+/** `Task.context()`, `Task.contextOf()` or `Task.batch()` called where there is no such context. */
+export class TaskContextError extends SheafError {
+  override name = 'TaskContextError';
+}
+
+/** The transport, producer or consumer was closed; the operation cannot proceed. */
+export class TransportClosedError extends SheafError {
+  override name = 'TransportClosedError';
+}
+
+/** A worker or client method called in a lifecycle state that does not allow it. */
+export class LifecycleError extends SheafError {
+  override name = 'LifecycleError';
+}
+
+/** The error a worker reported for a task, rebuilt on the client side. */
+export class RemoteTaskError extends SheafError {
+  override name: string;
+  readonly remoteStack: string | undefined;
+  readonly data: unknown;
+  constructor(info: { name: string; message: string; stack?: string | undefined; data?: unknown }, cause?: unknown) {
+    super(info.message, cause === undefined ? undefined : { cause });
+    this.name = info.name;
+    this.remoteStack = info.stack;
+    this.data = info.data;
+  }
+}
+
+/**
+ * A task that finally failed: retries exhausted, a non-retryable error, or a
+ * task that could never run (bad arguments, unknown method, undecodable).
+ */
+export class TaskFailedError extends SheafError {
+  override name = 'TaskFailedError';
+  constructor(
+    readonly taskId: string,
+    readonly serviceName: string,
+    readonly methodName: string,
+    /** Executions made in the last retry sequence (0 when the task could never run). */
+    readonly attempts: number,
+    /** Why it ended: `retriesExhausted`, `nonRetryable`, or a dead-letter reason. */
+    readonly reason: string,
+    readonly lastError: RemoteTaskError,
+  ) {
+    super(
+      `task ${serviceName}.${methodName} (${taskId}) failed after ${attempts} attempt${attempts === 1 ? '' : 's'} (${reason}): ${lastError.name}: ${lastError.message}`,
+      { cause: lastError },
+    );
+  }
+}

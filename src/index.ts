@@ -1,0 +1,49 @@
+// Sheaf's public API, named one by one. Anything not exported here is internal.
+import 'reflect-metadata';
+
+export { Batch, Params } from './service/decorators.js';
+export type { BatchOptions, Class } from './service/decorators.js';
+
+export { Task } from './worker/context.js';
+export type { TaskContext, BatchContext } from './worker/context.js';
+
+export { SheafClient } from './client/client.js';
+export type { ClientOptions, ServiceStubOptions, TaskHandles } from './client/client.js';
+export type { TaskHandle } from './client/task-handle.js';
+
+export { SheafWorker } from './worker/worker.js';
+export type { WorkerState } from './worker/worker.js';
+export type { WorkerOptions, ServiceOptions, ExecutorOptions } from './worker/options.js';
+export type { WorkerEvents, BatchReport, TaskReport, TaskSettlement } from './worker/events.js';
+export type { FlushReason, BatchLimits } from './worker/batch-buffer.js';
+export type { RetryOptions } from './worker/retry-policy.js';
+export { EXECUTOR_DEFAULTS } from './config/executor-schema.js';
+
+export type { Transport, Producer, Consumer, OutgoingMessage, ReceivedMessage, SubscribeOptions } from './transport/transport.js';
+export { InMemoryTransport } from './transport/memory/in-memory-transport.js';
+export type { InMemoryTransportOptions } from './transport/memory/in-memory-transport.js';
+
+export { taskTopic, deadLetterTopic, resultTopic, WORKER_SUBSCRIPTION, DEAD_LETTER_SUBSCRIPTION } from './topics.js';
+export { decodeDeadLetter, decodeTask, decodeResult } from './wire/envelopes.js';
+export type { TaskEnvelope, ResultEnvelope, DeadLetterEnvelope, DeadLetterReason, TaskMeta } from './wire/envelopes.js';
+export type { ErrorInfo } from './wire/error-info.js';
+
+export type { Clock } from './util/clock.js';
+
+export {
+  SheafError,
+  ConfigError,
+  ServiceDefinitionError,
+  NonRetryableError,
+  TaskFailedError,
+  TaskTimeoutError,
+  MissingResultError,
+  BatchContractError,
+  WrongArgumentsError,
+  DecodeError,
+  TaskContextError,
+  TransportClosedError,
+  LifecycleError,
+  RemoteTaskError,
+} from './errors.js';
+export type { ConfigIssue } from './errors.js';

@@ -1,0 +1,18 @@
+/**
+ * Topic and subscription names, in one place. Transports map these logical
+ * names to physical ones (Pulsar prefixes `persistent://{tenant}/{namespace}/`).
+ */
+
+/** Service and client names become part of topic names, so they are restricted to safe characters. */
+export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{0,199}$/;
+
+export const taskTopic = (service: string): string => `sheaf-tasks-${service}`;
+export const deadLetterTopic = (service: string): string => `sheaf-dead-letters-${service}`;
+export const resultTopic = (clientName: string): string => `sheaf-results-${clientName}`;
+
+/** The Shared subscription every worker of a service consumes its task topic with. */
+export const WORKER_SUBSCRIPTION = 'sheaf-workers';
+/** Keeps dead letters retained until someone inspects or replays them. */
+export const DEAD_LETTER_SUBSCRIPTION = 'sheaf-dead-letters';
+/** The client's own subscription on its result topic. */
+export const CLIENT_SUBSCRIPTION = 'sheaf-client';

@@ -1,0 +1,334 @@
+/**
+ * The embedded transport: topics, durable subscriptions and competing
+ * consumers inside one process, with the same semantics as the Pulsar
+ * transport (see the contract in `../transport.ts`). The default for tests,
+ * the demo and single-process deployments. Nothing survives the process.
+ *
+ * Payloads are bytes here too, so that encoding, `maxBytes` and decoding
+ * failures behave exactly as they do on a real broker.
+ */
+import { TransportClosedError } from '../../errors.js';
+import { Fifo } from '../../util/fifo.js';
+import {
+  abortError,
+  type Consumer,
+  type OutgoingMessage,
+  type Producer,
+  type ReceivedMessage,
+  type SubscribeOptions,
+  type Transport,
+} from '../transport.js';
+
+export interface InMemoryTransportOptions {
+  /** Delay before a nacked message is redelivered, when `nack` names none. Default 1000 ms (Pulsar's default is 60 s). */
+  readonly nackRedeliveryDelayMs?: number;
+}
+
+/** One message as one subscription holds it: each subscription counts its own redeliveries. */
+interface Entry {
+  readonly id: string;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly key: string | undefined;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly publishTime: number;
+  redeliveryCount: number;
+}
+
+export class InMemoryTransport implements Transport {
+  readonly kind = 'inMemory';
+  private readonly topics = new Map<string, MemoryTopic>();
+  private readonly consumers = new Set<MemoryConsumer>();
+  private closed = false;
+  readonly nackRedeliveryDelayMs: number;
+
+  constructor(options: InMemoryTransportOptions = {}) {
+    this.nackRedeliveryDelayMs = options.nackRedeliveryDelayMs ?? 1000;
+  }
+
+  async createProducer(topic: string): Promise<Producer> {
+    this.assertOpen();
+    return new MemoryProducer(this, topic);
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Consumer> {
+    this.assertOpen();
+    if (!Number.isInteger(options.maxUnacked) || options.maxUnacked < 1) {
+      throw new RangeError(`subscribe: maxUnacked must be a positive integer (got ${options.maxUnacked})`);
+    }
+    const subscription = this.topic(options.topic).subscription(options.subscription);
+    const consumer = new MemoryConsumer(this, subscription, options);
+    this.consumers.add(consumer);
+    subscription.attach(consumer);
+    return consumer;
+  }
+
+  async ensureSubscription(topic: string, subscription: string): Promise<void> {
+    this.assertOpen();
+    this.topic(topic).subscription(subscription);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.consumers].map((c) => c.close()));
+    for (const topic of this.topics.values()) topic.dispose();
+    this.topics.clear();
+  }
+
+  /** @internal */
+  publish(topic: string, message: OutgoingMessage): string {
+    this.assertOpen();
+    return this.topic(topic).publish(message);
+  }
+
+  /** @internal */
+  forget(consumer: MemoryConsumer): void {
+    this.consumers.delete(consumer);
+  }
+
+  /** @internal */
+  assertOpen(): void {
+    if (this.closed) throw new TransportClosedError('the in-memory transport is closed');
+  }
+
+  private topic(name: string): MemoryTopic {
+    let topic = this.topics.get(name);
+    if (!topic) {
+      topic = new MemoryTopic(name);
+      this.topics.set(name, topic);
+    }
+    return topic;
+  }
+}
+
+class MemoryTopic {
+  private readonly subscriptions = new Map<string, MemorySubscription>();
+  private sequence = 0;
+
+  constructor(readonly name: string) {}
+
+  subscription(name: string): MemorySubscription {
+    let sub = this.subscriptions.get(name);
+    if (!sub) {
+      sub = new MemorySubscription();
+      this.subscriptions.set(name, sub);
+    }
+    return sub;
+  }
+
+  publish(message: OutgoingMessage): string {
+    this.sequence += 1;
+    const id = `${this.sequence}`;
+    const publishTime = Date.now();
+    const properties = Object.freeze({ ...(message.properties ?? {}) });
+    for (const sub of this.subscriptions.values()) {
+      sub.enqueue(
+        { id, topic: this.name, payload: message.payload, key: message.key, properties, publishTime, redeliveryCount: 0 },
+        message.deliverAt,
+      );
+    }
+    return id;
+  }
+
+  dispose(): void {
+    for (const sub of this.subscriptions.values()) sub.dispose();
+  }
+}
+
+class MemorySubscription {
+  private readonly backlog = new Fifo<Entry>();
+  private readonly consumers: MemoryConsumer[] = [];
+  private nextConsumer = 0;
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+
+  enqueue(entry: Entry, deliverAt: number | undefined): void {
+    const delay = deliverAt === undefined ? 0 : deliverAt - Date.now();
+    if (delay > 0) {
+      this.later(delay, () => this.backlog.push(entry));
+      return;
+    }
+    this.backlog.push(entry);
+    this.dispatch();
+  }
+
+  /** A message given back (nack, or its consumer closed): delivered again, counted. */
+  redeliver(entry: Entry, delayMs: number): void {
+    entry.redeliveryCount += 1;
+    if (delayMs > 0) {
+      this.later(delayMs, () => this.backlog.unshift(entry));
+    } else {
+      this.backlog.unshift(entry);
+    }
+  }
+
+  attach(consumer: MemoryConsumer): void {
+    this.consumers.push(consumer);
+    this.dispatch();
+  }
+
+  detach(consumer: MemoryConsumer): void {
+    const index = this.consumers.indexOf(consumer);
+    if (index >= 0) this.consumers.splice(index, 1);
+  }
+
+  /** Hands backlog messages to consumers with room, round robin. */
+  dispatch(): void {
+    while (this.backlog.length > 0) {
+      const consumer = this.nextWithRoom();
+      if (!consumer) return;
+      consumer.deliver(this.backlog.shift()!);
+    }
+  }
+
+  dispose(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  private nextWithRoom(): MemoryConsumer | undefined {
+    const n = this.consumers.length;
+    for (let i = 0; i < n; i++) {
+      const consumer = this.consumers[(this.nextConsumer + i) % n]!;
+      if (consumer.room > 0) {
+        this.nextConsumer = (this.nextConsumer + i + 1) % n;
+        return consumer;
+      }
+    }
+    return undefined;
+  }
+
+  private later(delayMs: number, enqueue: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      enqueue();
+      this.dispatch();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+}
+
+class MemoryProducer implements Producer {
+  private closed = false;
+  constructor(
+    private readonly transport: InMemoryTransport,
+    readonly topic: string,
+  ) {}
+
+  async send(message: OutgoingMessage): Promise<string> {
+    if (this.closed) throw new TransportClosedError(`producer for ${this.topic} is closed`);
+    return this.transport.publish(this.topic, message);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+interface Waiter {
+  resolve(message: ReceivedMessage): void;
+  reject(error: unknown): void;
+}
+
+class MemoryConsumer implements Consumer {
+  readonly topic: string;
+  readonly subscription: string;
+  private readonly maxUnacked: number;
+  /** Delivered to this consumer and not yet returned by `receive()`. */
+  private readonly prefetched = new Fifo<Entry>();
+  /** Delivered and not yet acked or nacked (includes `prefetched`). */
+  private readonly held = new Map<string, Entry>();
+  private readonly waiters: Waiter[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly transport: InMemoryTransport,
+    private readonly sub: MemorySubscription,
+    options: SubscribeOptions,
+  ) {
+    this.topic = options.topic;
+    this.subscription = options.subscription;
+    this.maxUnacked = options.maxUnacked;
+  }
+
+  get room(): number {
+    return this.closed ? 0 : this.maxUnacked - this.held.size;
+  }
+
+  deliver(entry: Entry): void {
+    this.held.set(entry.id, entry);
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve(snapshot(entry));
+    else this.prefetched.push(entry);
+  }
+
+  receive(signal?: AbortSignal): Promise<ReceivedMessage> {
+    if (this.closed) return Promise.reject(this.closedError());
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const ready = this.prefetched.shift();
+    if (ready) return Promise.resolve(snapshot(ready));
+    return new Promise<ReceivedMessage>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (m) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(m);
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      const onAbort = (): void => {
+        const index = this.waiters.indexOf(waiter);
+        if (index >= 0) this.waiters.splice(index, 1);
+        reject(abortError(signal!));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  async ack(message: ReceivedMessage): Promise<void> {
+    if (this.closed) throw this.closedError();
+    if (this.held.delete(message.id)) this.sub.dispatch();
+  }
+
+  nack(message: ReceivedMessage, delayMs?: number): void {
+    if (this.closed) return; // closing already gave every held message back
+    const entry = this.held.get(message.id);
+    if (!entry) return;
+    this.held.delete(message.id);
+    this.sub.redeliver(entry, delayMs ?? this.transport.nackRedeliveryDelayMs);
+    this.sub.dispatch();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sub.detach(this);
+    this.transport.forget(this);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError());
+    // Give back everything not acked, oldest at the front.
+    const held = [...this.held.values()].reverse();
+    this.held.clear();
+    this.prefetched.drain();
+    for (const entry of held) this.sub.redeliver(entry, 0);
+    this.sub.dispatch();
+  }
+
+  private closedError(): TransportClosedError {
+    return new TransportClosedError(`consumer of ${this.topic} (subscription ${this.subscription}) is closed`);
+  }
+}
+
+function snapshot(entry: Entry): ReceivedMessage {
+  return {
+    id: entry.id,
+    topic: entry.topic,
+    payload: entry.payload,
+    key: entry.key,
+    properties: entry.properties,
+    redeliveryCount: entry.redeliveryCount,
+    publishTime: entry.publishTime,
+  };
+}

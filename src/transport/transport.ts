@@ -1,0 +1,111 @@
+/**
+ * The transport contract: everything Sheaf needs from a message broker, and
+ * nothing more. Every implementation passes the shared contract suite in
+ * `test/contract/transport-contract.ts`.
+ *
+ * What a transport promises:
+ * - **Topics and subscriptions.** A topic has named subscriptions; every
+ *   subscription sees every message published after it was created. A message
+ *   published while a topic has no subscription at all may be dropped (as
+ *   Pulsar does), so a publisher that needs its messages kept first calls
+ *   `ensureSubscription`, which creates a durable subscription that retains
+ *   messages while no consumer is connected.
+ * - **Competing consumers.** Consumers attached to one subscription share its
+ *   messages: each message is delivered to one consumer at a time.
+ * - **Individual acknowledgement.** `ack` settles one message for good. A
+ *   message that is not acked is never lost: when its consumer closes or its
+ *   connection drops, it is delivered again (to any consumer of the
+ *   subscription) with `redeliveryCount` one higher.
+ * - **Negative acknowledgement.** `nack` gives a message back for redelivery
+ *   after a delay, with `redeliveryCount` one higher.
+ * - **Flow control.** A consumer never holds more than `maxUnacked` messages
+ *   that it has been delivered and not yet acked or nacked. Messages it is not
+ *   given stay available to the other consumers of the subscription.
+ * - **Delayed delivery.** A message with `deliverAt` is not delivered before
+ *   that time (epoch milliseconds).
+ * - **At-least-once.** Delivery may repeat; it is never silently skipped.
+ *   Order is not promised across redeliveries.
+ *
+ * Ownership: the transport owns its connections. Producers and consumers are
+ * owned by whoever created them and must be closed by them; `close()` on the
+ * transport closes whatever is still open. Sheaf's client and worker never
+ * close a transport they were given; they close the ones they create
+ * themselves (from a config file).
+ */
+
+export interface OutgoingMessage {
+  readonly payload: Uint8Array;
+  /** Routing key (Pulsar's partition key). Sheaf sets it to the task's batch key. */
+  readonly key?: string | undefined;
+  readonly properties?: Readonly<Record<string, string>> | undefined;
+  /** Epoch milliseconds before which the message must not be delivered. */
+  readonly deliverAt?: number | undefined;
+}
+
+export interface ReceivedMessage {
+  /** Opaque, unique within the subscription; stable across redeliveries. */
+  readonly id: string;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly key: string | undefined;
+  readonly properties: Readonly<Record<string, string>>;
+  /** How many times this message was delivered before this delivery. */
+  readonly redeliveryCount: number;
+  /** Epoch milliseconds at which the broker accepted the message. */
+  readonly publishTime: number;
+}
+
+export interface Producer {
+  readonly topic: string;
+  /** Resolves once the broker has the message durably; returns its id. */
+  send(message: OutgoingMessage): Promise<string>;
+  /** Lets sends already under way finish, then refuses new ones. */
+  close(): Promise<void>;
+}
+
+export interface SubscribeOptions {
+  readonly topic: string;
+  readonly subscription: string;
+  /** The most messages this consumer holds unacknowledged at once (its permits). */
+  readonly maxUnacked: number;
+}
+
+export interface Consumer {
+  readonly topic: string;
+  readonly subscription: string;
+  /**
+   * The next message. Rejects with an `AbortError` when `signal` aborts (the
+   * message it would have returned stays with the consumer for a later call),
+   * and with `TransportClosedError` once the consumer is closed.
+   */
+  receive(signal?: AbortSignal): Promise<ReceivedMessage>;
+  /** Settles the message for good. Acking twice is harmless. */
+  ack(message: ReceivedMessage): Promise<void>;
+  /** Hands the message back for redelivery after `delayMs` (default: the transport's). */
+  nack(message: ReceivedMessage, delayMs?: number): void;
+  /** Stops delivery; everything not acked is redelivered to other consumers. */
+  close(): Promise<void>;
+}
+
+export interface Transport {
+  /** `inMemory`, `pulsar`, ...: for logs and error messages. */
+  readonly kind: string;
+  createProducer(topic: string): Promise<Producer>;
+  subscribe(options: SubscribeOptions): Promise<Consumer>;
+  /** Creates the durable subscription if it does not exist, so messages are kept for it. */
+  ensureSubscription(topic: string, subscription: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The error `receive(signal)` rejects with when its signal aborts. */
+export function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === 'AbortError') return reason;
+  const error = new Error('receive aborted', { cause: reason });
+  error.name = 'AbortError';
+  return error;
+}
+
+export function isAbortError(error: unknown): boolean {
+  return error instanceof Error && error.name === 'AbortError';
+}

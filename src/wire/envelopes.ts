@@ -1,0 +1,204 @@
+/**
+ * What travels on the topics, as versioned JSON.
+ *
+ * Every envelope carries `v` (the wire version) and `kind`. A reader accepts
+ * exactly the versions it knows and rejects the rest with a reason, so that a
+ * worker of an older release dead-letters a newer task instead of guessing.
+ * Fields are only ever added as optional within a version; anything else is a
+ * new version.
+ */
+import { z } from 'zod';
+import { DecodeError } from '../errors.js';
+import { errorInfoSchema, type ErrorInfo } from './error-info.js';
+
+export const WIRE_VERSION = 1;
+
+/** Task metadata. `batchKey` lives here, as in Infinitic. */
+export type TaskMeta = Record<string, string>;
+
+export interface TaskEnvelope {
+  v: 1;
+  kind: 'task';
+  taskId: string;
+  service: string;
+  method: string;
+  args: unknown[];
+  meta: TaskMeta;
+  tags: string[];
+  /** Topic the worker publishes the outcome to; null for fire-and-forget dispatches without a client. */
+  replyTo: string | null;
+  /** Automatic retries made so far in this retry sequence (0 on the first execution). */
+  retryIndex: number;
+  /** Manual retries (dead-letter replays) made so far. */
+  retrySequence: number;
+  lastError: ErrorInfo | null;
+  /** Epoch milliseconds at which the client dispatched the task. */
+  dispatchedAt: number;
+}
+
+export type ResultEnvelope =
+  | {
+      v: 1;
+      kind: 'result';
+      taskId: string;
+      service: string;
+      method: string;
+      outcome: 'succeeded';
+      value: unknown;
+      attempts: number;
+    }
+  | {
+      v: 1;
+      kind: 'result';
+      taskId: string;
+      service: string;
+      method: string;
+      outcome: 'failed';
+      reason: string;
+      error: ErrorInfo;
+      attempts: number;
+    };
+
+/** Why a task ended on the dead-letter topic. */
+export type DeadLetterReason =
+  | 'undecodable'
+  | 'unknownService'
+  | 'unknownMethod'
+  | 'wrongArguments'
+  | 'nonRetryable'
+  | 'retriesExhausted';
+
+export interface DeadLetterEnvelope {
+  v: 1;
+  kind: 'deadLetter';
+  reason: DeadLetterReason;
+  /** Human-readable detail: what was wrong, and what to do. */
+  detail: string;
+  /** The task, when its envelope could be read. */
+  task: TaskEnvelope | null;
+  /** The original bytes, base64, when the envelope could not be read. */
+  payloadBase64: string | null;
+  error: ErrorInfo | null;
+  attempts: number;
+  worker: string;
+  deadAt: number;
+}
+
+const nonEmpty = z.string().min(1);
+
+const taskSchema = z.object({
+  v: z.literal(1),
+  kind: z.literal('task'),
+  taskId: nonEmpty,
+  service: nonEmpty,
+  method: nonEmpty,
+  args: z.array(z.unknown()),
+  meta: z.record(z.string(), z.string()),
+  tags: z.array(z.string()),
+  replyTo: z.string().nullable(),
+  retryIndex: z.number().int().nonnegative(),
+  retrySequence: z.number().int().nonnegative(),
+  lastError: errorInfoSchema.nullable(),
+  dispatchedAt: z.number(),
+});
+
+const resultSchema = z.discriminatedUnion('outcome', [
+  z.object({
+    v: z.literal(1),
+    kind: z.literal('result'),
+    taskId: nonEmpty,
+    service: z.string(),
+    method: z.string(),
+    outcome: z.literal('succeeded'),
+    value: z.unknown(),
+    attempts: z.number().int().nonnegative(),
+  }),
+  z.object({
+    v: z.literal(1),
+    kind: z.literal('result'),
+    taskId: nonEmpty,
+    service: z.string(),
+    method: z.string(),
+    outcome: z.literal('failed'),
+    reason: z.string(),
+    error: errorInfoSchema,
+    attempts: z.number().int().nonnegative(),
+  }),
+]);
+
+const deadLetterSchema = z.object({
+  v: z.literal(1),
+  kind: z.literal('deadLetter'),
+  reason: z.enum(['undecodable', 'unknownService', 'unknownMethod', 'wrongArguments', 'nonRetryable', 'retriesExhausted']),
+  detail: z.string(),
+  task: taskSchema.nullable(),
+  payloadBase64: z.string().nullable(),
+  error: errorInfoSchema.nullable(),
+  attempts: z.number().int().nonnegative(),
+  worker: z.string(),
+  deadAt: z.number(),
+});
+
+const encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+export function encodeEnvelope(envelope: TaskEnvelope | ResultEnvelope | DeadLetterEnvelope): Uint8Array {
+  return encoder.encode(JSON.stringify(envelope));
+}
+
+export const decodeTask = (payload: Uint8Array): TaskEnvelope => decode(payload, 'task', taskSchema);
+export const decodeResult = (payload: Uint8Array): ResultEnvelope => decode(payload, 'result', resultSchema) as ResultEnvelope;
+export const decodeDeadLetter = (payload: Uint8Array): DeadLetterEnvelope => decode(payload, 'deadLetter', deadLetterSchema);
+
+/**
+ * What can still be read from a payload that is not a valid envelope: enough,
+ * sometimes, to tell the waiting client that its task can never run.
+ */
+export function salvageTaskFields(payload: Uint8Array): { taskId?: string; replyTo?: string; service?: string; method?: string } {
+  try {
+    const raw = JSON.parse(strictUtf8.decode(payload)) as unknown;
+    if (raw === null || typeof raw !== 'object') return {};
+    const r = raw as Record<string, unknown>;
+    const out: { taskId?: string; replyTo?: string; service?: string; method?: string } = {};
+    if (typeof r.taskId === 'string' && r.taskId !== '') out.taskId = r.taskId;
+    if (typeof r.replyTo === 'string' && r.replyTo !== '') out.replyTo = r.replyTo;
+    if (typeof r.service === 'string') out.service = r.service;
+    if (typeof r.method === 'string') out.method = r.method;
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+function decode<T>(payload: Uint8Array, kind: string, schema: z.ZodType<T>): T {
+  let text: string;
+  try {
+    text = strictUtf8.decode(payload);
+  } catch (cause) {
+    throw new DecodeError(`${kind} payload is not valid UTF-8 (${payload.byteLength} bytes)`, { cause });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (cause) {
+    throw new DecodeError(`${kind} payload is not JSON: ${(cause as Error).message}`, { cause });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new DecodeError(`${kind} payload is not a JSON object`);
+  }
+  const header = raw as { v?: unknown; kind?: unknown };
+  if (header.v !== WIRE_VERSION) {
+    throw new DecodeError(
+      `${kind} envelope has wire version ${JSON.stringify(header.v)}; this Sheaf reads version ${WIRE_VERSION} (upgrade the worker if the sender is newer)`,
+    );
+  }
+  if (header.kind !== kind) {
+    throw new DecodeError(`expected a ${kind} envelope, got kind ${JSON.stringify(header.kind)}`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new DecodeError(`invalid ${kind} envelope: ${problems}`);
+  }
+  return parsed.data;
+}

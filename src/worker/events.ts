@@ -1,0 +1,41 @@
+import type { DeadLetterReason } from '../wire/envelopes.js';
+import type { FlushReason } from './batch-buffer.js';
+
+/** One executed batch: what the worker logs as one line. */
+export interface BatchReport {
+  readonly service: string;
+  readonly method: string;
+  readonly batchMethod: string;
+  readonly batchKey: string | null;
+  readonly batchId: string;
+  readonly size: number;
+  readonly bytes: number;
+  readonly flushReason: FlushReason;
+  /** How long the first task waited in the aggregate before the flush. */
+  readonly waitMs: number;
+  readonly durationMs: number;
+  readonly succeeded: number;
+  readonly retried: number;
+  readonly failed: number;
+  readonly contractErrors: readonly string[];
+}
+
+export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered';
+
+/** One task message settled (acked, or handed back to the broker). */
+export interface TaskReport {
+  readonly taskId: string;
+  readonly service: string;
+  readonly method: string | null;
+  readonly batchKey: string | null;
+  readonly settlement: TaskSettlement;
+  /** For `failed`: why the task ended. */
+  readonly reason: DeadLetterReason | null;
+  /** Executions in the current retry sequence, this one included (0 if it never ran). */
+  readonly attempts: number;
+}
+
+export interface WorkerEvents {
+  batch: [BatchReport];
+  task: [TaskReport];
+}

@@ -1,0 +1,83 @@
+/**
+ * Makes task outcomes durable: results to the client's topic, retries back to
+ * the service's task topic with their delay, dead letters to the service's
+ * dead-letter topic. Every method resolves only once the broker has the
+ * message, so the caller may ack the task's message afterwards.
+ */
+import type { Logger } from 'pino';
+import { deadLetterTopic, taskTopic } from '../topics.js';
+import type { Producer, Transport } from '../transport/transport.js';
+import { toPlain } from '../util/json.js';
+import { encodeEnvelope, type DeadLetterEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+
+/** Result producers kept open at once; the least recently used is closed past this. */
+const MAX_RESULT_PRODUCERS = 256;
+
+export class OutcomePublisher {
+  private readonly resultProducers = new Map<string, Promise<Producer>>();
+
+  private constructor(
+    private readonly transport: Transport,
+    private readonly tasks: Producer,
+    private readonly deadLetters: Producer,
+    private readonly logger: Logger,
+  ) {}
+
+  static async open(transport: Transport, serviceName: string, logger: Logger): Promise<OutcomePublisher> {
+    const [tasks, deadLetters] = await Promise.all([
+      transport.createProducer(taskTopic(serviceName)),
+      transport.createProducer(deadLetterTopic(serviceName)),
+    ]);
+    return new OutcomePublisher(transport, tasks, deadLetters, logger);
+  }
+
+  async publishResult(replyTo: string, result: ResultEnvelope): Promise<void> {
+    const envelope = result.outcome === 'succeeded' ? { ...result, value: toPlain(result.value) } : result;
+    const producer = await this.resultProducer(replyTo);
+    await producer.send({ payload: encodeEnvelope(envelope), properties: { 'sheaf-task-id': result.taskId } });
+  }
+
+  /** Publishes the next attempt of a task, delivered after `delayMs`. */
+  async publishRetry(task: TaskEnvelope, deliverAt: number): Promise<void> {
+    await this.tasks.send({
+      payload: encodeEnvelope(task),
+      key: task.meta.batchKey,
+      properties: { 'sheaf-task-id': task.taskId, 'sheaf-retry-index': String(task.retryIndex) },
+      deliverAt,
+    });
+  }
+
+  async publishDeadLetter(deadLetter: DeadLetterEnvelope): Promise<void> {
+    const properties: Record<string, string> = { 'sheaf-dead-letter-reason': deadLetter.reason };
+    if (deadLetter.task) properties['sheaf-task-id'] = deadLetter.task.taskId;
+    await this.deadLetters.send({ payload: encodeEnvelope(deadLetter), properties });
+  }
+
+  async close(): Promise<void> {
+    const producers = [this.tasks, this.deadLetters];
+    for (const pending of this.resultProducers.values()) {
+      producers.push(await pending.catch(() => undefined as unknown as Producer));
+    }
+    this.resultProducers.clear();
+    await Promise.all(producers.filter(Boolean).map((p) => p.close().catch(() => undefined)));
+  }
+
+  private resultProducer(topic: string): Promise<Producer> {
+    const cached = this.resultProducers.get(topic);
+    if (cached) {
+      // Refresh its place: Map order is insertion order, so this makes it the most recent.
+      this.resultProducers.delete(topic);
+      this.resultProducers.set(topic, cached);
+      return cached;
+    }
+    const created = this.transport.createProducer(topic);
+    created.catch(() => this.resultProducers.delete(topic));
+    this.resultProducers.set(topic, created);
+    if (this.resultProducers.size > MAX_RESULT_PRODUCERS) {
+      const [oldestTopic, oldest] = this.resultProducers.entries().next().value as [string, Promise<Producer>];
+      this.resultProducers.delete(oldestTopic);
+      oldest.then((p) => p.close()).catch((error: unknown) => this.logger.warn({ err: error, topic: oldestTopic }, 'closing an idle result producer failed'));
+    }
+    return created;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * SheafWorker: runs the services of one deployment.
+ *
+ * Lifecycle, a union of states with guarded transitions:
+ *
+ *   created ──start()──▶ starting ──▶ running ──close()──▶ draining ──▶ closed
+ *      │                    │            │                               ▲
+ *      └──close()───────────┼────────────┼───────────────────────────────┘
+ *                           └──▶ failed ◀┘ (start failed, or a consume loop died) ──close()──▶ closed
+ *
+ * `close()` is graceful: stop receiving, flush and run the open aggregates,
+ * settle every task received, close consumers and producers. It is
+ * idempotent, and a transport the worker was given stays open.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { LifecycleError } from '../errors.js';
+import { resolveService } from '../service/registry.js';
+import { DEAD_LETTER_SUBSCRIPTION, WORKER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.js';
+import type { Consumer } from '../transport/transport.js';
+import type { WorkerEvents } from './events.js';
+import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
+import { OutcomePublisher } from './outcome-publisher.js';
+import { ServiceRunner, type ServiceRunnerStats } from './service-runner.js';
+
+export type WorkerState =
+  | { readonly status: 'created' }
+  | { readonly status: 'starting' }
+  | { readonly status: 'running' }
+  | { readonly status: 'draining' }
+  | { readonly status: 'closed' }
+  | { readonly status: 'failed'; readonly error: unknown };
+
+type Status = WorkerState['status'];
+
+const ALLOWED: Record<Status, readonly Status[]> = {
+  created: ['starting', 'closed'],
+  starting: ['running', 'failed'],
+  running: ['draining', 'failed'],
+  draining: ['closed'],
+  failed: ['draining', 'closed'],
+  closed: [],
+};
+
+export class SheafWorker {
+  /** `batch` after every batch, `task` after every task settles. */
+  readonly events = new EventEmitter<WorkerEvents>();
+  private readonly options: CompiledWorkerOptions;
+  private readonly log: Logger;
+  private current: WorkerState = { status: 'created' };
+  private readonly runners = new Map<string, ServiceRunner>();
+  private readonly publishers: OutcomePublisher[] = [];
+  private readonly consumers: Consumer[] = [];
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  /** Resources owned by the worker itself (a transport built from a config file). */
+  private readonly owned: Array<() => Promise<void>> = [];
+
+  /** Validates the options at once: a `ConfigError` lists every problem. */
+  constructor(options: WorkerOptions) {
+    this.options = compileWorkerOptions(options);
+    this.log = this.options.logger.child({ worker: this.options.name });
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  get state(): WorkerState {
+    return this.current;
+  }
+
+  /** Per-service figures: tasks in flight, open aggregates, running executions. */
+  stats(): Record<string, ServiceRunnerStats> {
+    return Object.fromEntries([...this.runners].map(([name, runner]) => [name, runner.stats]));
+  }
+
+  /** @internal Registers cleanup for something the worker created itself. */
+  own(cleanup: () => Promise<void>): void {
+    this.owned.push(cleanup);
+  }
+
+  /** Resolves the services, subscribes, and starts consuming. */
+  start(): Promise<void> {
+    if (this.current.status !== 'created') {
+      return Promise.reject(new LifecycleError(`start() needs a new worker; this one is ${this.current.status}`));
+    }
+    this.transition({ status: 'starting' });
+    this.starting = this.startServices().then(
+      () => {
+        this.transition({ status: 'running' });
+        this.log.info({ services: this.options.services.map((s) => s.name), transport: this.options.transport.kind }, 'worker ready');
+      },
+      async (error: unknown) => {
+        this.transition({ status: 'failed', error });
+        await this.release();
+        throw error;
+      },
+    );
+    return this.starting;
+  }
+
+  /** Graceful stop: drains everything received, then closes. Safe to call more than once. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.current.status === 'created') {
+      this.transition({ status: 'closed' });
+      await this.runOwnedCleanup();
+      return;
+    }
+    if (this.current.status === 'starting') await this.starting?.catch(() => undefined);
+    if (this.current.status === 'running' || this.current.status === 'failed') {
+      this.transition({ status: 'draining' });
+      this.log.info('draining: no new tasks are received; open batches run and settle');
+      await Promise.all([...this.runners.values()].map((r) => r.drain()));
+    }
+    await this.release();
+    this.transition({ status: 'closed' });
+    this.log.info('worker closed');
+    await this.runOwnedCleanup();
+  }
+
+  private async startServices(): Promise<void> {
+    const { transport, services, logger, clock, random, name } = this.options;
+    for (const service of services) {
+      const instance = await service.factory();
+      if (instance === null || typeof instance !== 'object') {
+        throw new LifecycleError(`services '${service.name}': executor.factory returned ${instance === null ? 'null' : typeof instance}, not a service instance`);
+      }
+      const definition = resolveService(service.name, instance);
+      // Dead letters are kept until someone inspects or replays them.
+      await transport.ensureSubscription(deadLetterTopic(service.name), DEAD_LETTER_SUBSCRIPTION);
+      const publisher = await OutcomePublisher.open(transport, service.name, logger);
+      this.publishers.push(publisher);
+      const consumer = await transport.subscribe({
+        topic: taskTopic(service.name),
+        subscription: WORKER_SUBSCRIPTION,
+        maxUnacked: service.maxUnacked,
+      });
+      this.consumers.push(consumer);
+      const runner = new ServiceRunner({
+        service,
+        definition,
+        instance,
+        consumer,
+        publisher,
+        workerName: name,
+        clock,
+        random,
+        logger: this.log,
+        events: this.events,
+        onFatal: (error) => this.fail(error),
+      });
+      this.runners.set(service.name, runner);
+    }
+    for (const runner of this.runners.values()) runner.start();
+  }
+
+  private fail(error: unknown): void {
+    if (this.current.status === 'running') this.transition({ status: 'failed', error });
+  }
+
+  private async release(): Promise<void> {
+    await Promise.all(this.consumers.map((c) => c.close().catch(() => undefined)));
+    await Promise.all(this.publishers.map((p) => p.close()));
+  }
+
+  private async runOwnedCleanup(): Promise<void> {
+    for (const cleanup of this.owned.splice(0).reverse()) await cleanup();
+  }
+
+  private transition(next: WorkerState): void {
+    if (!ALLOWED[this.current.status].includes(next.status)) {
+      throw new LifecycleError(`worker cannot go from ${this.current.status} to ${next.status}`);
+    }
+    this.current = next;
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The transport contract suite. Every transport runs it: the in-memory one in
+ * `memory.test.ts`, the Pulsar one against a real broker. Each test uses its
+ * own topics, so the suite can share one broker and run against leftovers.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { Consumer, ReceivedMessage, Transport } from '../../src/transport/transport.js';
+import { TransportClosedError } from '../../src/errors.js';
+
+export interface ContractTarget {
+  readonly name: string;
+  create(): Promise<Transport>;
+}
+
+const text = (m: ReceivedMessage): string => new TextDecoder().decode(m.payload);
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+export function describeTransportContract(target: ContractTarget): void {
+  describe(`transport contract: ${target.name}`, () => {
+    let transport: Transport;
+    let topic: string;
+
+    beforeEach(async () => {
+      transport = await target.create();
+      topic = `contract-${randomUUID().slice(0, 8)}`;
+    });
+    afterEach(async () => {
+      await transport.close();
+    });
+
+    async function consumer(subscription = 'sub', maxUnacked = 100): Promise<Consumer> {
+      return transport.subscribe({ topic, subscription, maxUnacked });
+    }
+
+    test('a message arrives with its payload, key, properties and publish time', async () => {
+      const c = await consumer();
+      const producer = await transport.createProducer(topic);
+      const before = Date.now();
+      const id = await producer.send({ payload: bytes('hello'), key: 'k1', properties: { a: '1', b: 'two' } });
+      const m = await c.receive();
+      expect(text(m)).toBe('hello');
+      expect(m.id).toBe(id);
+      expect(m.key).toBe('k1');
+      expect(m.properties).toEqual({ a: '1', b: 'two' });
+      expect(m.redeliveryCount).toBe(0);
+      expect(m.topic).toContain(topic);
+      expect(m.publishTime).toBeGreaterThanOrEqual(before - 1000);
+      await c.ack(m);
+    });
+
+    test('every subscription sees every message; consumers of one subscription share them', async () => {
+      const a1 = await consumer('a', 3);
+      const a2 = await consumer('a', 3);
+      const b = await consumer('b', 10);
+      const producer = await transport.createProducer(topic);
+      for (let i = 0; i < 6; i++) await producer.send({ payload: bytes(`m${i}`) });
+      // Each consumer of `a` holds at most 3, so six messages are split between the two.
+      const fromA = await Promise.all([...Array(3)].flatMap(() => [a1.receive(), a2.receive()]));
+      expect(fromA.map(text).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
+      const fromB = [];
+      for (let i = 0; i < 6; i++) fromB.push(text(await b.receive()));
+      expect(fromB.sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
+    });
+
+    test('ensureSubscription keeps messages published before any consumer connects', async () => {
+      await transport.ensureSubscription(topic, 'durable');
+      const producer = await transport.createProducer(topic);
+      await producer.send({ payload: bytes('kept') });
+      const c = await consumer('durable');
+      expect(text(await c.receive())).toBe('kept');
+    });
+
+    test('an acked message is never delivered again; an unacked one is, counted, when its consumer closes', async () => {
+      const first = await consumer('s', 10);
+      const producer = await transport.createProducer(topic);
+      await producer.send({ payload: bytes('acked') });
+      await producer.send({ payload: bytes('unacked') });
+      const m1 = await first.receive();
+      const m2 = await first.receive();
+      expect([text(m1), text(m2)]).toEqual(['acked', 'unacked']);
+      await first.ack(m1);
+      await first.close();
+      const second = await consumer('s', 10);
+      const again = await second.receive();
+      expect(text(again)).toBe('unacked');
+      expect(again.id).toBe(m2.id);
+      expect(again.redeliveryCount).toBe(1);
+      await producer.send({ payload: bytes('next') });
+      expect(text(await second.receive())).toBe('next');
+    });
+
+    test('nack hands a message back for redelivery with its count one higher', async () => {
+      const c = await consumer('s', 10);
+      const producer = await transport.createProducer(topic);
+      await producer.send({ payload: bytes('retry me') });
+      const m = await c.receive();
+      c.nack(m, 50);
+      const again = await c.receive();
+      expect(text(again)).toBe('retry me');
+      expect(again.redeliveryCount).toBe(1);
+      c.nack(again, 50);
+      expect((await c.receive()).redeliveryCount).toBe(2);
+    });
+
+    test('flow control: a consumer holds at most maxUnacked; the rest go to other consumers', async () => {
+      const small = await consumer('s', 2);
+      const producer = await transport.createProducer(topic);
+      for (let i = 0; i < 3; i++) await producer.send({ payload: bytes(`m${i}`) });
+      const held = [await small.receive(), await small.receive()];
+      // `small` is full: the third message can only go to a consumer with room.
+      const other = await consumer('s', 10);
+      const third = await other.receive();
+      expect([...held.map(text), text(third)].sort()).toEqual(['m0', 'm1', 'm2']);
+      // Acking makes room again.
+      await small.ack(held[0]!);
+      await other.close();
+      const redelivered = await small.receive();
+      expect(text(redelivered)).toBe(text(third));
+    });
+
+    test('a delayed message is not delivered before its time, and does not hold back others', async () => {
+      const c = await consumer('s', 10);
+      const producer = await transport.createProducer(topic);
+      const deliverAt = Date.now() + 400;
+      await producer.send({ payload: bytes('later'), deliverAt });
+      await producer.send({ payload: bytes('now') });
+      const m1 = await c.receive();
+      expect(text(m1)).toBe('now');
+      const m2 = await c.receive();
+      expect(text(m2)).toBe('later');
+      // 50 ms of slack for the broker's and this process's clocks.
+      expect(Date.now()).toBeGreaterThanOrEqual(deliverAt - 50);
+    });
+
+    test('receive(signal) rejects with AbortError on abort, and the next message still arrives', async () => {
+      const c = await consumer('s', 10);
+      const controller = new AbortController();
+      const pending = c.receive(controller.signal);
+      controller.abort();
+      await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+      const producer = await transport.createProducer(topic);
+      await producer.send({ payload: bytes('after abort') });
+      expect(text(await c.receive())).toBe('after abort');
+    });
+
+    test('a closed consumer rejects receive, and so do waiting receives', async () => {
+      const c = await consumer('s', 10);
+      const waiting = c.receive();
+      await c.close();
+      await expect(waiting).rejects.toBeInstanceOf(TransportClosedError);
+      await expect(c.receive()).rejects.toBeInstanceOf(TransportClosedError);
+    });
+  });
+}
