@@ -1,0 +1,34 @@
+import type { MethodDefinition } from '../../src/service/registry.js';
+import type { ReceivedTask } from '../../src/worker/received-task.js';
+import type { FlushedBatch } from '../../src/worker/batch-buffer.js';
+
+/** A received task as the executor sees it, without a transport. */
+export function receivedTask(taskId: string, method: MethodDefinition, input: unknown, batchKey: string | null = 'k'): ReceivedTask {
+  return {
+    message: { id: taskId, topic: 't', payload: new Uint8Array(10), key: undefined, properties: {}, redeliveryCount: 0, publishTime: 0 },
+    envelope: {
+      v: 1,
+      kind: 'task',
+      taskId,
+      service: 'S',
+      method: method.name,
+      args: [input],
+      meta: batchKey === null ? {} : { batchKey },
+      tags: [],
+      replyTo: null,
+      retryIndex: 0,
+      retrySequence: 0,
+      lastError: null,
+      dispatchedAt: 0,
+    },
+    method,
+    args: [input],
+    input,
+    bytes: 10,
+    batchKey,
+  };
+}
+
+export function flushed(items: ReceivedTask[], method: string, batchKey: string | null = 'k'): FlushedBatch<ReceivedTask> {
+  return { group: { method, batchKey }, items, bytes: items.length * 10, reason: 'maxMessages', openedAt: 0, flushedAt: 5 };
+}

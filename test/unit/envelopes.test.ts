@@ -1,0 +1,66 @@
+import { describe, expect, test } from 'vitest';
+import { decodeResult, decodeTask, encodeEnvelope, salvageTaskFields, type TaskEnvelope } from '../../src/wire/envelopes.js';
+import { fromErrorInfo, toErrorInfo } from '../../src/wire/error-info.js';
+import { DecodeError } from '../../src/errors.js';
+
+const task: TaskEnvelope = {
+  v: 1,
+  kind: 'task',
+  taskId: 't1',
+  service: 'EmailService',
+  method: 'send',
+  args: ['a@b.c', { nested: [1, 2] }],
+  meta: { batchKey: 'tenant-1' },
+  tags: ['x'],
+  replyTo: 'sheaf-results-c1',
+  retryIndex: 0,
+  retrySequence: 0,
+  lastError: null,
+  dispatchedAt: 1700000000000,
+};
+const enc = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+describe('envelopes', () => {
+  test('a task envelope round-trips', () => {
+    expect(decodeTask(encodeEnvelope(task))).toEqual(task);
+  });
+
+  test.each([
+    ['bytes that are not UTF-8', new Uint8Array([0xff, 0xfe, 0x80]), /not valid UTF-8/],
+    ['invalid JSON', new TextEncoder().encode('{"v":1,'), /not JSON/],
+    ['a JSON array', enc([1, 2]), /not a JSON object/],
+    ['an unknown wire version', enc({ ...task, v: 2 }), /wire version 2; this Sheaf reads version 1/],
+    ['a result where a task belongs', enc({ ...task, kind: 'result' }), /expected a task envelope, got kind "result"/],
+    ['a missing field', enc({ ...task, taskId: undefined }), /taskId/],
+    ['args that are not a list', enc({ ...task, args: 'x' }), /args/],
+    ['a meta value that is not a string', enc({ ...task, meta: { batchKey: 3 } }), /meta\.batchKey/],
+  ])('rejects %s with a DecodeError that says why', (_, payload, reason) => {
+    expect(() => decodeTask(payload)).toThrow(DecodeError);
+    expect(() => decodeTask(payload)).toThrow(reason);
+  });
+
+  test('salvages the task id and reply topic from a payload that fails validation', () => {
+    expect(salvageTaskFields(enc({ ...task, args: 'x' }))).toMatchObject({ taskId: 't1', replyTo: 'sheaf-results-c1' });
+    expect(salvageTaskFields(new Uint8Array([0xff]))).toEqual({});
+  });
+
+  test('a failed result carries the error, its name, fields and cause', () => {
+    class CodedError extends Error {
+      override name = 'CodedError';
+      code = 'E42';
+    }
+    const info = toErrorInfo(new CodedError('outer', { cause: new RangeError('inner') }));
+    const payload = encodeEnvelope({ v: 1, kind: 'result', taskId: 't1', service: 'S', method: 'm', outcome: 'failed', reason: 'retriesExhausted', error: info, attempts: 3 });
+    const decoded = decodeResult(payload);
+    expect(decoded.outcome).toBe('failed');
+    const rebuilt = fromErrorInfo((decoded as { error: typeof info }).error);
+    expect(rebuilt.name).toBe('CodedError');
+    expect(rebuilt.data).toEqual({ code: 'E42' });
+    expect((rebuilt.cause as Error).name).toBe('RangeError');
+  });
+
+  test('a thrown non-error is described', () => {
+    expect(toErrorInfo('plain string')).toEqual({ name: 'NonErrorThrown', message: 'plain string' });
+    expect(toErrorInfo({ code: 1 })).toEqual({ name: 'NonErrorThrown', message: '{"code":1}' });
+  });
+});

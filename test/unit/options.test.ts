@@ -1,0 +1,103 @@
+import { describe, expect, test } from 'vitest';
+import { compileWorkerOptions, type WorkerOptions } from '../../src/worker/options.js';
+import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
+import { ConfigError } from '../../src/errors.js';
+import { testLogger } from '../support/logger.js';
+
+const transport = new InMemoryTransport();
+const base = (executor: Record<string, unknown> = {}): WorkerOptions => ({
+  transport,
+  logger: testLogger,
+  services: [{ name: 'EmailService', executor: { factory: () => ({}), ...executor } }],
+});
+
+function issuesOf(options: unknown): string[] {
+  try {
+    compileWorkerOptions(options as WorkerOptions);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('compileWorkerOptions', () => {
+  test('applies the documented defaults', () => {
+    const compiled = compileWorkerOptions(base());
+    const service = compiled.services[0]!;
+    expect(service).toMatchObject({
+      concurrency: 1,
+      timeoutMs: 60_000,
+      maxUnacked: 200,
+      batch: { maxMessages: 100, maxSeconds: 1, maxBytes: undefined },
+      retry: { minimumSeconds: 1, maximumSeconds: 1000, backoffCoefficient: 2, randomFactor: 0.5, maximumRetries: 11, ignoredErrors: [] },
+    });
+    expect(compiled.name).toMatch(/^worker-/);
+  });
+
+  test('maximumSeconds defaults to 1000 × minimumSeconds', () => {
+    expect(compileWorkerOptions(base({ retry: { minimumSeconds: 0.5 } })).services[0]!.retry.maximumSeconds).toBe(500);
+  });
+
+  test('reports every problem at once, by path, with what was given', () => {
+    const issues = issuesOf(base({ concurrency: 0, batch: { maxMessages: 0, maxSeconds: -1 }, retry: { randomFactor: 2 } }));
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        'services[0].executor.concurrency: must be a positive integer (got 0)',
+        'services[0].executor.batch.maxMessages: must be a positive integer (got 0)',
+        'services[0].executor.batch.maxSeconds: must be a positive number (got -1)',
+        'services[0].executor.retry.randomFactor: must be between 0 and 1 (got 2)',
+      ]),
+    );
+    expect(issues).toHaveLength(4);
+  });
+
+  test('unknown keys are errors that name the key and suggest the right one', () => {
+    const issues = issuesOf(base({ batch: { maxMesages: 10 } }));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatch(/^services\[0\]\.executor\.batch\.maxMesages: unknown key; did you mean 'maxMessages'\? \(allowed here: maxMessages, maxSeconds, maxBytes\)/);
+  });
+
+  test('an in-flight bound larger than maxUnacked is an error with the numbers and the fix', () => {
+    const issues = issuesOf(base({ concurrency: 10, batch: { maxMessages: 100 }, maxUnacked: 500 }));
+    expect(issues).toEqual([
+      'services[0].executor.maxUnacked: must be at least concurrency × batch.maxMessages = 10 × 100 = 1000 (got 500); ' +
+        'otherwise batches can never fill. Raise maxUnacked, or lower concurrency or batch.maxMessages',
+    ]);
+  });
+
+  test('service names must be unique and safe for topic names', () => {
+    const issues = issuesOf({
+      transport,
+      services: [
+        { name: 'Email', executor: { factory: () => ({}) } },
+        { name: 'Email', executor: { factory: () => ({}) } },
+        { name: 'bad name!', executor: { factory: () => ({}) } },
+      ],
+    });
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^services\[2\]\.name: must start with a letter/),
+      ]),
+    );
+    // Duplicate detection runs once the shapes are valid.
+    const dup = issuesOf({ transport, services: [{ name: 'Email', executor: { factory: () => ({}) } }, { name: 'Email', executor: { factory: () => ({}) } }] });
+    expect(dup).toEqual(["services[1].name: duplicates services[0].name 'Email'; each service is declared once"]);
+  });
+
+  test('a missing factory and a missing transport are named', () => {
+    const issues = issuesOf({ services: [{ name: 'Email', executor: {} }] });
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^transport: must be a transport, e\.g\. new InMemoryTransport\(\)/),
+        expect.stringMatching(/^services\[0\]\.executor\.factory: must be a function that returns the service instance/),
+      ]),
+    );
+  });
+
+  test('the ConfigError message lists the problems', () => {
+    expect(() => compileWorkerOptions(base({ concurrency: 0 }))).toThrow(
+      /Invalid configuration in worker options \(1 problem\):\n {2}- services\[0\]\.executor\.concurrency: must be a positive integer \(got 0\)/,
+    );
+  });
+});
