@@ -15,14 +15,17 @@
  * - **Individual acknowledgement.** `ack` settles one message for good. A
  *   message that is not acked is never lost: when its consumer closes or its
  *   connection drops, it is delivered again (to any consumer of the
- *   subscription) with `redeliveryCount` one higher.
+ *   subscription). Such a redelivery does not raise `redeliveryCount`
+ *   (Pulsar counts only negative acknowledgements).
  * - **Negative acknowledgement.** `nack` gives a message back for redelivery
  *   after a delay, with `redeliveryCount` one higher.
  * - **Flow control.** A consumer never holds more than `maxUnacked` messages
  *   that it has been delivered and not yet acked or nacked. Messages it is not
  *   given stay available to the other consumers of the subscription.
  * - **Delayed delivery.** A message with `deliverAt` is not delivered before
- *   that time (epoch milliseconds).
+ *   that time (epoch milliseconds). On Pulsar this needs the broker setting
+ *   `isDelayedDeliveryDeliverAtTimeStrict=true`; by default a broker may
+ *   deliver up to `delayedDeliveryTickTimeMillis` (1 s) early.
  * - **At-least-once.** Delivery may repeat; it is never silently skipped.
  *   Order is not promised across redeliveries.
  *
@@ -49,7 +52,7 @@ export interface ReceivedMessage {
   readonly payload: Uint8Array;
   readonly key: string | undefined;
   readonly properties: Readonly<Record<string, string>>;
-  /** How many times this message was delivered before this delivery. */
+  /** How many times this message was negatively acknowledged before this delivery. */
   readonly redeliveryCount: number;
   /** Epoch milliseconds at which the broker accepted the message. */
   readonly publishTime: number;
@@ -68,6 +71,11 @@ export interface SubscribeOptions {
   readonly subscription: string;
   /** The most messages this consumer holds unacknowledged at once (its permits). */
   readonly maxUnacked: number;
+  /**
+   * `shared` (default): any consumer may get any message. `keyShared`: messages
+   * with the same key go to the same consumer while it is connected (Pulsar only).
+   */
+  readonly subscriptionType?: 'shared' | 'keyShared';
 }
 
 export interface Consumer {

@@ -44,4 +44,13 @@ export class Fifo<T> {
     this.head = 0;
     return out;
   }
+
+  /** Removes the items that match, keeping the others in order; returns how many went. */
+  removeWhere(match: (item: T) => boolean): number {
+    const kept = (this.items.slice(this.head) as T[]).filter((item) => !match(item));
+    const removed = this.length - kept.length;
+    this.items = kept;
+    this.head = 0;
+    return removed;
+  }
 }

@@ -56,6 +56,9 @@ export class InMemoryTransport implements Transport {
     if (!Number.isInteger(options.maxUnacked) || options.maxUnacked < 1) {
       throw new RangeError(`subscribe: maxUnacked must be a positive integer (got ${options.maxUnacked})`);
     }
+    if (options.subscriptionType === 'keyShared') {
+      throw new RangeError('subscribe: the in-memory transport has only shared subscriptions; use the Pulsar transport for keyShared');
+    }
     const subscription = this.topic(options.topic).subscription(options.subscription);
     const consumer = new MemoryConsumer(this, subscription, options);
     this.consumers.add(consumer);
@@ -152,9 +155,9 @@ class MemorySubscription {
     this.dispatch();
   }
 
-  /** A message given back (nack, or its consumer closed): delivered again, counted. */
-  redeliver(entry: Entry, delayMs: number): void {
-    entry.redeliveryCount += 1;
+  /** A message given back: delivered again; a nack counts, a closed consumer does not (as on Pulsar). */
+  redeliver(entry: Entry, delayMs: number, counted: boolean): void {
+    if (counted) entry.redeliveryCount += 1;
     if (delayMs > 0) {
       this.later(delayMs, () => this.backlog.unshift(entry));
     } else {
@@ -298,7 +301,7 @@ class MemoryConsumer implements Consumer {
     const entry = this.held.get(message.id);
     if (!entry) return;
     this.held.delete(message.id);
-    this.sub.redeliver(entry, delayMs ?? this.transport.nackRedeliveryDelayMs);
+    this.sub.redeliver(entry, delayMs ?? this.transport.nackRedeliveryDelayMs, true);
     this.sub.dispatch();
   }
 
@@ -312,7 +315,7 @@ class MemoryConsumer implements Consumer {
     const held = [...this.held.values()].reverse();
     this.held.clear();
     this.prefetched.drain();
-    for (const entry of held) this.sub.redeliver(entry, 0);
+    for (const entry of held) this.sub.redeliver(entry, 0, false);
     this.sub.dispatch();
   }
 

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# A real Apache Pulsar broker for tests and development, without Docker.
+#
+#   scripts/pulsar.sh fetch    download the server distribution with Maven (cached in ~/.m2) and unpack it
+#   scripts/pulsar.sh start    start a standalone broker in the background; returns once it is ready
+#   scripts/pulsar.sh stop     stop it cleanly
+#   scripts/pulsar.sh status   say whether it runs and is ready
+#   scripts/pulsar.sh reset    stop it and delete its data
+#
+# Environment: PULSAR_VERSION (pinned below; docker-compose.yml uses the same),
+# SHEAF_PULSAR_HOME (where it is unpacked; default ~/.cache/sheaf),
+# PULSAR_READY_TIMEOUT (seconds to wait for readiness; default 240).
+set -euo pipefail
+
+PULSAR_VERSION="${PULSAR_VERSION:-4.0.8}"
+BASE="${SHEAF_PULSAR_HOME:-$HOME/.cache/sheaf}"
+HOME_DIR="$BASE/apache-pulsar-$PULSAR_VERSION"
+PID_FILE="$BASE/pulsar-$PULSAR_VERSION.pid"
+LOG_FILE="$BASE/pulsar-$PULSAR_VERSION.log"
+ADMIN_URL="${PULSAR_ADMIN_URL:-http://127.0.0.1:8080}"
+READY_TIMEOUT="${PULSAR_READY_TIMEOUT:-240}"
+ARTIFACT="org.apache.pulsar:pulsar-server-distribution:$PULSAR_VERSION:tar.gz:bin"
+TARBALL="$HOME/.m2/repository/org/apache/pulsar/pulsar-server-distribution/$PULSAR_VERSION/pulsar-server-distribution-$PULSAR_VERSION-bin.tar.gz"
+
+log() { echo "pulsar.sh: $*" >&2; }
+
+ready() { curl -fsS -o /dev/null --max-time 2 "$ADMIN_URL/admin/v2/brokers/ready" 2>/dev/null; }
+
+running_pid() {
+  [ -f "$PID_FILE" ] || return 1
+  local pid
+  pid="$(cat "$PID_FILE")"
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+fetch() {
+  if [ -x "$HOME_DIR/bin/pulsar" ]; then return 0; fi
+  if [ ! -f "$TARBALL" ]; then
+    log "downloading $ARTIFACT with Maven (about 250 MB, cached in ~/.m2)"
+    mvn -B -q dependency:get -Dartifact="$ARTIFACT" -Dtransitive=false
+  fi
+  log "unpacking into $BASE"
+  mkdir -p "$BASE"
+  tar -xzf "$TARBALL" -C "$BASE"
+  [ -x "$HOME_DIR/bin/pulsar" ] || { log "unpacking did not produce $HOME_DIR/bin/pulsar"; exit 1; }
+}
+
+# Broker settings Sheaf's tests rely on (docker-compose.yml sets the same):
+# delayed messages (retries) are never delivered early, at 100 ms precision.
+BROKER_SETTINGS=(
+  "isDelayedDeliveryDeliverAtTimeStrict=true"
+  "delayedDeliveryTickTimeMillis=100"
+)
+
+configure() {
+  local conf="$HOME_DIR/conf/standalone.conf" setting key
+  for setting in "${BROKER_SETTINGS[@]}"; do
+    key="${setting%%=*}"
+    if grep -q "^$key=" "$conf"; then
+      sed -i "s|^$key=.*|$setting|" "$conf"
+    else
+      echo "$setting" >>"$conf"
+    fi
+  done
+}
+
+start() {
+  if ready; then log "a broker already answers at $ADMIN_URL"; return 0; fi
+  fetch
+  configure
+  if pid="$(running_pid)"; then
+    log "broker $pid is starting; waiting for it"
+  else
+    log "starting Pulsar $PULSAR_VERSION standalone (log: $LOG_FILE)"
+    # A small heap for 2-core, shared machines; bin/pulsar reads PULSAR_MEM and PULSAR_GC.
+    PULSAR_MEM="${PULSAR_MEM:--Xms1g -Xmx1g -XX:MaxDirectMemorySize=1g}" \
+    PULSAR_GC="${PULSAR_GC:--XX:+UseG1GC -XX:ParallelGCThreads=2 -XX:ConcGCThreads=2}" \
+      nohup "$HOME_DIR/bin/pulsar" standalone -nfw -nss >"$LOG_FILE" 2>&1 </dev/null &
+    echo $! >"$PID_FILE"
+  fi
+  local waited=0
+  until ready; do
+    if ! running_pid >/dev/null; then
+      log "the broker exited while starting; last lines of $LOG_FILE:"
+      tail -n 40 "$LOG_FILE" >&2 || true
+      exit 1
+    fi
+    if [ "$waited" -ge "$READY_TIMEOUT" ]; then
+      log "not ready after ${READY_TIMEOUT}s; last lines of $LOG_FILE:"
+      tail -n 40 "$LOG_FILE" >&2 || true
+      exit 1
+    fi
+    sleep 2
+    waited=$((waited + 2))
+    if [ $((waited % 20)) -eq 0 ]; then log "waiting for readiness (${waited}s)"; fi
+  done
+  log "ready at pulsar://127.0.0.1:6650 (admin $ADMIN_URL)"
+}
+
+stop() {
+  local pid
+  if ! pid="$(running_pid)"; then log "not running"; rm -f "$PID_FILE"; return 0; fi
+  log "stopping broker $pid"
+  kill "$pid"
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; log "stopped"; return 0; }
+    sleep 1
+  done
+  log "still running after 60s; killing it"
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$PID_FILE"
+}
+
+status() {
+  if ready; then echo "ready at $ADMIN_URL"; return 0; fi
+  if pid="$(running_pid)"; then echo "starting (pid $pid)"; return 1; fi
+  echo "not running"; return 1
+}
+
+reset() {
+  stop
+  rm -rf "$HOME_DIR/data"
+  log "data removed"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  reset) reset ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset" >&2; exit 2 ;;
+esac

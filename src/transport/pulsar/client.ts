@@ -1,0 +1,126 @@
+/**
+ * PulsarClient: the connections to a Pulsar cluster, shared by every producer
+ * and consumer of one transport.
+ *
+ * Topic lookup goes through the service URL (any of its hosts): LOOKUP answers
+ * "connect to this broker" or "ask that broker" (a redirect, followed up to
+ * `MAX_REDIRECTS` times). Connections are pooled by broker URL, so all
+ * producers and consumers served by one broker share one socket.
+ */
+import type { Logger } from 'pino';
+import { CommandType, LookupType, ServerError } from './commands.js';
+import { Connection, type BrokerConnectionOptions } from './connection.js';
+import { PulsarConnectionError, serverError } from './errors.js';
+import { parseServiceUrl, type BrokerAddress } from './service-url.js';
+
+const MAX_REDIRECTS = 20;
+
+export interface PulsarClientOptions extends BrokerConnectionOptions {
+  readonly serviceUrl: string;
+}
+
+export interface TopicOwner {
+  readonly connection: Connection;
+}
+
+export class PulsarClient {
+  private readonly serviceAddresses: BrokerAddress[];
+  private readonly connections = new Map<string, Promise<Connection>>();
+  private nextServiceAddress = 0;
+  private nextId = 1;
+  private closed = false;
+
+  constructor(private readonly options: PulsarClientOptions) {
+    this.serviceAddresses = parseServiceUrl(options.serviceUrl);
+  }
+
+  get logger(): Logger {
+    return this.options.logger;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Producer and consumer ids are unique per client, so they stay unique on any shared connection. */
+  newId(): number {
+    return this.nextId++;
+  }
+
+  /** How many partitions a topic has (0: not partitioned). */
+  async partitions(topic: string): Promise<number> {
+    const connection = await this.serviceConnection();
+    const requestId = connection.newRequestId();
+    const response = await connection.request({ type: CommandType.PARTITIONED_METADATA, partitionMetadata: { topic, request_id: requestId } }, requestId);
+    const r = response.partitionMetadataResponse!;
+    if (r.response === 1 /* Failed */) {
+      throw serverError(ServerError[r.error ?? 0] ?? 'UnknownError', r.message ?? `partition metadata for ${topic} failed`);
+    }
+    return r.partitions ?? 0;
+  }
+
+  /** The connection to the broker that serves `topic`. */
+  async lookup(topic: string): Promise<Connection> {
+    let connection = await this.serviceConnection();
+    let authoritative = false;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const requestId = connection.newRequestId();
+      const response = await connection.request({ type: CommandType.LOOKUP, lookupTopic: { topic, request_id: requestId, authoritative } }, requestId);
+      const r = response.lookupTopicResponse!;
+      if (r.response === LookupType.Failed || r.response === undefined) {
+        throw serverError(ServerError[r.error ?? 0] ?? 'UnknownError', r.message ?? `lookup of ${topic} failed`);
+      }
+      const target = this.pickUrl(r.brokerServiceUrl, r.brokerServiceUrlTls);
+      const address = parseServiceUrl(target)[0]!;
+      // Through a proxy, the socket goes to the service URL and the proxy forwards to the broker.
+      const physical = r.proxy_through_service_url ? connection.physical : address;
+      if (r.response === LookupType.Connect) return this.connection(address, physical);
+      connection = await this.connection(address, physical);
+      authoritative = r.authoritative ?? false;
+    }
+    throw new PulsarConnectionError(`lookup of ${topic} was redirected more than ${MAX_REDIRECTS} times`);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = await Promise.allSettled(this.connections.values());
+    this.connections.clear();
+    for (const c of all) if (c.status === 'fulfilled') c.value.close();
+  }
+
+  private pickUrl(plain: string | undefined, tls: string | undefined): string {
+    const wantTls = this.serviceAddresses[0]!.tls;
+    const url = wantTls ? (tls ?? plain) : (plain ?? tls);
+    if (!url) throw new PulsarConnectionError('lookup response named no broker URL');
+    return url;
+  }
+
+  private serviceConnection(): Promise<Connection> {
+    const address = this.serviceAddresses[this.nextServiceAddress % this.serviceAddresses.length]!;
+    this.nextServiceAddress += 1;
+    return this.connection(address, address);
+  }
+
+  private connection(address: BrokerAddress, physical: BrokerAddress): Promise<Connection> {
+    if (this.closed) return Promise.reject(new PulsarConnectionError('the Pulsar client is closed'));
+    const key = `${address.url}|${physical.url}`;
+    const existing = this.connections.get(key);
+    if (existing) return existing;
+    const opening = Connection.open(address, physical, this.options).then(
+      (connection) => {
+        connection.onClose(() => {
+          if (this.connections.get(key) === opening) this.connections.delete(key);
+        });
+        if (this.closed) connection.close();
+        return connection;
+      },
+      (error: unknown) => {
+        this.connections.delete(key);
+        throw error;
+      },
+    );
+    this.connections.set(key, opening);
+    return opening;
+  }
+}
+

@@ -1,0 +1,340 @@
+/**
+ * One TCP (or TLS) connection to one broker.
+ *
+ * It performs the CONNECT handshake (with token authentication when
+ * configured), correlates requests with responses by request id, answers
+ * PING, sends its own PING when the line is quiet and closes the connection
+ * when the broker stays silent past two intervals. Commands the broker sends
+ * on its own (MESSAGE, SEND_RECEIPT, CLOSE_PRODUCER, ...) go to the handler
+ * registered for that producer or consumer id.
+ *
+ * A connection never reconnects itself: when it closes, every pending request
+ * fails with `PulsarConnectionError` and every registered handler hears
+ * `onConnectionClosed`; producers and consumers then reconnect through the
+ * client, which looks their topic up again.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { CommandType, ServerError, num, type BaseCommand, type MessageMetadata } from './commands.js';
+import { PulsarConnectionError, serverError } from './errors.js';
+import { FrameReader, encodePayloadFrame, encodeSimpleFrame, type DecodedFrame } from './frames.js';
+import type { BrokerAddress } from './service-url.js';
+
+/** The protocol version Sheaf speaks: Key_Shared, redelivery counts and CONNECTED's max_message_size are all older. */
+export const PROTOCOL_VERSION = 19;
+export const CLIENT_VERSION = 'sheaf-0.1.0';
+
+export interface BrokerConnectionOptions {
+  readonly logger: Logger;
+  /** A token for `auth_method_name: token`, or a function that returns the current one. */
+  readonly token?: string | (() => string | Promise<string>);
+  readonly tls?: TlsOptions;
+  readonly connectTimeoutMs: number;
+  readonly operationTimeoutMs: number;
+  readonly keepAliveIntervalMs: number;
+}
+
+/** TLS settings for `pulsar+ssl://`: trusted CAs, a client certificate, whether to check the broker's. */
+export type TlsOptions = Pick<TlsConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+
+/** What a producer or consumer registers to hear about its own commands. */
+export interface ConnectionHandler {
+  onFrame(frame: DecodedFrame): void;
+  onConnectionClosed(error: Error): void;
+}
+
+interface PendingRequest {
+  resolve(command: BaseCommand): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class Connection {
+  private socket: Socket | null = null;
+  private readonly reader = new FrameReader();
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly producers = new Map<number, ConnectionHandler>();
+  private readonly consumers = new Map<number, ConnectionHandler>();
+  private readonly closeListeners = new Set<(error: Error) => void>();
+  private nextRequestId = 1;
+  private lastReceivedAt = Date.now();
+  private keepAlive: ReturnType<typeof setInterval> | null = null;
+  private closedWith: Error | null = null;
+  maxMessageSize = 5 * 1024 * 1024;
+  serverVersion = '';
+
+  private constructor(
+    readonly address: BrokerAddress,
+    /** Where the socket goes: the broker itself, or a proxy in front of it. */
+    readonly physical: BrokerAddress,
+    private readonly options: BrokerConnectionOptions,
+  ) {}
+
+  static async open(address: BrokerAddress, physical: BrokerAddress, options: BrokerConnectionOptions): Promise<Connection> {
+    const connection = new Connection(address, physical, options);
+    await connection.handshake(address !== physical ? address.url : undefined);
+    return connection;
+  }
+
+  get isOpen(): boolean {
+    return this.closedWith === null;
+  }
+
+  newRequestId(): number {
+    return this.nextRequestId++;
+  }
+
+  registerProducer(id: number, handler: ConnectionHandler): void {
+    this.producers.set(id, handler);
+  }
+
+  unregisterProducer(id: number): void {
+    this.producers.delete(id);
+  }
+
+  registerConsumer(id: number, handler: ConnectionHandler): void {
+    this.consumers.set(id, handler);
+  }
+
+  unregisterConsumer(id: number): void {
+    this.consumers.delete(id);
+  }
+
+  onClose(listener: (error: Error) => void): void {
+    this.closeListeners.add(listener);
+  }
+
+  /** Sends a command that expects a response carrying `request_id`. */
+  request(command: BaseCommand, requestId: number): Promise<BaseCommand> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise<BaseCommand>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(new PulsarConnectionError(`${typeName(command.type)} request ${requestId} to ${this.address.url} timed out after ${this.options.operationTimeoutMs} ms`));
+      }, this.options.operationTimeoutMs);
+      this.pending.set(requestId, { resolve, reject, timer });
+      this.write(encodeSimpleFrame(command));
+    });
+  }
+
+  /** Sends a command with no response (FLOW, ACK, REDELIVER, PONG). */
+  send(command: BaseCommand): void {
+    this.write(encodeSimpleFrame(command));
+  }
+
+  sendPayload(command: BaseCommand, metadata: MessageMetadata, payload: Uint8Array): void {
+    this.write(encodePayloadFrame(command, metadata, payload));
+  }
+
+  close(reason = 'closed by the client'): void {
+    this.teardown(new PulsarConnectionError(`connection to ${this.address.url} ${reason}`));
+  }
+
+  private write(frame: Buffer): void {
+    if (this.closedWith) throw this.closedWith;
+    this.socket!.write(frame);
+  }
+
+  private async handshake(proxyTo: string | undefined): Promise<void> {
+    const { host, port, tls } = this.physical;
+    const socket = tls
+      ? tlsConnect({ host, port, servername: isIp(host) ? undefined : host, ...this.options.tls })
+      : netConnect({ host, port });
+    socket.setNoDelay(true);
+    this.socket = socket;
+    const connected = new Promise<BaseCommand>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new PulsarConnectionError(`connecting to ${this.address.url} timed out after ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
+      this.pending.set(0, {
+        resolve: (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+        timer,
+      });
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.teardown(new PulsarConnectionError(`connection to ${this.address.url} failed: ${error.message}`, { cause: error })));
+    socket.on('close', () => this.teardown(new PulsarConnectionError(`connection to ${this.address.url} closed`)));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(new PulsarConnectionError(`cannot connect to ${this.address.url}: ${e.message}`, { cause: e }));
+      socket.once(tls ? 'secureConnect' : 'connect', () => {
+        socket.off('error', onError);
+        resolve();
+      });
+      socket.once('error', onError);
+    }).catch((error: unknown) => {
+      this.teardown(error as Error);
+      throw error;
+    });
+    const auth = await this.authData();
+    const connect: BaseCommand['connect'] = {
+      client_version: CLIENT_VERSION,
+      protocol_version: PROTOCOL_VERSION,
+      feature_flags: { supports_auth_refresh: true },
+      ...(auth ? { auth_method_name: 'token', auth_data: auth } : {}),
+      ...(proxyTo ? { proxy_to_broker_url: proxyTo } : {}),
+    };
+    this.write(encodeSimpleFrame({ type: CommandType.CONNECT, connect }));
+    let response: BaseCommand;
+    try {
+      response = await connected;
+    } catch (error) {
+      this.teardown(error as Error);
+      throw error;
+    }
+    this.serverVersion = response.connected?.server_version ?? '';
+    if (response.connected?.max_message_size) {
+      this.maxMessageSize = response.connected.max_message_size;
+      this.reader.setMaxFrameSize(this.maxMessageSize);
+    }
+    this.keepAlive = setInterval(() => this.checkAlive(), this.options.keepAliveIntervalMs);
+    this.keepAlive.unref();
+  }
+
+  private async authData(): Promise<Uint8Array | undefined> {
+    const { token } = this.options;
+    if (token === undefined) return undefined;
+    const value = typeof token === 'function' ? await token() : token;
+    return Buffer.from(value, 'utf8');
+  }
+
+  private checkAlive(): void {
+    if (Date.now() - this.lastReceivedAt > 2 * this.options.keepAliveIntervalMs) {
+      this.teardown(new PulsarConnectionError(`broker ${this.address.url} sent nothing for ${2 * this.options.keepAliveIntervalMs} ms`));
+      this.socket?.destroy();
+      return;
+    }
+    if (!this.closedWith) this.send({ type: CommandType.PING, ping: {} });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastReceivedAt = Date.now();
+    let frames: DecodedFrame[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (error) {
+      this.options.logger.error({ err: error, broker: this.address.url }, 'unreadable data from the broker; closing the connection');
+      this.teardown(error as Error);
+      this.socket?.destroy();
+      return;
+    }
+    for (const frame of frames) this.dispatch(frame);
+  }
+
+  private dispatch(frame: DecodedFrame): void {
+    const c = frame.command;
+    switch (c.type) {
+      case CommandType.CONNECTED:
+        this.settle(0, c);
+        return;
+      case CommandType.PING:
+        this.send({ type: CommandType.PONG, pong: {} });
+        return;
+      case CommandType.PONG:
+        return;
+      case CommandType.AUTH_CHALLENGE:
+        void this.answerChallenge();
+        return;
+      case CommandType.SUCCESS:
+        return this.settle(num(c.success!.request_id), c);
+      case CommandType.PRODUCER_SUCCESS:
+        if (c.producer_success!.producer_ready === false) return; // a second one follows when ready
+        return this.settle(num(c.producer_success!.request_id), c);
+      case CommandType.LOOKUP_RESPONSE:
+        return this.settle(num(c.lookupTopicResponse!.request_id), c);
+      case CommandType.PARTITIONED_METADATA_RESPONSE:
+        return this.settle(num(c.partitionMetadataResponse!.request_id), c);
+      case CommandType.ERROR: {
+        const e = c.error!;
+        const pending = this.pending.get(num(e.request_id));
+        if (e.request_id !== undefined && num(e.request_id) === 0 && this.pending.has(0)) {
+          return this.fail(0, serverError(ServerError[e.error] ?? String(e.error), e.message));
+        }
+        if (pending) return this.fail(num(e.request_id), serverError(ServerError[e.error] ?? String(e.error), e.message));
+        this.options.logger.warn({ error: ServerError[e.error], message: e.message }, 'broker error for no pending request');
+        return;
+      }
+      case CommandType.SEND_RECEIPT:
+        return this.toProducer(num(c.send_receipt!.producer_id), frame);
+      case CommandType.SEND_ERROR:
+        return this.toProducer(num(c.send_error!.producer_id), frame);
+      case CommandType.CLOSE_PRODUCER:
+        return this.toProducer(num(c.close_producer!.producer_id), frame);
+      case CommandType.MESSAGE:
+        return this.toConsumer(num(c.message!.consumer_id), frame);
+      case CommandType.CLOSE_CONSUMER:
+        return this.toConsumer(num(c.close_consumer!.consumer_id), frame);
+      case CommandType.REACHED_END_OF_TOPIC:
+        return this.toConsumer(num(c.reachedEndOfTopic!.consumer_id), frame);
+      case CommandType.ACTIVE_CONSUMER_CHANGE:
+        return;
+      default:
+        this.options.logger.debug({ type: c.type, broker: this.address.url }, 'ignoring a command Sheaf does not use');
+    }
+  }
+
+  private async answerChallenge(): Promise<void> {
+    try {
+      const auth = await this.authData();
+      this.send({
+        type: CommandType.AUTH_RESPONSE,
+        authResponse: { client_version: CLIENT_VERSION, protocol_version: PROTOCOL_VERSION, response: { auth_method_name: 'token', auth_data: auth ?? new Uint8Array() } },
+      });
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'could not answer the broker\'s authentication challenge');
+    }
+  }
+
+  private toProducer(id: number, frame: DecodedFrame): void {
+    this.producers.get(id)?.onFrame(frame);
+  }
+
+  private toConsumer(id: number, frame: DecodedFrame): void {
+    this.consumers.get(id)?.onFrame(frame);
+  }
+
+  private settle(requestId: number, command: BaseCommand): void {
+    const pending = this.pending.get(requestId);
+    if (!pending) return;
+    this.pending.delete(requestId);
+    clearTimeout(pending.timer);
+    pending.resolve(command);
+  }
+
+  private fail(requestId: number, error: Error): void {
+    const pending = this.pending.get(requestId);
+    if (!pending) return;
+    this.pending.delete(requestId);
+    clearTimeout(pending.timer);
+    pending.reject(error);
+  }
+
+  private teardown(error: Error): void {
+    if (this.closedWith) return;
+    this.closedWith = error;
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.socket?.destroy();
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      this.pending.delete(id);
+      pending.reject(error);
+    }
+    for (const handler of [...this.producers.values(), ...this.consumers.values()]) handler.onConnectionClosed(error);
+    this.producers.clear();
+    this.consumers.clear();
+    for (const listener of this.closeListeners) listener(error);
+  }
+}
+
+function typeName(type: number): string {
+  return Object.entries(CommandType).find(([, v]) => v === type)?.[0] ?? String(type);
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}

@@ -1,0 +1,182 @@
+/**
+ * Pulsar's framing.
+ *
+ *   simple frame:   [totalSize u32][commandSize u32][BaseCommand]
+ *   payload frame:  [totalSize u32][commandSize u32][BaseCommand]
+ *                   [magic 0x0e01 u16][crc32c u32][metadataSize u32][MessageMetadata][payload]
+ *
+ * Big-endian throughout; totalSize counts everything after itself. The
+ * checksum (CRC32C) covers metadataSize, metadata and payload. A batched
+ * entry's payload is a sequence of [size u32][SingleMessageMetadata][bytes].
+ * A broker may put [magic 0x0e02][size u32][BrokerEntryMetadata] before the
+ * checksum magic; Sheaf never asks for it but skips it if present.
+ */
+import crc32c from 'crc-32/crc32c.js';
+import {
+  decodeBaseCommand,
+  decodeMessageMetadata,
+  decodeSingleMessageMetadata,
+  encodeBaseCommand,
+  encodeMessageMetadata,
+  encodeSingleMessageMetadata,
+  type BaseCommand,
+  type MessageMetadata,
+  type SingleMessageMetadata,
+} from './commands.js';
+
+const MAGIC_CHECKSUM = 0x0e01;
+const MAGIC_BROKER_ENTRY_METADATA = 0x0e02;
+/** The protocol's default maximum frame size; a broker may announce its own in CONNECTED. */
+export const DEFAULT_MAX_FRAME_SIZE = 5 * 1024 * 1024;
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+export function encodeSimpleFrame(command: BaseCommand): Buffer {
+  const cmd = encodeBaseCommand(command);
+  const frame = Buffer.allocUnsafe(8 + cmd.length);
+  frame.writeUInt32BE(4 + cmd.length, 0);
+  frame.writeUInt32BE(cmd.length, 4);
+  frame.set(cmd, 8);
+  return frame;
+}
+
+export function encodePayloadFrame(command: BaseCommand, metadata: MessageMetadata, payload: Uint8Array): Buffer {
+  const cmd = encodeBaseCommand(command);
+  const meta = encodeMessageMetadata(metadata);
+  const checksummedLength = 4 + meta.length + payload.length;
+  const frame = Buffer.allocUnsafe(8 + cmd.length + 6 + checksummedLength);
+  let o = 0;
+  frame.writeUInt32BE(frame.length - 4, o);
+  o += 4;
+  frame.writeUInt32BE(cmd.length, o);
+  o += 4;
+  frame.set(cmd, o);
+  o += cmd.length;
+  frame.writeUInt16BE(MAGIC_CHECKSUM, o);
+  o += 2;
+  const checksumAt = o;
+  o += 4;
+  const checksummedStart = o;
+  frame.writeUInt32BE(meta.length, o);
+  o += 4;
+  frame.set(meta, o);
+  o += meta.length;
+  frame.set(payload, o);
+  frame.writeUInt32BE(crc32c.buf(frame.subarray(checksummedStart)) >>> 0, checksumAt);
+  return frame;
+}
+
+export interface DecodedFrame {
+  readonly command: BaseCommand;
+  /** Present on payload frames (MESSAGE). */
+  readonly metadata?: MessageMetadata;
+  readonly payload?: Buffer;
+  /** False when the payload's CRC32C did not match. */
+  readonly checksumValid?: boolean;
+}
+
+/**
+ * Reassembles frames from a byte stream: push chunks as they arrive, take
+ * whole frames out. Throws `ProtocolError` on a frame larger than allowed.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private maxFrameSize = DEFAULT_MAX_FRAME_SIZE) {}
+
+  setMaxFrameSize(size: number): void {
+    this.maxFrameSize = size;
+  }
+
+  push(chunk: Buffer): DecodedFrame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: DecodedFrame[] = [];
+    for (;;) {
+      if (this.buffered < 4) break;
+      const head = this.peek(4);
+      const totalSize = head.readUInt32BE(0);
+      // Allow room for the command and metadata around a maximum-size payload.
+      if (totalSize > this.maxFrameSize + 64 * 1024) {
+        throw new ProtocolError(`frame of ${totalSize} bytes exceeds the maximum of ${this.maxFrameSize}`);
+      }
+      if (this.buffered < 4 + totalSize) break;
+      const frame = this.take(4 + totalSize);
+      frames.push(decodeFrame(frame));
+    }
+    return frames;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length >= n) return this.chunks[0]!;
+    this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!;
+  }
+
+  private take(n: number): Buffer {
+    const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const frame = joined.subarray(0, n);
+    const rest = joined.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered -= n;
+    return frame;
+  }
+}
+
+export function decodeFrame(frame: Buffer): DecodedFrame {
+  const totalSize = frame.readUInt32BE(0);
+  const commandSize = frame.readUInt32BE(4);
+  if (8 + commandSize > frame.length) throw new ProtocolError(`command size ${commandSize} exceeds frame size ${totalSize}`);
+  const command = decodeBaseCommand(frame.subarray(8, 8 + commandSize));
+  let o = 8 + commandSize;
+  if (o >= frame.length) return { command };
+  if (frame.readUInt16BE(o) === MAGIC_BROKER_ENTRY_METADATA) {
+    const size = frame.readUInt32BE(o + 2);
+    o += 6 + size;
+  }
+  if (frame.readUInt16BE(o) !== MAGIC_CHECKSUM) throw new ProtocolError('payload frame without the checksum magic number');
+  const expected = frame.readUInt32BE(o + 2);
+  o += 6;
+  const checksumValid = (crc32c.buf(frame.subarray(o)) >>> 0) === expected;
+  const metadataSize = frame.readUInt32BE(o);
+  o += 4;
+  const metadata = decodeMessageMetadata(frame.subarray(o, o + metadataSize));
+  o += metadataSize;
+  return { command, metadata, payload: frame.subarray(o), checksumValid };
+}
+
+export interface BatchEntry {
+  readonly metadata: SingleMessageMetadata;
+  readonly payload: Buffer;
+}
+
+export function encodeBatchPayload(entries: ReadonlyArray<{ metadata: SingleMessageMetadata; payload: Uint8Array }>): Buffer {
+  const parts: Buffer[] = [];
+  for (const { metadata, payload } of entries) {
+    const meta = encodeSingleMessageMetadata({ ...metadata, payload_size: payload.length });
+    const size = Buffer.allocUnsafe(4);
+    size.writeUInt32BE(meta.length, 0);
+    parts.push(size, Buffer.from(meta), Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+  }
+  return Buffer.concat(parts);
+}
+
+export function decodeBatchPayload(payload: Buffer, count: number): BatchEntry[] {
+  const entries: BatchEntry[] = [];
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    if (o + 4 > payload.length) throw new ProtocolError(`batch entry ${i} of ${count} is truncated`);
+    const metaSize = payload.readUInt32BE(o);
+    o += 4;
+    const metadata = decodeSingleMessageMetadata(payload.subarray(o, o + metaSize));
+    o += metaSize;
+    const size = metadata.payload_size;
+    if (o + size > payload.length) throw new ProtocolError(`batch entry ${i} of ${count} is truncated`);
+    entries.push({ metadata, payload: payload.subarray(o, o + size) });
+    o += size;
+  }
+  return entries;
+}

@@ -1,0 +1,176 @@
+/**
+ * The Pulsar transport: Sheaf's transport contract over Pulsar's binary
+ * protocol, in TypeScript. Logical topic names become
+ * `persistent://{tenant}/{namespace}/{name}`. One `PulsarClient` (and its
+ * pooled connections) serves every producer and consumer of the transport.
+ */
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import { positiveInt, positiveNumber, strictObject, toConfigIssues } from '../../config/issues.js';
+import { ConfigError, TransportClosedError } from '../../errors.js';
+import type { Consumer, Producer, SubscribeOptions, Transport } from '../transport.js';
+import { PulsarClient } from './client.js';
+import type { TlsOptions } from './connection.js';
+import { PulsarConsumer } from './consumer.js';
+import { PulsarProducer } from './producer.js';
+import { parseServiceUrl } from './service-url.js';
+
+export interface PulsarTransportOptions {
+  /** `pulsar://host:6650` or `pulsar+ssl://host:6651` (several hosts: `pulsar://a:6650,b:6650`). */
+  brokerServiceUrl: string;
+  /** Default `public`. */
+  tenant?: string;
+  /** Default `default`. */
+  namespace?: string;
+  /** Token authentication: the token, or a function returning the current one. */
+  authentication?: { token: string | (() => string | Promise<string>) };
+  /** TLS for `pulsar+ssl://`: `ca` (PEM) to trust a private CA, `rejectUnauthorized`, a client `cert`/`key`. */
+  tls?: TlsOptions;
+  /** Default 10. */
+  connectTimeoutSeconds?: number;
+  /** Bound on each request to the broker (lookup, subscribe, ...). Default 30. */
+  operationTimeoutSeconds?: number;
+  /** PING interval; a broker silent for two intervals is dropped and reconnected. Default 30. */
+  keepAliveIntervalSeconds?: number;
+  /** Default delay before a nacked message is redelivered. Default 1000 ms. */
+  nackRedeliveryDelayMs?: number;
+  producer?: {
+    /** Messages sent and not yet confirmed, per partition; `send` waits beyond it. Default 1000. */
+    maxPendingMessages?: number;
+    /** Messages grouped into one batch entry; 1 (the default) sends each on its own. */
+    batchingMaxMessages?: number;
+    /** How long a partial batch waits. Default 10 ms. */
+    batchingMaxDelayMs?: number;
+  };
+  logger?: Logger;
+}
+
+const topicPart = z
+  .string()
+  .regex(/^[A-Za-z0-9_.=-]+$/, { error: 'must hold only letters, digits and _ . = -' });
+
+const optionsSchema = strictObject({
+  brokerServiceUrl: z.string({ error: 'must be a URL like pulsar://localhost:6650' }).refine(
+    (url) => {
+      try {
+        parseServiceUrl(url);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { error: 'must look like pulsar://host:6650 or pulsar+ssl://host:6651' },
+  ),
+  tenant: topicPart.optional(),
+  namespace: topicPart.optional(),
+  authentication: strictObject({
+    token: z.union([z.string().min(1, { error: 'must not be empty' }), z.custom<() => string>((v) => typeof v === 'function')], {
+      error: 'must be a token string or a function returning one',
+    }),
+  }).optional(),
+  tls: z.record(z.string(), z.unknown()).optional(),
+  connectTimeoutSeconds: positiveNumber().optional(),
+  operationTimeoutSeconds: positiveNumber().optional(),
+  keepAliveIntervalSeconds: positiveNumber().optional(),
+  nackRedeliveryDelayMs: z.number().int().nonnegative({ error: 'must be an integer ≥ 0' }).optional(),
+  producer: strictObject({
+    maxPendingMessages: positiveInt().optional(),
+    batchingMaxMessages: positiveInt().optional(),
+    batchingMaxDelayMs: z.number().nonnegative({ error: 'must be a number ≥ 0' }).optional(),
+  }).optional(),
+  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
+});
+
+export class PulsarTransport implements Transport {
+  readonly kind = 'pulsar';
+  private readonly client: PulsarClient;
+  private readonly prefix: string;
+  private readonly producers = new Set<Producer>();
+  private readonly consumers = new Set<Consumer>();
+  private readonly nackDelayMs: number;
+  private readonly producerSettings: { maxPendingMessages: number; batchingMaxMessages: number; batchingMaxDelayMs: number };
+  private closed = false;
+
+  constructor(options: PulsarTransportOptions) {
+    const parsed = optionsSchema.safeParse(options, { reportInput: true });
+    if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'pulsar transport options' });
+    const o = parsed.data;
+    this.prefix = `persistent://${o.tenant ?? 'public'}/${o.namespace ?? 'default'}/`;
+    this.nackDelayMs = o.nackRedeliveryDelayMs ?? 1000;
+    this.producerSettings = {
+      maxPendingMessages: o.producer?.maxPendingMessages ?? 1000,
+      batchingMaxMessages: o.producer?.batchingMaxMessages ?? 1,
+      batchingMaxDelayMs: o.producer?.batchingMaxDelayMs ?? 10,
+    };
+    this.client = new PulsarClient({
+      serviceUrl: o.brokerServiceUrl,
+      logger: (o.logger ?? pino({ name: 'sheaf', level: 'info' })).child({ transport: 'pulsar' }),
+      ...(options.authentication ? { token: options.authentication.token } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
+      connectTimeoutMs: (o.connectTimeoutSeconds ?? 10) * 1000,
+      operationTimeoutMs: (o.operationTimeoutSeconds ?? 30) * 1000,
+      keepAliveIntervalMs: (o.keepAliveIntervalSeconds ?? 30) * 1000,
+    });
+  }
+
+  /** The full Pulsar topic name of a logical one. */
+  topicName(topic: string): string {
+    return topic.includes('://') ? topic : `${this.prefix}${topic}`;
+  }
+
+  async createProducer(topic: string): Promise<Producer> {
+    this.assertOpen();
+    const producer = await PulsarProducer.create(this.client, this.topicName(topic), this.producerSettings);
+    this.producers.add(producer);
+    return {
+      topic,
+      send: (message) => producer.send(message),
+      close: async () => {
+        this.producers.delete(producer);
+        await producer.close();
+      },
+    };
+  }
+
+  async subscribe(options: SubscribeOptions): Promise<Consumer> {
+    this.assertOpen();
+    const consumer = await PulsarConsumer.create(this.client, this.topicName(options.topic), {
+      subscription: options.subscription,
+      subscriptionType: options.subscriptionType ?? 'shared',
+      maxUnacked: options.maxUnacked,
+      nackRedeliveryDelayMs: this.nackDelayMs,
+    });
+    this.consumers.add(consumer);
+    const close = consumer.close.bind(consumer);
+    consumer.close = async () => {
+      this.consumers.delete(consumer);
+      await close();
+    };
+    return consumer;
+  }
+
+  async ensureSubscription(topic: string, subscription: string): Promise<void> {
+    this.assertOpen();
+    // Subscribing creates the durable subscription; asking for no messages keeps it from taking any.
+    const consumer = await PulsarConsumer.create(this.client, this.topicName(topic), {
+      subscription,
+      subscriptionType: 'shared',
+      maxUnacked: 1,
+      nackRedeliveryDelayMs: this.nackDelayMs,
+      flow: false,
+    });
+    await consumer.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.consumers].map((c) => c.close()));
+    await Promise.allSettled([...this.producers].map((p) => p.close()));
+    await this.client.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new TransportClosedError('the Pulsar transport is closed');
+  }
+}

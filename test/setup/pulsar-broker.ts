@@ -1,0 +1,112 @@
+/**
+ * Vitest global setup: finds or starts the Pulsar broker the integration
+ * tests run against, and provides its URL to them (`inject('pulsarUrl')`).
+ *
+ *   1. PULSAR_URL, when set (an existing broker).
+ *   2. testcontainers (`apachepulsar/pulsar`, the version pinned in
+ *      scripts/pulsar.sh), when a Docker engine answers.
+ *   3. scripts/pulsar.sh: the server distribution from Maven Central, run as
+ *      a standalone broker; stopped again afterwards unless it was already up.
+ *
+ * Without a broker the Pulsar tests are skipped, unless SHEAF_REQUIRE_PULSAR=1
+ * (CI sets it): then a missing broker fails the run. SHEAF_SKIP_PULSAR=1 skips
+ * them on purpose (quick unit-test loops).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { promisify } from 'node:util';
+import type { TestProject } from 'vitest/node';
+
+const run = promisify(execFile);
+const script = new URL('../../scripts/pulsar.sh', import.meta.url).pathname;
+const PULSAR_VERSION = /PULSAR_VERSION="\$\{PULSAR_VERSION:-([^}]+)\}"/.exec(readFileSync(script, 'utf8'))![1]!;
+
+let teardown: (() => Promise<void>) | undefined;
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const required = process.env.SHEAF_REQUIRE_PULSAR === '1';
+  if (process.env.SHEAF_SKIP_PULSAR === '1' && !required) {
+    project.provide('pulsarUrl', '');
+    return async () => undefined;
+  }
+  const found = await findBroker().catch((error: unknown) => {
+    if (required) throw error;
+    console.warn(`[sheaf] no Pulsar broker (${(error as Error).message}); the Pulsar tests are skipped`);
+    return '';
+  });
+  project.provide('pulsarUrl', found);
+  return async () => {
+    await teardown?.();
+  };
+}
+
+async function findBroker(): Promise<string> {
+  if (process.env.PULSAR_URL) {
+    const url = process.env.PULSAR_URL;
+    const { hostname, port } = new URL(url.replace(/^pulsar(\+ssl)?:/, 'http:'));
+    if (!(await reachable(hostname, Number(port || 6650)))) throw new Error(`PULSAR_URL=${url} does not answer`);
+    return url;
+  }
+  if (await dockerAnswers()) return startContainer();
+  return startWithScript();
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  try {
+    await run('docker', ['info', '--format', '{{.ServerVersion}}'], { timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function startContainer(): Promise<string> {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  console.warn(`[sheaf] starting apachepulsar/pulsar:${PULSAR_VERSION} with testcontainers`);
+  const container = await new GenericContainer(`apachepulsar/pulsar:${PULSAR_VERSION}`)
+    .withCommand(['bin/pulsar', 'standalone', '-nfw', '-nss'])
+    .withEnvironment({ PULSAR_MEM: '-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g' })
+    .withExposedPorts(6650, 8080)
+    .withWaitStrategy(Wait.forHttp('/admin/v2/brokers/ready', 8080).forStatusCode(200))
+    .withStartupTimeout(240_000)
+    .start();
+  teardown = async () => {
+    await container.stop();
+  };
+  return `pulsar://${container.getHost()}:${container.getMappedPort(6650)}`;
+}
+
+async function startWithScript(): Promise<string> {
+  const alreadyUp = await reachable('127.0.0.1', 6650);
+  if (!alreadyUp) {
+    console.warn('[sheaf] starting a standalone Pulsar broker with scripts/pulsar.sh (the first run downloads it)');
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('bash', [script, 'start'], { stdio: ['ignore', 'inherit', 'inherit'] });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`scripts/pulsar.sh start exited with ${code}`))));
+    });
+    if (process.env.SHEAF_KEEP_PULSAR !== '1') {
+      teardown = async () => {
+        await run('bash', [script, 'stop']);
+      };
+    }
+  }
+  return 'pulsar://127.0.0.1:6650';
+}
+
+function reachable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(2000);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
