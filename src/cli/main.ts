@@ -14,10 +14,7 @@ function positiveInt(name: string) {
   };
 }
 
-const program = new Command()
-  .name('sheaf')
-  .description('Sheaf: batched tasks for TypeScript on Apache Pulsar')
-  .showHelpAfterError();
+const program = new Command().name('sheaf').description('Sheaf: batched tasks for TypeScript on Apache Pulsar').showHelpAfterError();
 
 program
   .command('demo')

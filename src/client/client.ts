@@ -53,9 +53,11 @@ const clientOptionsSchema = strictObject({
     error: 'must be a transport, e.g. new InMemoryTransport()',
   }),
   name: z.string().regex(NAME_PATTERN, { error: 'must start with a letter and hold only letters, digits, "_" and "-"' }).optional(),
-  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).info === 'function', {
-    error: 'must be a pino logger',
-  }).optional(),
+  logger: z
+    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).info === 'function', {
+      error: 'must be a pino logger',
+    })
+    .optional(),
   maxUnackedResults: z.number().int().positive({ error: 'must be a positive integer' }).optional(),
 });
 
@@ -91,11 +93,7 @@ export class SheafClient {
     const parsed = clientOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client options' });
     const o = parsed.data;
-    const client = new SheafClient(
-      o.transport,
-      o.name ?? `client-${randomUUID()}`,
-      o.logger ?? pino({ name: 'sheaf', level: 'info' }),
-    );
+    const client = new SheafClient(o.transport, o.name ?? `client-${randomUUID()}`, o.logger ?? pino({ name: 'sheaf', level: 'info' }));
     client.consumer = await o.transport.subscribe({
       topic: client.resultTopic,
       subscription: CLIENT_SUBSCRIPTION,
@@ -121,7 +119,9 @@ export class SheafClient {
    */
   service<T extends object>(serviceName: string, options: ServiceStubOptions = {}): T {
     if (!NAME_PATTERN.test(serviceName)) {
-      throw new ConfigError([{ path: 'serviceName', message: `'${serviceName}' is not a service name: start with a letter; use letters, digits, "_" and "-"` }]);
+      throw new ConfigError([
+        { path: 'serviceName', message: `'${serviceName}' is not a service name: start with a letter; use letters, digits, "_" and "-"` },
+      ]);
     }
     const parsed = stubOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: `client.service('${serviceName}') options` });
@@ -134,7 +134,7 @@ export class SheafClient {
   /** The handle-returning view of a stub: `await client.dispatch(email).send(...)` gives a `TaskHandle`. */
   dispatch<T extends object>(stub: T): TaskHandles<T> {
     const target = this.stubs.get(stub);
-    if (!target) throw new TypeError('client.dispatch() takes a stub made by this client\'s service() method');
+    if (!target) throw new TypeError("client.dispatch() takes a stub made by this client's service() method");
     return this.proxy(target, (method, args) => this.dispatchTask(target, method, args)) as TaskHandles<T>;
   }
 
@@ -151,7 +151,11 @@ export class SheafClient {
     const producers = await Promise.all([...this.producers.values()].map((p) => p.catch(() => null)));
     await Promise.all(producers.map((p) => p?.close()));
     for (const task of this.pending.values()) {
-      task.abandon(new LifecycleError(`client ${this.name} closed before the result of task ${task.id} arrived; it stays on topic ${this.resultTopic}`));
+      task.abandon(
+        new LifecycleError(
+          `client ${this.name} closed before the result of task ${task.id} arrived; it stays on topic ${this.resultTopic}`,
+        ),
+      );
     }
     this.pending.clear();
     for (const cleanup of this.owned.splice(0).reverse()) await cleanup();
@@ -237,7 +241,10 @@ export class SheafClient {
           this.pending.delete(result.taskId);
           task.settle(result);
         } else {
-          this.log.debug({ taskId: result.taskId }, 'ignoring a result for a task this client is not waiting for (already settled, or dispatched by an earlier client)');
+          this.log.debug(
+            { taskId: result.taskId },
+            'ignoring a result for a task this client is not waiting for (already settled, or dispatched by an earlier client)',
+          );
         }
       } catch (error) {
         this.log.error({ err: error, messageId: message.id }, 'a result message could not be read; dropping it');

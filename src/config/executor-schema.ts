@@ -80,11 +80,7 @@ export interface CompiledExecutorSettings {
  * Applies defaults and the checks that span several keys. `path` is where the
  * executor block sits, for the issues' paths.
  */
-export function compileExecutorSettings(
-  settings: ExecutorSettings,
-  path: string,
-  issues: ConfigIssue[],
-): CompiledExecutorSettings {
+export function compileExecutorSettings(settings: ExecutorSettings, path: string, issues: ConfigIssue[]): CompiledExecutorSettings {
   const concurrency = settings.concurrency ?? EXECUTOR_DEFAULTS.concurrency;
   const maxMessages = settings.batch?.maxMessages ?? EXECUTOR_DEFAULTS.batch.maxMessages;
   const inFlight = concurrency * maxMessages;

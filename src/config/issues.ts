@@ -48,10 +48,16 @@ export function strictObject<Shape extends z.ZodRawShape>(shape: Shape) {
 }
 
 export const positiveInt = () =>
-  z.number({ error: 'must be a positive integer' }).int({ error: 'must be a positive integer' }).positive({ error: 'must be a positive integer' });
+  z
+    .number({ error: 'must be a positive integer' })
+    .int({ error: 'must be a positive integer' })
+    .positive({ error: 'must be a positive integer' });
 
 export const positiveNumber = () =>
-  z.number({ error: 'must be a positive number' }).positive({ error: 'must be a positive number' }).finite({ error: 'must be a positive number' });
+  z
+    .number({ error: 'must be a positive number' })
+    .positive({ error: 'must be a positive number' })
+    .finite({ error: 'must be a positive number' });
 
 export const nonNegativeNumber = () =>
   z.number({ error: 'must be a number ≥ 0' }).nonnegative({ error: 'must be a number ≥ 0' }).finite({ error: 'must be a number ≥ 0' });

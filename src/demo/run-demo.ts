@@ -66,7 +66,13 @@ export async function runDemo({ tasks, out }: DemoOptions): Promise<DemoResult> 
   out.write('executor: concurrency 4, batch { maxMessages: 100, maxSeconds: 0.25 }, retry { minimumSeconds: 0.05, maximumRetries: 3 }\n\n');
 
   const progress = new cliProgress.SingleBar(
-    { format: 'results {bar} {value}/{total} | {succeeded} sent, {failed} failed | {duration_formatted}', stream: out, noTTYOutput: true, notTTYSchedule: 1000, hideCursor: true },
+    {
+      format: 'results {bar} {value}/{total} | {succeeded} sent, {failed} failed | {duration_formatted}',
+      stream: out,
+      noTTYOutput: true,
+      notTTYSchedule: 1000,
+      hideCursor: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   let sent = 0;
@@ -82,15 +88,18 @@ export async function runDemo({ tasks, out }: DemoOptions): Promise<DemoResult> 
     const to = i % 500 === 499 ? `bounce-${i}@example.com` : i % 200 === 199 ? `flaky-${i}@example.com` : `user-${i}@example.com`;
     const handle = await client.dispatch(stubs[tenant]!).send(to, `Invoice ${i}`, 'Thank you for your business.');
     outcomes.push(
-      handle.result().then(
-        () => {
-          sent += 1;
-        },
-        (error: unknown) => {
-          if (!(error instanceof TaskFailedError)) throw error;
-          failed += 1;
-        },
-      ).finally(() => progress.increment(1, { succeeded: sent, failed })),
+      handle
+        .result()
+        .then(
+          () => {
+            sent += 1;
+          },
+          (error: unknown) => {
+            if (!(error instanceof TaskFailedError)) throw error;
+            failed += 1;
+          },
+        )
+        .finally(() => progress.increment(1, { succeeded: sent, failed })),
     );
   }
   await Promise.all(outcomes);
@@ -108,8 +117,15 @@ export async function runDemo({ tasks, out }: DemoOptions): Promise<DemoResult> 
       [String(tasks), String(sent), String(failed), String(summary.retried), elapsed.toFixed(2), (tasks / elapsed).toFixed(0)],
     ])}\n\n`,
   );
-  out.write('Flaky addresses failed once and succeeded on retry; bounced addresses failed with NonRetryableError and went to the dead-letter topic.\n');
-  return { ok: sent + failed === tasks && summary.succeeded === sent && summary.failed === failed, succeeded: sent, failed, retried: summary.retried };
+  out.write(
+    'Flaky addresses failed once and succeeded on retry; bounced addresses failed with NonRetryableError and went to the dead-letter topic.\n',
+  );
+  return {
+    ok: sent + failed === tasks && summary.succeeded === sent && summary.failed === failed,
+    succeeded: sent,
+    failed,
+    retried: summary.retried,
+  };
 }
 
 function pickTenant(i: number): number {

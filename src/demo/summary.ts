@@ -20,7 +20,13 @@ export class DemoSummary {
     const key = report.batchKey ?? '(none)';
     let figures = this.perKey.get(key);
     if (!figures) {
-      figures = { tasks: 0, batches: 0, minSize: Infinity, maxSize: 0, reasons: { maxMessages: 0, maxSeconds: 0, maxBytes: 0, shutdown: 0 } };
+      figures = {
+        tasks: 0,
+        batches: 0,
+        minSize: Infinity,
+        maxSize: 0,
+        reasons: { maxMessages: 0, maxSeconds: 0, maxBytes: 0, shutdown: 0 },
+      };
       this.perKey.set(key, figures);
     }
     figures.tasks += report.size;

@@ -16,9 +16,7 @@ export function argumentPreparer(label: string, params: readonly Class[] | undef
   const convert = params.map((type, index) => parameterConverter(label, index, type));
   return (args) => {
     if (args.length > params.length) {
-      throw new WrongArgumentsError(
-        `${label} takes ${params.length} argument${params.length === 1 ? '' : 's'}, got ${args.length}`,
-      );
+      throw new WrongArgumentsError(`${label} takes ${params.length} argument${params.length === 1 ? '' : 's'}, got ${args.length}`);
     }
     return args.map((arg, index) => convert[index]!(arg));
   };

@@ -50,8 +50,7 @@ export function Batch(taskMethod: string, options: BatchOptions = {}): MethodDec
  */
 export function Params(...types: Class[]): MethodDecorator {
   return (target, propertyKey) => {
-    const declared =
-      types.length > 0 ? types : (Reflect.getMetadata('design:paramtypes', target, propertyKey) as Class[] | undefined);
+    const declared = types.length > 0 ? types : (Reflect.getMetadata('design:paramtypes', target, propertyKey) as Class[] | undefined);
     if (!declared) {
       throw new TypeError(
         `@Params() on ${target.constructor.name}.${String(propertyKey)} found no emitted parameter types: ` +

@@ -60,13 +60,7 @@ export type ResultEnvelope =
     };
 
 /** Why a task ended on the dead-letter topic. */
-export type DeadLetterReason =
-  | 'undecodable'
-  | 'unknownService'
-  | 'unknownMethod'
-  | 'wrongArguments'
-  | 'nonRetryable'
-  | 'retriesExhausted';
+export type DeadLetterReason = 'undecodable' | 'unknownService' | 'unknownMethod' | 'wrongArguments' | 'nonRetryable' | 'retriesExhausted';
 
 export interface DeadLetterEnvelope {
   v: 1;

@@ -94,7 +94,8 @@ export class Executor {
         outcomes.set(id, value instanceof Error ? { ok: false, error: value } : { ok: true, value: value === undefined ? null : value });
       }
       for (const key of returned.keys()) {
-        if (!inputs.has(key as string)) contractErrors.push(`returned an entry for ${JSON.stringify(key)}, which is not a task of batch ${batchId}`);
+        if (!inputs.has(key as string))
+          contractErrors.push(`returned an entry for ${JSON.stringify(key)}, which is not a task of batch ${batchId}`);
       }
     }
     return { batchId, outcomes, contractErrors, durationMs: this.clock.now() - started };

@@ -6,7 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
-import { compileExecutorSettings, executorSettingsShape, type CompiledExecutorSettings, type ExecutorSettings } from '../config/executor-schema.js';
+import {
+  compileExecutorSettings,
+  executorSettingsShape,
+  type CompiledExecutorSettings,
+  type ExecutorSettings,
+} from '../config/executor-schema.js';
 import { strictObject, toConfigIssues } from '../config/issues.js';
 import { ConfigError, type ConfigIssue } from '../errors.js';
 import { NAME_PATTERN } from '../topics.js';
@@ -63,19 +68,25 @@ const workerOptionsSchema = strictObject({
     { error: 'must be a transport, e.g. new InMemoryTransport()' },
   ),
   name: serviceNameSchema.optional(),
-  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && isFunction((v as Logger).info), {
-    error: 'must be a pino logger',
-  }).optional(),
-  clock: z.custom<Clock>((v) => typeof v === 'object' && v !== null && isFunction((v as Clock).now), {
-    error: 'must be a Clock',
-  }).optional(),
+  logger: z
+    .custom<Logger>((v) => typeof v === 'object' && v !== null && isFunction((v as Logger).info), {
+      error: 'must be a pino logger',
+    })
+    .optional(),
+  clock: z
+    .custom<Clock>((v) => typeof v === 'object' && v !== null && isFunction((v as Clock).now), {
+      error: 'must be a Clock',
+    })
+    .optional(),
   random: z.custom<() => number>(isFunction, { error: 'must be a function returning a number in [0, 1)' }).optional(),
   services: z
     .array(
       strictObject({
         name: serviceNameSchema,
         executor: strictObject({
-          factory: z.custom<() => object>(isFunction, { error: 'must be a function that returns the service instance, e.g. () => new EmailServiceImpl()' }),
+          factory: z.custom<() => object>(isFunction, {
+            error: 'must be a function that returns the service instance, e.g. () => new EmailServiceImpl()',
+          }),
           ...executorSettingsShape,
         }),
       }),
@@ -92,7 +103,10 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
   const services = parsed.data.services.map((service, index): CompiledService => {
     const first = seen.get(service.name);
     if (first !== undefined) {
-      issues.push({ path: `services[${index}].name`, message: `duplicates services[${first}].name '${service.name}'; each service is declared once` });
+      issues.push({
+        path: `services[${index}].name`,
+        message: `duplicates services[${first}].name '${service.name}'; each service is declared once`,
+      });
     } else {
       seen.set(service.name, index);
     }

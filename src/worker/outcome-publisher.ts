@@ -76,7 +76,9 @@ export class OutcomePublisher {
     if (this.resultProducers.size > MAX_RESULT_PRODUCERS) {
       const [oldestTopic, oldest] = this.resultProducers.entries().next().value as [string, Promise<Producer>];
       this.resultProducers.delete(oldestTopic);
-      oldest.then((p) => p.close()).catch((error: unknown) => this.logger.warn({ err: error, topic: oldestTopic }, 'closing an idle result producer failed'));
+      oldest
+        .then((p) => p.close())
+        .catch((error: unknown) => this.logger.warn({ err: error, topic: oldestTopic }, 'closing an idle result producer failed'));
     }
     return created;
   }

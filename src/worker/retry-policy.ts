@@ -28,8 +28,7 @@ export const DEFAULT_RETRY: RetryOptions = {
 };
 
 export type RetryDecision =
-  | { readonly retry: true; readonly delayMs: number }
-  | { readonly retry: false; readonly reason: 'nonRetryable' | 'retriesExhausted' };
+  { readonly retry: true; readonly delayMs: number } | { readonly retry: false; readonly reason: 'nonRetryable' | 'retriesExhausted' };
 
 export class RetryPolicy {
   private readonly ignored: ReadonlySet<string>;

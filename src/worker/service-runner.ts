@@ -132,9 +132,7 @@ export class ServiceRunner {
       return;
     }
     if (envelope.service !== this.name) {
-      const error = new WrongArgumentsError(
-        `task is for service '${envelope.service}' but arrived on the task topic of '${this.name}'`,
-      );
+      const error = new WrongArgumentsError(`task is for service '${envelope.service}' but arrived on the task topic of '${this.name}'`);
       this.track(this.deadLetterNeverRunnable(message, envelope, 'unknownService', error));
       return;
     }
@@ -154,7 +152,10 @@ export class ServiceRunner {
       const error =
         cause instanceof WrongArgumentsError
           ? cause
-          : new WrongArgumentsError(`${this.name}.${method.name}: arguments could not be prepared: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+          : new WrongArgumentsError(
+              `${this.name}.${method.name}: arguments could not be prepared: ${(cause as Error)?.message ?? String(cause)}`,
+              { cause },
+            );
       this.track(this.deadLetterNeverRunnable(message, envelope, 'wrongArguments', error));
       return;
     }
@@ -204,7 +205,10 @@ export class ServiceRunner {
       contractErrors: execution.contractErrors,
     };
     if (report.contractErrors.length > 0) {
-      this.log.error({ batchId: report.batchId, method: batchMethod, contractErrors: report.contractErrors }, 'batch method broke its contract');
+      this.log.error(
+        { batchId: report.batchId, method: batchMethod, contractErrors: report.contractErrors },
+        'batch method broke its contract',
+      );
     }
     this.log.info(
       {
@@ -253,7 +257,13 @@ export class ServiceRunner {
           settlement = 'retried';
         } else {
           reason = decision.reason;
-          await this.publishFailure(e, reason, error, attempts, reason === 'nonRetryable' ? `${error.name} is not retried` : `failed ${attempts} times; retries exhausted`);
+          await this.publishFailure(
+            e,
+            reason,
+            error,
+            attempts,
+            reason === 'nonRetryable' ? `${error.name} is not retried` : `failed ${attempts} times; retries exhausted`,
+          );
           settlement = 'failed';
         }
       }
@@ -273,7 +283,10 @@ export class ServiceRunner {
     cause: unknown,
   ): Promise<void> {
     const error = toErrorInfo(cause);
-    this.log.warn({ reason, taskId: envelope?.taskId, messageId: message.id, error: error.message }, 'task can never run; dead-lettering it');
+    this.log.warn(
+      { reason, taskId: envelope?.taskId, messageId: message.id, error: error.message },
+      'task can never run; dead-lettering it',
+    );
     const salvaged = envelope ?? salvageTaskFields(message.payload);
     let settlement: TaskSettlement = 'failed';
     try {
@@ -306,10 +319,23 @@ export class ServiceRunner {
     } catch (publishError) {
       settlement = this.handBack(message, publishError);
     }
-    this.settled(salvaged.taskId ?? `message:${message.id}`, salvaged.method ?? null, envelope?.meta.batchKey ?? null, settlement, reason, 0);
+    this.settled(
+      salvaged.taskId ?? `message:${message.id}`,
+      salvaged.method ?? null,
+      envelope?.meta.batchKey ?? null,
+      settlement,
+      reason,
+      0,
+    );
   }
 
-  private async publishFailure(e: TaskEnvelope, reason: DeadLetterReason, error: ReturnType<typeof toErrorInfo>, attempts: number, detail: string): Promise<void> {
+  private async publishFailure(
+    e: TaskEnvelope,
+    reason: DeadLetterReason,
+    error: ReturnType<typeof toErrorInfo>,
+    attempts: number,
+    detail: string,
+  ): Promise<void> {
     const { publisher, workerName, clock } = this.deps;
     await publisher.publishDeadLetter({
       v: 1,

@@ -129,7 +129,9 @@ export class SheafWorker {
     for (const service of services) {
       const instance = await service.factory();
       if (instance === null || typeof instance !== 'object') {
-        throw new LifecycleError(`services '${service.name}': executor.factory returned ${instance === null ? 'null' : typeof instance}, not a service instance`);
+        throw new LifecycleError(
+          `services '${service.name}': executor.factory returned ${instance === null ? 'null' : typeof instance}, not a service instance`,
+        );
       }
       const definition = resolveService(service.name, instance);
       // Dead letters are kept until someone inspects or replays them.

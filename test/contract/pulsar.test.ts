@@ -1,4 +1,4 @@
 import { noPulsar, pulsarTransport } from '../support/pulsar.js';
 import { describeTransportContract } from './transport-contract.js';
 
-describeTransportContract({ name: 'pulsar', skip: noPulsar(), create: async () => pulsarTransport() });
+describeTransportContract({ name: 'pulsar', skip: noPulsar(), create: () => pulsarTransport() });

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { transportTargets } from '../support/transports.js';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { Batch, Params } from '../../src/service/decorators.js';
 import { Task } from '../../src/worker/context.js';
@@ -67,137 +68,142 @@ class GreeterImpl {
   }
 }
 
-describe('batching on the in-memory transport', () => {
-  let system: System | undefined;
-  afterEach(async () => {
-    await system?.stop();
-    system = undefined;
-  });
+for (const target of transportTargets()) {
+  describe.skipIf(target.skip)(`batching (${target.name})`, () => {
+    let system: System | undefined;
+    afterEach(async () => {
+      await system?.stop();
+      system = undefined;
+    });
 
-  async function start(impl: object, batch: Record<string, number>, extra: Record<string, unknown> = {}) {
-    system = await startSystem([{ name: 'Greeter', executor: { factory: () => impl, batch, ...extra } }]);
-    return system;
-  }
-
-  test('no batch mixes methods or batch keys, and every task gets its own result', async () => {
-    const impl = new GreeterImpl();
-    const { client, batches } = await start(impl, { maxMessages: 10, maxSeconds: 0.05 }, { concurrency: 4 });
-    const keys = ['k0', 'k1', 'k2', 'k3'];
-    const calls: Promise<[string, string]>[] = [];
-    for (let i = 0; i < 400; i++) {
-      const key = keys[i % 4]!;
-      const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: key } });
-      const name = `n${i}`;
-      const call = i % 3 === 0 ? greeter.shout(name) : greeter.greet(name);
-      calls.push(call.then((r) => [name, r]));
+    async function start(impl: object, batch: Record<string, number>, extra: Record<string, unknown> = {}) {
+      system = await startSystem([{ name: 'Greeter', executor: { factory: () => impl, batch, ...extra } }], await target.create());
+      return system;
     }
-    for (const [name, result] of await Promise.all(calls)) {
-      const i = Number(name.slice(1));
-      expect(result).toBe(i % 3 === 0 ? `${name.toUpperCase()}!` : `hello ${name}`);
-    }
-    expect(impl.seen.reduce((n, b) => n + b.size, 0)).toBe(400);
-    for (const b of impl.seen) {
-      expect(b.taskKeys.every((k) => k === b.batchKey)).toBe(true);
-      expect(b.size).toBeLessThanOrEqual(10);
-    }
-    // Both methods ran, for every key, and most batches filled up under load.
-    expect(new Set(impl.seen.map((b) => `${b.method}/${b.batchKey}`)).size).toBe(8);
-    expect(batches.filter((b) => b.flushReason === 'maxMessages').length).toBeGreaterThan(batches.length / 2);
-    expect(batches.every((b) => b.succeeded === b.size && b.failed === 0)).toBe(true);
-  });
 
-  test('a partial aggregate is flushed for maxSeconds', async () => {
-    const impl = new GreeterImpl();
-    const { client, batches } = await start(impl, { maxMessages: 100, maxSeconds: 0.05 });
-    const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'solo' } });
-    expect(await Promise.all([greeter.greet('a'), greeter.greet('b'), greeter.greet('c')])).toEqual(['hello a', 'hello b', 'hello c']);
-    expect(batches.map((b) => [b.flushReason, b.size])).toEqual([['maxSeconds', 3]]);
-  });
-
-  test('maxBytes bounds what one batch carries', async () => {
-    const impl = new GreeterImpl();
-    const { client, batches } = await start(impl, { maxMessages: 1000, maxSeconds: 0.05, maxBytes: 4096 });
-    const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'big' } });
-    const name = 'x'.repeat(1000);
-    await Promise.all([...Array(20)].map(() => greeter.greet(name)));
-    expect(batches.reduce((n, b) => n + b.size, 0)).toBe(20);
-    expect(batches.some((b) => b.flushReason === 'maxBytes')).toBe(true);
-    for (const b of batches) expect(b.bytes).toBeLessThanOrEqual(4096);
-  });
-
-  test('a method without a batch variant runs one task at a time, with its context', async () => {
-    const impl = new GreeterImpl();
-    const { client } = await start(impl, { maxMessages: 10, maxSeconds: 0.05 });
-    const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'tenant-9' } });
-    const handle = await client.dispatch(greeter).whoAmI();
-    expect(await handle.result()).toEqual({ taskId: handle.id, batchKey: 'tenant-9' });
-    await Promise.all([...Array(20)].map(() => greeter.whoAmI()));
-    expect(impl.maxRunning).toBe(1);
-  });
-
-  test('a batch method that returns nothing gives every task the result null', async () => {
-    const impl = new GreeterImpl();
-    const { client } = await start(impl, { maxMessages: 3, maxSeconds: 0.05 });
-    const greeter = client.service<Greeter>('Greeter');
-    expect(await Promise.all([greeter.forget('a'), greeter.forget('b')])).toEqual([null, null]);
-    expect(impl.seen[0]!.batchKey).toBeNull();
-  });
-
-  test('concurrency bounds the batches executing at once', async () => {
-    let running = 0;
-    let maxRunning = 0;
-    const release: Array<() => void> = [];
-    class Slow {
-      greet(_n: string): void {}
-      @Batch('greet')
-      async greetMany(_tasks: Map<string, string>): Promise<void> {
-        running += 1;
-        maxRunning = Math.max(maxRunning, running);
-        await new Promise<void>((resolve) => release.push(resolve));
-        running -= 1;
+    test('no batch mixes methods or batch keys, and every task gets its own result', async () => {
+      const impl = new GreeterImpl();
+      const { client, batches } = await start(impl, { maxMessages: 10, maxSeconds: 0.05 }, { concurrency: 4 });
+      const keys = ['k0', 'k1', 'k2', 'k3'];
+      const calls: Promise<[string, string]>[] = [];
+      for (let i = 0; i < 400; i++) {
+        const key = keys[i % 4]!;
+        const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: key } });
+        const name = `n${i}`;
+        const call = i % 3 === 0 ? greeter.shout(name) : greeter.greet(name);
+        calls.push(call.then((r) => [name, r]));
       }
-    }
-    const { client } = await start(new Slow(), { maxMessages: 2, maxSeconds: 0.02 }, { concurrency: 2 });
-    const greeter = client.service<Greeter>('Greeter');
-    const all = Promise.all([...Array(12)].map((_, i) => greeter.greet(`${i}`)));
-    // Release batches one by one as they start; at most two may ever be running.
-    let released = 0;
-    while (released < 6) {
-      await vi.waitFor(() => expect(release.length).toBeGreaterThan(0));
-      release.shift()!();
-      released += 1;
-    }
-    await all;
-    expect(maxRunning).toBe(2);
-  });
+      for (const [name, result] of await Promise.all(calls)) {
+        const i = Number(name.slice(1));
+        expect(result).toBe(i % 3 === 0 ? `${name.toUpperCase()}!` : `hello ${name}`);
+      }
+      expect(impl.seen.reduce((n, b) => n + b.size, 0)).toBe(400);
+      for (const b of impl.seen) {
+        expect(b.taskKeys.every((k) => k === b.batchKey)).toBe(true);
+        expect(b.size).toBeLessThanOrEqual(10);
+      }
+      // Both methods ran, for every key, and most batches filled up under load.
+      expect(new Set(impl.seen.map((b) => `${b.method}/${b.batchKey}`)).size).toBe(8);
+      expect(batches.filter((b) => b.flushReason === 'maxMessages').length).toBeGreaterThan(batches.length / 2);
+      expect(batches.every((b) => b.succeeded === b.size && b.failed === 0)).toBe(true);
+    });
 
-  test('class inputs are rebuilt on the worker: @Params and @Batch({ input })', async () => {
-    class Address {
-      street = '';
-      city = '';
-      line(): string {
-        return `${this.street}, ${this.city}`;
+    test('a partial aggregate is flushed for maxSeconds', async () => {
+      const impl = new GreeterImpl();
+      const { client, batches } = await start(impl, { maxMessages: 100, maxSeconds: 0.05 });
+      const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'solo' } });
+      expect(await Promise.all([greeter.greet('a'), greeter.greet('b'), greeter.greet('c')])).toEqual(['hello a', 'hello b', 'hello c']);
+      expect(batches.map((b) => [b.flushReason, b.size])).toEqual([['maxSeconds', 3]]);
+    });
+
+    test('maxBytes bounds what one batch carries', async () => {
+      const impl = new GreeterImpl();
+      const { client, batches } = await start(impl, { maxMessages: 1000, maxSeconds: 0.05, maxBytes: 4096 });
+      const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'big' } });
+      const name = 'x'.repeat(1000);
+      await Promise.all([...Array(20)].map(() => greeter.greet(name)));
+      expect(batches.reduce((n, b) => n + b.size, 0)).toBe(20);
+      expect(batches.some((b) => b.flushReason === 'maxBytes')).toBe(true);
+      for (const b of batches) expect(b.bytes).toBeLessThanOrEqual(4096);
+    });
+
+    test('a method without a batch variant runs one task at a time, with its context', async () => {
+      const impl = new GreeterImpl();
+      const { client } = await start(impl, { maxMessages: 10, maxSeconds: 0.05 });
+      const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'tenant-9' } });
+      const handle = await client.dispatch(greeter).whoAmI();
+      expect(await handle.result()).toEqual({ taskId: handle.id, batchKey: 'tenant-9' });
+      await Promise.all([...Array(20)].map(() => greeter.whoAmI()));
+      expect(impl.maxRunning).toBe(1);
+    });
+
+    test('a batch method that returns nothing gives every task the result null', async () => {
+      const impl = new GreeterImpl();
+      const { client } = await start(impl, { maxMessages: 3, maxSeconds: 0.05 });
+      const greeter = client.service<Greeter>('Greeter');
+      expect(await Promise.all([greeter.forget('a'), greeter.forget('b')])).toEqual([null, null]);
+      expect(impl.seen[0]!.batchKey).toBeNull();
+    });
+
+    test('concurrency bounds the batches executing at once', async () => {
+      let running = 0;
+      let maxRunning = 0;
+      const release: Array<() => void> = [];
+      class Slow {
+        greet(_n: string): void {}
+        @Batch('greet')
+        async greetMany(_tasks: Map<string, string>): Promise<void> {
+          running += 1;
+          maxRunning = Math.max(maxRunning, running);
+          await new Promise<void>((resolve) => release.push(resolve));
+          running -= 1;
+        }
       }
-    }
-    class Letter {
-      constructor(
-        readonly to: string,
-        readonly address: Address,
-      ) {}
-      envelope(): string {
-        return `${this.to} / ${this.address.line()}`;
+      const { client } = await start(new Slow(), { maxMessages: 2, maxSeconds: 0.02 }, { concurrency: 2 });
+      const greeter = client.service<Greeter>('Greeter');
+      const all = Promise.all([...Array(12)].map((_, i) => greeter.greet(`${i}`)));
+      // Release batches one by one as they start; at most two may ever be running.
+      let released = 0;
+      while (released < 6) {
+        await vi.waitFor(() => expect(release.length).toBeGreaterThan(0));
+        release.shift()!();
+        released += 1;
       }
-    }
-    class Mail {
-      @Params(String, Address)
-      post(_to: string, _address: Address): void {}
-      @Batch('post', { input: Letter })
-      async postMany(tasks: Map<string, Letter>): Promise<Map<string, string>> {
-        return new Map([...tasks].map(([id, letter]) => [id, letter.envelope()]));
+      await all;
+      expect(maxRunning).toBe(2);
+    });
+
+    test('class inputs are rebuilt on the worker: @Params and @Batch({ input })', async () => {
+      class Address {
+        street = '';
+        city = '';
+        line(): string {
+          return `${this.street}, ${this.city}`;
+        }
       }
-    }
-    system = await startSystem([{ name: 'Mail', executor: { factory: () => new Mail(), batch: { maxMessages: 5, maxSeconds: 0.02 } } }]);
-    const mail = system.client.service<{ post(to: string, address: { street: string; city: string }): Promise<string> }>('Mail');
-    expect(await mail.post('Ada', { street: '1 Main St', city: 'Springfield' })).toBe('Ada / 1 Main St, Springfield');
+      class Letter {
+        constructor(
+          readonly to: string,
+          readonly address: Address,
+        ) {}
+        envelope(): string {
+          return `${this.to} / ${this.address.line()}`;
+        }
+      }
+      class Mail {
+        @Params(String, Address)
+        post(_to: string, _address: Address): void {}
+        @Batch('post', { input: Letter })
+        async postMany(tasks: Map<string, Letter>): Promise<Map<string, string>> {
+          return new Map([...tasks].map(([id, letter]) => [id, letter.envelope()]));
+        }
+      }
+      system = await startSystem(
+        [{ name: 'Mail', executor: { factory: () => new Mail(), batch: { maxMessages: 5, maxSeconds: 0.02 } } }],
+        await target.create(),
+      );
+      const mail = system.client.service<{ post(to: string, address: { street: string; city: string }): Promise<string> }>('Mail');
+      expect(await mail.post('Ada', { street: '1 Main St', city: 'Springfield' })).toBe('Ada / 1 Main St, Springfield');
+    });
   });
-});
+}

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { transportTargets } from '../support/transports.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Batch, Params } from '../../src/service/decorators.js';
 import { taskTopic } from '../../src/topics.js';
@@ -22,62 +23,82 @@ class ShopImpl {
 
 const encode = (value: unknown) => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
 
-describe('tasks that can never run', () => {
-  let system: System | undefined;
-  afterEach(async () => {
-    await system?.stop();
-    system = undefined;
+for (const target of transportTargets()) {
+  describe.skipIf(target.skip)(`tasks that can never run (${target.name})`, () => {
+    let system: System | undefined;
+    afterEach(async () => {
+      await system?.stop();
+      system = undefined;
+    });
+
+    test('go to the dead-letter topic with their reason, are never executed, and the worker keeps going', async () => {
+      system = await startSystem(
+        [{ name: 'Shop', executor: { factory: () => new ShopImpl(), batch: { maxMessages: 10, maxSeconds: 0.02 } } }],
+        await target.create(),
+      );
+      const { client, transport, worker, settlements } = system;
+      const shop = client.service<Shop>('Shop');
+
+      // Unknown method and wrong arguments come from a real client, which is told.
+      const unknownMethod = shop.refund('o-1').catch((e: unknown) => e);
+      const wrongArgs = (shop.order as unknown as (a: unknown, b: unknown) => Promise<string>)('sku-1', 'three').catch((e: unknown) => e);
+
+      // The rest are raw messages no client would send.
+      const good: TaskEnvelope = {
+        v: 1,
+        kind: 'task',
+        taskId: 'raw-1',
+        service: 'Shop',
+        method: 'order',
+        args: ['sku-2', 2],
+        meta: {},
+        tags: [],
+        replyTo: null,
+        retryIndex: 0,
+        retrySequence: 0,
+        lastError: null,
+        dispatchedAt: Date.now(),
+      };
+      const producer = await transport.createProducer(taskTopic('Shop'));
+      const raw: Array<[string, Uint8Array]> = [
+        ['not UTF-8', new Uint8Array([0xc3, 0x28, 0xa0])],
+        ['not JSON', encode('{"v":1,"kind":')],
+        ['future version', encode({ ...good, v: 99, taskId: 'raw-2' })],
+        ['missing fields', encode({ v: 1, kind: 'task', taskId: 'raw-3' })],
+        ['other service', encode({ ...good, taskId: 'raw-4', service: 'Elsewhere' })],
+      ];
+      for (const [, payload] of raw) await producer.send({ payload });
+
+      const unknown = (await unknownMethod) as TaskFailedError;
+      expect(unknown).toBeInstanceOf(TaskFailedError);
+      expect(unknown.reason).toBe('unknownMethod');
+      expect(unknown.attempts).toBe(0);
+      expect(unknown.lastError.message).toMatch(/Shop has no task method 'refund' \(it has: order\)/);
+
+      const wrong = (await wrongArgs) as TaskFailedError;
+      expect(wrong.reason).toBe('wrongArguments');
+      expect(wrong.lastError.message).toMatch(/Shop\.order argument 1 must be a number, got string "three"/);
+
+      // The worker is still serving.
+      expect(await shop.order('sku-9', 9)).toBe('9 × sku-9');
+      expect(worker.state.status).toBe('running');
+
+      const dead = await readDeadLetters(transport, 'Shop', 7);
+      const byReason = dead.map((d) => d.reason).sort();
+      expect(byReason).toEqual(
+        ['undecodable', 'undecodable', 'undecodable', 'undecodable', 'unknownMethod', 'unknownService', 'wrongArguments'].sort(),
+      );
+      const undecodable = dead.filter((d) => d.reason === 'undecodable');
+      // Unreadable payloads keep their original bytes, so nothing is lost.
+      expect(undecodable.every((d) => d.task === null && d.payloadBase64 !== null)).toBe(true);
+      expect(Buffer.from(undecodable.find((d) => d.detail.includes('UTF-8'))!.payloadBase64!, 'base64')).toEqual(
+        Buffer.from([0xc3, 0x28, 0xa0]),
+      );
+      expect(undecodable.some((d) => d.detail.includes('wire version 99'))).toBe(true);
+      expect(dead.find((d) => d.reason === 'unknownService')!.detail).toMatch(/for service 'Elsewhere'/);
+      // Every one of them was acked: nothing is waiting for redelivery.
+      expect(settlements.filter((s) => s.settlement === 'failed')).toHaveLength(7);
+      expect(worker.stats().Shop!.inFlight).toBe(0);
+    });
   });
-
-  test('go to the dead-letter topic with their reason, are never executed, and the worker keeps going', async () => {
-    system = await startSystem([{ name: 'Shop', executor: { factory: () => new ShopImpl(), batch: { maxMessages: 10, maxSeconds: 0.02 } } }]);
-    const { client, transport, worker, settlements } = system;
-    const shop = client.service<Shop>('Shop');
-
-    // Unknown method and wrong arguments come from a real client, which is told.
-    const unknownMethod = shop.refund('o-1').catch((e: unknown) => e);
-    const wrongArgs = (shop.order as unknown as (a: unknown, b: unknown) => Promise<string>)('sku-1', 'three').catch((e: unknown) => e);
-
-    // The rest are raw messages no client would send.
-    const good: TaskEnvelope = {
-      v: 1, kind: 'task', taskId: 'raw-1', service: 'Shop', method: 'order', args: ['sku-2', 2], meta: {}, tags: [],
-      replyTo: null, retryIndex: 0, retrySequence: 0, lastError: null, dispatchedAt: Date.now(),
-    };
-    const producer = await transport.createProducer(taskTopic('Shop'));
-    const raw: Array<[string, Uint8Array]> = [
-      ['not UTF-8', new Uint8Array([0xc3, 0x28, 0xa0])],
-      ['not JSON', encode('{"v":1,"kind":')],
-      ['future version', encode({ ...good, v: 99, taskId: 'raw-2' })],
-      ['missing fields', encode({ v: 1, kind: 'task', taskId: 'raw-3' })],
-      ['other service', encode({ ...good, taskId: 'raw-4', service: 'Elsewhere' })],
-    ];
-    for (const [, payload] of raw) await producer.send({ payload });
-
-    const unknown = (await unknownMethod) as TaskFailedError;
-    expect(unknown).toBeInstanceOf(TaskFailedError);
-    expect(unknown.reason).toBe('unknownMethod');
-    expect(unknown.attempts).toBe(0);
-    expect(unknown.lastError.message).toMatch(/Shop has no task method 'refund' \(it has: order\)/);
-
-    const wrong = (await wrongArgs) as TaskFailedError;
-    expect(wrong.reason).toBe('wrongArguments');
-    expect(wrong.lastError.message).toMatch(/Shop\.order argument 1 must be a number, got string "three"/);
-
-    // The worker is still serving.
-    expect(await shop.order('sku-9', 9)).toBe('9 × sku-9');
-    expect(worker.state.status).toBe('running');
-
-    const dead = await readDeadLetters(transport, 'Shop', 7);
-    const byReason = dead.map((d) => d.reason).sort();
-    expect(byReason).toEqual(['undecodable', 'undecodable', 'undecodable', 'undecodable', 'unknownMethod', 'unknownService', 'wrongArguments'].sort());
-    const undecodable = dead.filter((d) => d.reason === 'undecodable');
-    // Unreadable payloads keep their original bytes, so nothing is lost.
-    expect(undecodable.every((d) => d.task === null && d.payloadBase64 !== null)).toBe(true);
-    expect(Buffer.from(undecodable.find((d) => d.detail.includes('UTF-8'))!.payloadBase64!, 'base64')).toEqual(Buffer.from([0xc3, 0x28, 0xa0]));
-    expect(undecodable.some((d) => d.detail.includes('wire version 99'))).toBe(true);
-    expect(dead.find((d) => d.reason === 'unknownService')!.detail).toMatch(/for service 'Elsewhere'/);
-    // Every one of them was acked: nothing is waiting for redelivery.
-    expect(settlements.filter((s) => s.settlement === 'failed')).toHaveLength(7);
-    expect(worker.stats().Shop!.inFlight).toBe(0);
-  });
-});
+}

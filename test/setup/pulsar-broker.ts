@@ -28,25 +28,36 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const required = process.env.SHEAF_REQUIRE_PULSAR === '1';
   if (process.env.SHEAF_SKIP_PULSAR === '1' && !required) {
     project.provide('pulsarUrl', '');
+    project.provide('pulsarAdminUrl', '');
     return async () => undefined;
   }
   const found = await findBroker().catch((error: unknown) => {
-    if (required) throw error;
+    if (required)
+      throw new Error(`SHEAF_REQUIRE_PULSAR=1 but no Pulsar broker could be found or started: ${(error as Error).message}`, {
+        cause: error,
+      });
     console.warn(`[sheaf] no Pulsar broker (${(error as Error).message}); the Pulsar tests are skipped`);
-    return '';
+    return { url: '', adminUrl: '' };
   });
-  project.provide('pulsarUrl', found);
+  project.provide('pulsarUrl', found.url);
+  project.provide('pulsarAdminUrl', found.adminUrl);
   return async () => {
     await teardown?.();
   };
 }
 
-async function findBroker(): Promise<string> {
+interface Broker {
+  readonly url: string;
+  /** The admin REST API, used by tests to create namespaces and partitioned topics. */
+  readonly adminUrl: string;
+}
+
+async function findBroker(): Promise<Broker> {
   if (process.env.PULSAR_URL) {
     const url = process.env.PULSAR_URL;
     const { hostname, port } = new URL(url.replace(/^pulsar(\+ssl)?:/, 'http:'));
     if (!(await reachable(hostname, Number(port || 6650)))) throw new Error(`PULSAR_URL=${url} does not answer`);
-    return url;
+    return { url, adminUrl: process.env.PULSAR_ADMIN_URL ?? `http://${hostname}:8080` };
   }
   if (await dockerAnswers()) return startContainer();
   return startWithScript();
@@ -61,12 +72,17 @@ async function dockerAnswers(): Promise<boolean> {
   }
 }
 
-async function startContainer(): Promise<string> {
+async function startContainer(): Promise<Broker> {
   const { GenericContainer, Wait } = await import('testcontainers');
   console.warn(`[sheaf] starting apachepulsar/pulsar:${PULSAR_VERSION} with testcontainers`);
   const container = await new GenericContainer(`apachepulsar/pulsar:${PULSAR_VERSION}`)
-    .withCommand(['bin/pulsar', 'standalone', '-nfw', '-nss'])
-    .withEnvironment({ PULSAR_MEM: '-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g' })
+    // The same broker settings as scripts/pulsar.sh and docker-compose.yml.
+    .withCommand(['sh', '-c', 'bin/apply-config-from-env.py conf/standalone.conf && exec bin/pulsar standalone -nfw -nss'])
+    .withEnvironment({
+      PULSAR_MEM: '-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g',
+      isDelayedDeliveryDeliverAtTimeStrict: 'true',
+      delayedDeliveryTickTimeMillis: '100',
+    })
     .withExposedPorts(6650, 8080)
     .withWaitStrategy(Wait.forHttp('/admin/v2/brokers/ready', 8080).forStatusCode(200))
     .withStartupTimeout(240_000)
@@ -74,10 +90,11 @@ async function startContainer(): Promise<string> {
   teardown = async () => {
     await container.stop();
   };
-  return `pulsar://${container.getHost()}:${container.getMappedPort(6650)}`;
+  const host = container.getHost();
+  return { url: `pulsar://${host}:${container.getMappedPort(6650)}`, adminUrl: `http://${host}:${container.getMappedPort(8080)}` };
 }
 
-async function startWithScript(): Promise<string> {
+async function startWithScript(): Promise<Broker> {
   const alreadyUp = await reachable('127.0.0.1', 6650);
   if (!alreadyUp) {
     console.warn('[sheaf] starting a standalone Pulsar broker with scripts/pulsar.sh (the first run downloads it)');
@@ -92,7 +109,7 @@ async function startWithScript(): Promise<string> {
       };
     }
   }
-  return 'pulsar://127.0.0.1:6650';
+  return { url: 'pulsar://127.0.0.1:6650', adminUrl: 'http://127.0.0.1:8080' };
 }
 
 function reachable(host: string, port: number): Promise<boolean> {

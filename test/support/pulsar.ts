@@ -1,19 +1,47 @@
+import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { PulsarTransport, type PulsarTransportOptions } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from './logger.js';
 
 /** The broker the global setup found or started (test/setup/pulsar-broker.ts); '' when there is none. */
 export const pulsarUrl = (): string => inject('pulsarUrl');
+const adminUrl = (): string => inject('pulsarAdminUrl');
 
 /** True when the Pulsar tests must be skipped (no broker, and CI did not require one). */
 export const noPulsar = (): boolean => pulsarUrl() === '';
 
-export function pulsarTransport(options: Partial<PulsarTransportOptions> = {}): PulsarTransport {
-  return new PulsarTransport({ brokerServiceUrl: pulsarUrl(), logger: testLogger, nackRedeliveryDelayMs: 100, ...options });
+/** Calls the broker's admin REST API; throws with the broker's answer on failure. */
+export async function admin(method: 'PUT' | 'GET' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
+  const response = await fetch(`${adminUrl()}/admin/v2/${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+  const text = await response.text();
+  return text ? (JSON.parse(text) as unknown) : undefined;
+}
+
+/** A new namespace under `public`: a test's own topics, with nothing left over from other runs. */
+export async function freshNamespace(): Promise<string> {
+  const namespace = `sheaf-test-${randomUUID().slice(0, 12)}`;
+  await admin('PUT', `namespaces/public/${namespace}`);
+  return namespace;
+}
+
+export async function pulsarTransport(options: Partial<PulsarTransportOptions> = {}): Promise<PulsarTransport> {
+  return new PulsarTransport({
+    brokerServiceUrl: pulsarUrl(),
+    logger: testLogger,
+    nackRedeliveryDelayMs: 100,
+    namespace: await freshNamespace(),
+    ...options,
+  });
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     pulsarUrl: string;
+    pulsarAdminUrl: string;
   }
 }

@@ -20,7 +20,10 @@ export interface System {
 }
 
 /** A worker and a client on one transport (in-memory unless given), with reports collected. */
-export async function startSystem(services: ServiceOptions[], transport: Transport = new InMemoryTransport({ nackRedeliveryDelayMs: 20 })): Promise<System> {
+export async function startSystem(
+  services: ServiceOptions[],
+  transport: Transport = new InMemoryTransport({ nackRedeliveryDelayMs: 20 }),
+): Promise<System> {
   const worker = new SheafWorker({ transport, services, logger: testLogger, name: 'test-worker' });
   const batches: BatchReport[] = [];
   const settlements: TaskReport[] = [];
@@ -44,7 +47,11 @@ export async function startSystem(services: ServiceOptions[], transport: Transpo
 
 /** Reads `count` dead letters of a service, leaving them on the topic. */
 export async function readDeadLetters(transport: Transport, service: string, count: number): Promise<DeadLetterEnvelope[]> {
-  const consumer = await transport.subscribe({ topic: deadLetterTopic(service), subscription: DEAD_LETTER_SUBSCRIPTION, maxUnacked: Math.max(count, 1) });
+  const consumer = await transport.subscribe({
+    topic: deadLetterTopic(service),
+    subscription: DEAD_LETTER_SUBSCRIPTION,
+    maxUnacked: Math.max(count, 1),
+  });
   try {
     const out: DeadLetterEnvelope[] = [];
     for (let i = 0; i < count; i++) out.push(decodeDeadLetter((await consumer.receive()).payload));

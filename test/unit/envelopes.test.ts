@@ -50,7 +50,17 @@ describe('envelopes', () => {
       code = 'E42';
     }
     const info = toErrorInfo(new CodedError('outer', { cause: new RangeError('inner') }));
-    const payload = encodeEnvelope({ v: 1, kind: 'result', taskId: 't1', service: 'S', method: 'm', outcome: 'failed', reason: 'retriesExhausted', error: info, attempts: 3 });
+    const payload = encodeEnvelope({
+      v: 1,
+      kind: 'result',
+      taskId: 't1',
+      service: 'S',
+      method: 'm',
+      outcome: 'failed',
+      reason: 'retriesExhausted',
+      error: info,
+      attempts: 3,
+    });
     const decoded = decodeResult(payload);
     expect(decoded.outcome).toBe('failed');
     const rebuilt = fromErrorInfo((decoded as { error: typeof info }).error);

@@ -124,7 +124,14 @@ describe('Executor.runBatch', () => {
       return undefined;
     });
     await executor.runBatch(flushed(tasksWithKey('tenant-7', 'a', 'b'), 'double', 'tenant-7'), 'doubleMany');
-    expect(batch).toMatchObject({ batchKey: 'tenant-7', size: 2, bytes: 20, flushReason: 'maxMessages', serviceName: 'S', methodName: 'double' });
+    expect(batch).toMatchObject({
+      batchKey: 'tenant-7',
+      size: 2,
+      bytes: 20,
+      flushReason: 'maxMessages',
+      serviceName: 'S',
+      methodName: 'double',
+    });
     expect(contexts.map((c) => [c.taskId, c.batchKey, c.retryIndex])).toEqual([
       ['a', 'tenant-7', 0],
       ['b', 'tenant-7', 0],
@@ -138,7 +145,12 @@ describe('Executor.runSingle and the task context', () => {
     const method = def.methods.get('echoContext')!;
     const outcome = await executor.runSingle(receivedTask('t9', method, undefined, 'tenant-1'));
     expect(outcome.ok).toBe(true);
-    expect((outcome as { value: TaskContext }).value).toMatchObject({ taskId: 't9', batchKey: 'tenant-1', serviceName: 'S', methodName: 'echoContext' });
+    expect((outcome as { value: TaskContext }).value).toMatchObject({
+      taskId: 't9',
+      batchKey: 'tenant-1',
+      serviceName: 'S',
+      methodName: 'echoContext',
+    });
   });
 
   test('the context functions throw outside a task, saying so', () => {

@@ -55,7 +55,9 @@ describe('compileWorkerOptions', () => {
   test('unknown keys are errors that name the key and suggest the right one', () => {
     const issues = issuesOf(base({ batch: { maxMesages: 10 } }));
     expect(issues).toHaveLength(1);
-    expect(issues[0]).toMatch(/^services\[0\]\.executor\.batch\.maxMesages: unknown key; did you mean 'maxMessages'\? \(allowed here: maxMessages, maxSeconds, maxBytes\)/);
+    expect(issues[0]).toMatch(
+      /^services\[0\]\.executor\.batch\.maxMesages: unknown key; did you mean 'maxMessages'\? \(allowed here: maxMessages, maxSeconds, maxBytes\)/,
+    );
   });
 
   test('an in-flight bound larger than maxUnacked is an error with the numbers and the fix', () => {
@@ -75,13 +77,15 @@ describe('compileWorkerOptions', () => {
         { name: 'bad name!', executor: { factory: () => ({}) } },
       ],
     });
-    expect(issues).toEqual(
-      expect.arrayContaining([
-        expect.stringMatching(/^services\[2\]\.name: must start with a letter/),
-      ]),
-    );
+    expect(issues).toEqual(expect.arrayContaining([expect.stringMatching(/^services\[2\]\.name: must start with a letter/)]));
     // Duplicate detection runs once the shapes are valid.
-    const dup = issuesOf({ transport, services: [{ name: 'Email', executor: { factory: () => ({}) } }, { name: 'Email', executor: { factory: () => ({}) } }] });
+    const dup = issuesOf({
+      transport,
+      services: [
+        { name: 'Email', executor: { factory: () => ({}) } },
+        { name: 'Email', executor: { factory: () => ({}) } },
+      ],
+    });
     expect(dup).toEqual(["services[1].name: duplicates services[0].name 'Email'; each service is declared once"]);
   });
 

@@ -138,7 +138,9 @@ describe('resolveService', () => {
       @Batch('sendMany')
       sendManyMany(_t: Map<string, unknown>): void {}
     }
-    expect(() => resolveService('Chained', new Chained())).toThrow(/Chained\.sendManyMany: @Batch\('sendMany'\) names a task method that does not exist/);
+    expect(() => resolveService('Chained', new Chained())).toThrow(
+      /Chained\.sendManyMany: @Batch\('sendMany'\) names a task method that does not exist/,
+    );
   });
 
   test('inherited methods and declarations count', () => {

@@ -4,7 +4,13 @@ import { NonRetryableError } from '../../src/errors.js';
 
 describe('RetryPolicy', () => {
   test("defaults are Infinitic's: 1 s, 1000 × minimum, coefficient 2, random factor 0.5, 11 retries", () => {
-    expect(DEFAULT_RETRY).toMatchObject({ minimumSeconds: 1, maximumSeconds: 1000, backoffCoefficient: 2, randomFactor: 0.5, maximumRetries: 11 });
+    expect(DEFAULT_RETRY).toMatchObject({
+      minimumSeconds: 1,
+      maximumSeconds: 1000,
+      backoffCoefficient: 2,
+      randomFactor: 0.5,
+      maximumRetries: 11,
+    });
   });
 
   test('delays grow exponentially and are capped at maximumSeconds', () => {

@@ -51,7 +51,10 @@ export class PulsarClient {
   async partitions(topic: string): Promise<number> {
     const connection = await this.serviceConnection();
     const requestId = connection.newRequestId();
-    const response = await connection.request({ type: CommandType.PARTITIONED_METADATA, partitionMetadata: { topic, request_id: requestId } }, requestId);
+    const response = await connection.request(
+      { type: CommandType.PARTITIONED_METADATA, partitionMetadata: { topic, request_id: requestId } },
+      requestId,
+    );
     const r = response.partitionMetadataResponse!;
     if (r.response === 1 /* Failed */) {
       throw serverError(ServerError[r.error ?? 0] ?? 'UnknownError', r.message ?? `partition metadata for ${topic} failed`);
@@ -65,7 +68,10 @@ export class PulsarClient {
     let authoritative = false;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const requestId = connection.newRequestId();
-      const response = await connection.request({ type: CommandType.LOOKUP, lookupTopic: { topic, request_id: requestId, authoritative } }, requestId);
+      const response = await connection.request(
+        { type: CommandType.LOOKUP, lookupTopic: { topic, request_id: requestId, authoritative } },
+        requestId,
+      );
       const r = response.lookupTopicResponse!;
       if (r.response === LookupType.Failed || r.response === undefined) {
         throw serverError(ServerError[r.error ?? 0] ?? 'UnknownError', r.message ?? `lookup of ${topic} failed`);
@@ -123,4 +129,3 @@ export class PulsarClient {
     return opening;
   }
 }
-

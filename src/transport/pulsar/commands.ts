@@ -54,7 +54,8 @@ export const CompressionType = { NONE: 0, LZ4: 1, ZLIB: 2, ZSTD: 3, SNAPPY: 4 } 
 
 /** uint64 fields decode as `Long` objects; our ids and ledgers stay far below 2^53. */
 export type Uint64 = number | { toNumber(): number };
-export const num = (value: Uint64 | undefined | null): number => (value === undefined || value === null ? 0 : typeof value === 'number' ? value : value.toNumber());
+export const num = (value: Uint64 | undefined | null): number =>
+  value === undefined || value === null ? 0 : typeof value === 'number' ? value : value.toNumber();
 
 export interface KeyValue {
   key: string;
@@ -121,7 +122,14 @@ export interface BaseCommand {
     force_topic_creation?: boolean;
     keySharedMeta?: { keySharedMode: number; allowOutOfOrderDelivery?: boolean };
   };
-  producer?: { topic: string; producer_id: Uint64; request_id: Uint64; producer_name?: string; epoch?: Uint64; user_provided_producer_name?: boolean };
+  producer?: {
+    topic: string;
+    producer_id: Uint64;
+    request_id: Uint64;
+    producer_name?: string;
+    epoch?: Uint64;
+    user_provided_producer_name?: boolean;
+  };
   send?: { producer_id: Uint64; sequence_id: Uint64; num_messages?: number; highest_sequence_id?: Uint64 };
   send_receipt?: { producer_id: Uint64; sequence_id: Uint64; message_id?: MessageIdData; highest_sequence_id?: Uint64 };
   send_error?: { producer_id: Uint64; sequence_id: Uint64; error: number; message: string };

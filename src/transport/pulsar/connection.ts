@@ -111,7 +111,11 @@ export class Connection {
     return new Promise<BaseCommand>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
-        reject(new PulsarConnectionError(`${typeName(command.type)} request ${requestId} to ${this.address.url} timed out after ${this.options.operationTimeoutMs} ms`));
+        reject(
+          new PulsarConnectionError(
+            `${typeName(command.type)} request ${requestId} to ${this.address.url} timed out after ${this.options.operationTimeoutMs} ms`,
+          ),
+        );
       }, this.options.operationTimeoutMs);
       this.pending.set(requestId, { resolve, reject, timer });
       this.write(encodeSimpleFrame(command));
@@ -144,7 +148,10 @@ export class Connection {
     socket.setNoDelay(true);
     this.socket = socket;
     const connected = new Promise<BaseCommand>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new PulsarConnectionError(`connecting to ${this.address.url} timed out after ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
+      const timer = setTimeout(
+        () => reject(new PulsarConnectionError(`connecting to ${this.address.url} timed out after ${this.options.connectTimeoutMs} ms`)),
+        this.options.connectTimeoutMs,
+      );
       this.pending.set(0, {
         resolve: (c) => {
           clearTimeout(timer);
@@ -158,7 +165,9 @@ export class Connection {
       });
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (error) => this.teardown(new PulsarConnectionError(`connection to ${this.address.url} failed: ${error.message}`, { cause: error })));
+    socket.on('error', (error) =>
+      this.teardown(new PulsarConnectionError(`connection to ${this.address.url} failed: ${error.message}`, { cause: error })),
+    );
     socket.on('close', () => this.teardown(new PulsarConnectionError(`connection to ${this.address.url} closed`)));
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new PulsarConnectionError(`cannot connect to ${this.address.url}: ${e.message}`, { cause: e }));
@@ -283,10 +292,14 @@ export class Connection {
       const auth = await this.authData();
       this.send({
         type: CommandType.AUTH_RESPONSE,
-        authResponse: { client_version: CLIENT_VERSION, protocol_version: PROTOCOL_VERSION, response: { auth_method_name: 'token', auth_data: auth ?? new Uint8Array() } },
+        authResponse: {
+          client_version: CLIENT_VERSION,
+          protocol_version: PROTOCOL_VERSION,
+          response: { auth_method_name: 'token', auth_data: auth ?? new Uint8Array() },
+        },
       });
     } catch (error) {
-      this.options.logger.error({ err: error }, 'could not answer the broker\'s authentication challenge');
+      this.options.logger.error({ err: error }, "could not answer the broker's authentication challenge");
     }
   }
 

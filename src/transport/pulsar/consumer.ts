@@ -189,7 +189,10 @@ export class PartitionConsumer implements ConnectionHandler {
     const redeliveryCount = m.redelivery_count ?? 0;
     const metadata = frame.metadata!;
     if (frame.checksumValid === false) {
-      this.client.logger.warn({ topic: this.topic, entry: `${idData.ledgerId}:${idData.entryId}` }, 'checksum mismatch; asking for redelivery');
+      this.client.logger.warn(
+        { topic: this.topic, entry: `${idData.ledgerId}:${idData.entryId}` },
+        'checksum mismatch; asking for redelivery',
+      );
       this.outstanding = Math.max(0, this.outstanding - 1);
       this.redeliver([idData]);
       this.refill(false);
@@ -261,7 +264,10 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private redeliver(ids: MessageIdData[]): void {
-    this.send({ type: CommandType.REDELIVER_UNACKNOWLEDGED_MESSAGES, redeliverUnacknowledgedMessages: { consumer_id: this.consumerId, message_ids: ids } });
+    this.send({
+      type: CommandType.REDELIVER_UNACKNOWLEDGED_MESSAGES,
+      redeliverUnacknowledgedMessages: { consumer_id: this.consumerId, message_ids: ids },
+    });
   }
 
   private send(command: Parameters<Connection['send']>[0]): boolean {
@@ -313,7 +319,9 @@ export class PulsarConsumer implements Consumer {
     consumer.parts =
       partitions === 0
         ? [new PartitionConsumer(client, topic, -1, settings.maxUnacked, settings, consumer)]
-        : [...Array(partitions).keys()].map((i) => new PartitionConsumer(client, partitionTopic(topic, i), i, perPartition, settings, consumer));
+        : [...Array(partitions).keys()].map(
+            (i) => new PartitionConsumer(client, partitionTopic(topic, i), i, perPartition, settings, consumer),
+          );
     try {
       await Promise.all(consumer.parts.map((p) => p.connect()));
     } catch (error) {

@@ -18,7 +18,15 @@ export class PulsarConnectionError extends SheafError {
 }
 
 /** Server errors worth retrying after a backoff and a new lookup. */
-const RETRIABLE = new Set(['ServiceNotReady', 'TooManyRequests', 'MetadataError', 'PersistenceError', 'ProducerBusy', 'ConsumerBusy', 'UnknownError']);
+const RETRIABLE = new Set([
+  'ServiceNotReady',
+  'TooManyRequests',
+  'MetadataError',
+  'PersistenceError',
+  'ProducerBusy',
+  'ConsumerBusy',
+  'UnknownError',
+]);
 
 export function isRetriable(error: unknown): boolean {
   if (error instanceof PulsarConnectionError) return true;

@@ -140,7 +140,7 @@ export function decodeFrame(frame: Buffer): DecodedFrame {
   if (frame.readUInt16BE(o) !== MAGIC_CHECKSUM) throw new ProtocolError('payload frame without the checksum magic number');
   const expected = frame.readUInt32BE(o + 2);
   o += 6;
-  const checksumValid = (crc32c.buf(frame.subarray(o)) >>> 0) === expected;
+  const checksumValid = crc32c.buf(frame.subarray(o)) >>> 0 === expected;
   const metadataSize = frame.readUInt32BE(o);
   o += 4;
   const metadata = decodeMessageMetadata(frame.subarray(o, o + metadataSize));

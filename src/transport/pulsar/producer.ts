@@ -177,10 +177,20 @@ export class PartitionProducer implements ConnectionHandler {
     let metadata: MessageMetadata;
     let payload: Uint8Array;
     if (batched) {
-      metadata = { producer_name: this.producerName, sequence_id: sequenceId, publish_time: Date.now(), num_messages_in_batch: messages.length, highest_sequence_id: sequenceId + messages.length - 1 };
+      metadata = {
+        producer_name: this.producerName,
+        sequence_id: sequenceId,
+        publish_time: Date.now(),
+        num_messages_in_batch: messages.length,
+        highest_sequence_id: sequenceId + messages.length - 1,
+      };
       payload = encodeBatchPayload(
         messages.map(({ message }) => ({
-          metadata: { properties: toKeyValues(message.properties), payload_size: message.payload.length, ...(message.key !== undefined ? { partition_key: message.key } : {}) },
+          metadata: {
+            properties: toKeyValues(message.properties),
+            payload_size: message.payload.length,
+            ...(message.key !== undefined ? { partition_key: message.key } : {}),
+          },
           payload: message.payload,
         })),
       );
@@ -205,7 +215,15 @@ export class PartitionProducer implements ConnectionHandler {
     send.metadata.producer_name = this.producerName;
     try {
       this.connection!.sendPayload(
-        { type: CommandType.SEND, send: { producer_id: this.producerId, sequence_id: send.sequenceId, num_messages: send.messages.length, ...(send.batched ? { highest_sequence_id: send.sequenceId + send.messages.length - 1 } : {}) } },
+        {
+          type: CommandType.SEND,
+          send: {
+            producer_id: this.producerId,
+            sequence_id: send.sequenceId,
+            num_messages: send.messages.length,
+            ...(send.batched ? { highest_sequence_id: send.sequenceId + send.messages.length - 1 } : {}),
+          },
+        },
         send.metadata,
         send.payload,
       );
@@ -272,7 +290,9 @@ export class PulsarProducer implements Producer {
     const parts =
       partitions === 0
         ? [await PartitionProducer.create(client, topic, -1, settings)]
-        : await Promise.all([...Array(partitions).keys()].map((i) => PartitionProducer.create(client, partitionTopic(topic, i), i, settings)));
+        : await Promise.all(
+            [...Array(partitions).keys()].map((i) => PartitionProducer.create(client, partitionTopic(topic, i), i, settings)),
+          );
     return new PulsarProducer(topic, parts);
   }
 

@@ -45,9 +45,7 @@ export interface PulsarTransportOptions {
   logger?: Logger;
 }
 
-const topicPart = z
-  .string()
-  .regex(/^[A-Za-z0-9_.=-]+$/, { error: 'must hold only letters, digits and _ . = -' });
+const topicPart = z.string().regex(/^[A-Za-z0-9_.=-]+$/, { error: 'must hold only letters, digits and _ . = -' });
 
 const optionsSchema = strictObject({
   brokerServiceUrl: z.string({ error: 'must be a URL like pulsar://localhost:6650' }).refine(
