@@ -22,6 +22,8 @@ export { EXECUTOR_DEFAULTS } from './config/executor-schema.js';
 export type { Transport, Producer, Consumer, OutgoingMessage, ReceivedMessage, SubscribeOptions } from './transport/transport.js';
 export { InMemoryTransport } from './transport/memory/in-memory-transport.js';
 export type { InMemoryTransportOptions } from './transport/memory/in-memory-transport.js';
+export { PulsarTransport } from './transport/pulsar/pulsar-transport.js';
+export type { PulsarTransportOptions } from './transport/pulsar/pulsar-transport.js';
 
 export { taskTopic, deadLetterTopic, resultTopic, WORKER_SUBSCRIPTION, DEAD_LETTER_SUBSCRIPTION } from './topics.js';
 export { decodeDeadLetter, decodeTask, decodeResult } from './wire/envelopes.js';

@@ -69,6 +69,8 @@ export function encodePayloadFrame(command: BaseCommand, metadata: MessageMetada
 }
 
 export interface DecodedFrame {
+  /** The frame's bytes as received, size prefix included. */
+  readonly raw: Buffer;
   readonly command: BaseCommand;
   /** Present on payload frames (MESSAGE). */
   readonly metadata?: MessageMetadata;
@@ -132,7 +134,7 @@ export function decodeFrame(frame: Buffer): DecodedFrame {
   if (8 + commandSize > frame.length) throw new ProtocolError(`command size ${commandSize} exceeds frame size ${totalSize}`);
   const command = decodeBaseCommand(frame.subarray(8, 8 + commandSize));
   let o = 8 + commandSize;
-  if (o >= frame.length) return { command };
+  if (o >= frame.length) return { raw: frame, command };
   if (frame.readUInt16BE(o) === MAGIC_BROKER_ENTRY_METADATA) {
     const size = frame.readUInt32BE(o + 2);
     o += 6 + size;
@@ -145,7 +147,7 @@ export function decodeFrame(frame: Buffer): DecodedFrame {
   o += 4;
   const metadata = decodeMessageMetadata(frame.subarray(o, o + metadataSize));
   o += metadataSize;
-  return { command, metadata, payload: frame.subarray(o), checksumValid };
+  return { raw: frame, command, metadata, payload: frame.subarray(o), checksumValid };
 }
 
 export interface BatchEntry {

@@ -1,0 +1,71 @@
+/**
+ * A TCP proxy in front of the broker that the test controls: it can cut every
+ * connection at once, as a network failure or a broker crash would. It
+ * rewrites LOOKUP answers to "proxy through the service URL", the way a
+ * Pulsar proxy answers, so that clients keep connecting through it.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { CommandType } from '../../src/transport/pulsar/commands.js';
+import { FrameReader, encodeSimpleFrame } from '../../src/transport/pulsar/frames.js';
+
+export class PulsarTestProxy {
+  private readonly sockets = new Set<Socket>();
+  private server: Server | null = null;
+  /** Connections accepted so far: each cut makes clients come back with new ones. */
+  accepted = 0;
+
+  constructor(
+    private readonly brokerHost: string,
+    private readonly brokerPort: number,
+  ) {}
+
+  async start(): Promise<string> {
+    this.server = createServer((client) => this.accept(client));
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    const address = this.server.address();
+    if (typeof address !== 'object' || !address) throw new Error('proxy has no address');
+    return `pulsar://127.0.0.1:${address.port}`;
+  }
+
+  /** Drops every open connection, both ways. */
+  cutAll(): number {
+    const n = this.sockets.size;
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    return n / 2;
+  }
+
+  async stop(): Promise<void> {
+    this.cutAll();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+
+  private accept(client: Socket): void {
+    this.accepted += 1;
+    const broker = connect({ host: this.brokerHost, port: this.brokerPort });
+    this.sockets.add(client);
+    this.sockets.add(broker);
+    const fromBroker = new FrameReader();
+    client.on('data', (chunk) => broker.write(chunk));
+    broker.on('data', (chunk: Buffer) => {
+      for (const frame of fromBroker.push(chunk)) {
+        if (frame.command.type === CommandType.LOOKUP_RESPONSE) {
+          frame.command.lookupTopicResponse!.proxy_through_service_url = true;
+          client.write(encodeSimpleFrame(frame.command));
+        } else {
+          client.write(frame.raw);
+        }
+      }
+    });
+    const close = (): void => {
+      client.destroy();
+      broker.destroy();
+      this.sockets.delete(client);
+      this.sockets.delete(broker);
+    };
+    client.on('close', close);
+    broker.on('close', close);
+    client.on('error', close);
+    broker.on('error', close);
+  }
+}
