@@ -29,6 +29,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (process.env.SHEAF_SKIP_PULSAR === '1' && !required) {
     project.provide('pulsarUrl', '');
     project.provide('pulsarAdminUrl', '');
+    project.provide('pulsarThroughServiceUrl', false);
     return async () => undefined;
   }
   const found = await findBroker().catch((error: unknown) => {
@@ -37,10 +38,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
         cause: error,
       });
     console.warn(`[sheaf] no Pulsar broker (${(error as Error).message}); the Pulsar tests are skipped`);
-    return { url: '', adminUrl: '' };
+    return { url: '', adminUrl: '', throughServiceUrl: false };
   });
   project.provide('pulsarUrl', found.url);
   project.provide('pulsarAdminUrl', found.adminUrl);
+  project.provide('pulsarThroughServiceUrl', found.throughServiceUrl);
   return async () => {
     await teardown?.();
   };
@@ -50,6 +52,8 @@ interface Broker {
   readonly url: string;
   /** The admin REST API, used by tests to create namespaces and partitioned topics. */
   readonly adminUrl: string;
+  /** Port-mapped (a container): the broker's advertised address is not reachable from here. */
+  readonly throughServiceUrl: boolean;
 }
 
 async function findBroker(): Promise<Broker> {
@@ -57,7 +61,11 @@ async function findBroker(): Promise<Broker> {
     const url = process.env.PULSAR_URL;
     const { hostname, port } = new URL(url.replace(/^pulsar(\+ssl)?:/, 'http:'));
     if (!(await reachable(hostname, Number(port || 6650)))) throw new Error(`PULSAR_URL=${url} does not answer`);
-    return { url, adminUrl: process.env.PULSAR_ADMIN_URL ?? `http://${hostname}:8080` };
+    return {
+      url,
+      adminUrl: process.env.PULSAR_ADMIN_URL ?? `http://${hostname}:8080`,
+      throughServiceUrl: process.env.PULSAR_THROUGH_SERVICE_URL === '1',
+    };
   }
   if (await dockerAnswers()) return startContainer();
   return startWithScript();
@@ -91,7 +99,11 @@ async function startContainer(): Promise<Broker> {
     await container.stop();
   };
   const host = container.getHost();
-  return { url: `pulsar://${host}:${container.getMappedPort(6650)}`, adminUrl: `http://${host}:${container.getMappedPort(8080)}` };
+  return {
+    url: `pulsar://${host}:${container.getMappedPort(6650)}`,
+    adminUrl: `http://${host}:${container.getMappedPort(8080)}`,
+    throughServiceUrl: true,
+  };
 }
 
 async function startWithScript(): Promise<Broker> {
@@ -109,7 +121,7 @@ async function startWithScript(): Promise<Broker> {
       };
     }
   }
-  return { url: 'pulsar://127.0.0.1:6650', adminUrl: 'http://127.0.0.1:8080' };
+  return { url: 'pulsar://127.0.0.1:6650', adminUrl: 'http://127.0.0.1:8080', throughServiceUrl: false };
 }
 
 function reachable(host: string, port: number): Promise<boolean> {

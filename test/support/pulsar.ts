@@ -35,6 +35,7 @@ export async function pulsarTransport(options: Partial<PulsarTransportOptions> =
     logger: testLogger,
     nackRedeliveryDelayMs: 100,
     namespace: await freshNamespace(),
+    connectThroughServiceUrl: inject('pulsarThroughServiceUrl'),
     ...options,
   });
 }
@@ -43,5 +44,6 @@ declare module 'vitest' {
   export interface ProvidedContext {
     pulsarUrl: string;
     pulsarAdminUrl: string;
+    pulsarThroughServiceUrl: boolean;
   }
 }

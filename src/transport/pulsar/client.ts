@@ -17,6 +17,12 @@ const MAX_REDIRECTS = 20;
 
 export interface PulsarClientOptions extends BrokerConnectionOptions {
   readonly serviceUrl: string;
+  /**
+   * Always open sockets to the service URL, naming the broker a lookup chose
+   * (as through a Pulsar proxy). For one broker behind port mapping, whose
+   * advertised address the client cannot reach.
+   */
+  readonly connectThroughServiceUrl?: boolean;
 }
 
 export interface TopicOwner {
@@ -79,7 +85,7 @@ export class PulsarClient {
       const target = this.pickUrl(r.brokerServiceUrl, r.brokerServiceUrlTls);
       const address = parseServiceUrl(target)[0]!;
       // Through a proxy, the socket goes to the service URL and the proxy forwards to the broker.
-      const physical = r.proxy_through_service_url ? connection.physical : address;
+      const physical = r.proxy_through_service_url || this.options.connectThroughServiceUrl ? connection.physical : address;
       if (r.response === LookupType.Connect) return this.connection(address, physical);
       connection = await this.connection(address, physical);
       authoritative = r.authoritative ?? false;

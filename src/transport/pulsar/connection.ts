@@ -164,6 +164,8 @@ export class Connection {
         timer,
       });
     });
+    // If the socket fails first, `connected` is rejected by teardown and awaited by no one.
+    connected.catch(() => undefined);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) =>
       this.teardown(new PulsarConnectionError(`connection to ${this.address.url} failed: ${error.message}`, { cause: error })),

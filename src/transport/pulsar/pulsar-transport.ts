@@ -26,6 +26,12 @@ export interface PulsarTransportOptions {
   authentication?: { token: string | (() => string | Promise<string>) };
   /** TLS for `pulsar+ssl://`: `ca` (PEM) to trust a private CA, `rejectUnauthorized`, a client `cert`/`key`. */
   tls?: TlsOptions;
+  /**
+   * Send every connection to `brokerServiceUrl`, even when a lookup names
+   * another address (as a Pulsar proxy would have it). For a single broker
+   * behind Docker port mapping, whose advertised address is unreachable.
+   */
+  connectThroughServiceUrl?: boolean;
   /** Default 10. */
   connectTimeoutSeconds?: number;
   /** Bound on each request to the broker (lookup, subscribe, ...). Default 30. */
@@ -67,6 +73,7 @@ const optionsSchema = strictObject({
     }),
   }).optional(),
   tls: z.record(z.string(), z.unknown()).optional(),
+  connectThroughServiceUrl: z.boolean({ error: 'must be true or false' }).optional(),
   connectTimeoutSeconds: positiveNumber().optional(),
   operationTimeoutSeconds: positiveNumber().optional(),
   keepAliveIntervalSeconds: positiveNumber().optional(),
@@ -102,6 +109,7 @@ export class PulsarTransport implements Transport {
     };
     this.client = new PulsarClient({
       serviceUrl: o.brokerServiceUrl,
+      connectThroughServiceUrl: o.connectThroughServiceUrl ?? false,
       logger: (o.logger ?? pino({ name: 'sheaf', level: 'info' })).child({ transport: 'pulsar' }),
       ...(options.authentication ? { token: options.authentication.token } : {}),
       ...(options.tls ? { tls: options.tls } : {}),

@@ -1,0 +1,186 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { PulsarClient } from '../../src/transport/pulsar/client.js';
+import { CommandType, num } from '../../src/transport/pulsar/commands.js';
+import { PulsarServerError } from '../../src/transport/pulsar/errors.js';
+import { parseServiceUrl } from '../../src/transport/pulsar/service-url.js';
+import { FakeBroker, connectThen } from '../support/fake-broker.js';
+import { testLogger } from '../support/logger.js';
+
+const brokers: FakeBroker[] = [];
+const clients: PulsarClient[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await Promise.all(brokers.splice(0).map((b) => b.stop()));
+});
+
+async function broker(...args: ConstructorParameters<typeof FakeBroker>): Promise<FakeBroker> {
+  const b = await new FakeBroker(...args).start();
+  brokers.push(b);
+  return b;
+}
+
+function client(serviceUrl: string, extra: Partial<ConstructorParameters<typeof PulsarClient>[0]> = {}): PulsarClient {
+  const c = new PulsarClient({
+    serviceUrl,
+    logger: testLogger,
+    connectTimeoutMs: 2000,
+    operationTimeoutMs: 2000,
+    keepAliveIntervalMs: 30_000,
+    ...extra,
+  });
+  clients.push(c);
+  return c;
+}
+
+const lookupAnswer =
+  (url: string, response: 0 | 1, authoritative = false) =>
+  (requestId: unknown) => ({
+    type: CommandType.LOOKUP_RESPONSE,
+    lookupTopicResponse: { request_id: num(requestId as number), response, brokerServiceUrl: url, authoritative },
+  });
+
+describe('Pulsar connection and lookup', () => {
+  test('CONNECT carries the token; an AUTH_CHALLENGE is answered with the current token', async () => {
+    let token = 'first-token';
+    const b = await broker(
+      connectThen((command, reply) => {
+        if (command.type === CommandType.PARTITIONED_METADATA) {
+          // Challenge first, then answer: the client must re-authenticate on a live connection.
+          reply({
+            type: CommandType.AUTH_CHALLENGE,
+            authChallenge: { server_version: 'fake', challenge: { auth_method_name: 'token', auth_data: new Uint8Array() } },
+          });
+          reply({
+            type: CommandType.PARTITIONED_METADATA_RESPONSE,
+            partitionMetadataResponse: { request_id: command.partitionMetadata!.request_id, partitions: 0 },
+          });
+        }
+      }),
+    );
+    const c = client(b.url, { token: () => token });
+    await c.partitions('t');
+    token = 'second-token';
+    await c.partitions('t');
+    const connect = b.received.find((x) => x.type === CommandType.CONNECT)!.connect!;
+    expect(connect.auth_method_name).toBe('token');
+    expect(Buffer.from(connect.auth_data!).toString()).toBe('first-token');
+    const answers = () =>
+      b.received
+        .filter((x) => x.type === CommandType.AUTH_RESPONSE)
+        .map((x) => Buffer.from(x.authResponse!.response!.auth_data!).toString());
+    await vi.waitFor(() => expect(answers()).toEqual(['first-token', 'second-token']));
+  });
+
+  test('a rejected CONNECT fails with the broker error named', async () => {
+    const b = await broker((command, reply) => {
+      if (command.type === CommandType.CONNECT)
+        reply({ type: CommandType.ERROR, error: { request_id: 0, error: 3, message: 'bad token' } });
+    });
+    await expect(client(b.url, { token: 'nope' }).partitions('t')).rejects.toThrow(/AuthenticationError: bad token/);
+  });
+
+  test('LOOKUP follows redirects to the broker that owns the topic', async () => {
+    const owner = await broker(
+      connectThen((command, reply) => {
+        if (command.type === CommandType.LOOKUP)
+          reply(lookupAnswer(`pulsar://localhost:${owner.port}`, 1)(command.lookupTopic!.request_id));
+      }),
+    );
+    const middle = await broker(
+      connectThen((command, reply) => {
+        if (command.type === CommandType.LOOKUP)
+          reply(lookupAnswer(`pulsar://localhost:${owner.port}`, 0, true)(command.lookupTopic!.request_id));
+      }),
+    );
+    const front = await broker(
+      connectThen((command, reply) => {
+        if (command.type === CommandType.LOOKUP)
+          reply(lookupAnswer(`pulsar://localhost:${middle.port}`, 0)(command.lookupTopic!.request_id));
+      }),
+    );
+    const connection = await client(front.url).lookup('persistent://public/default/t');
+    expect(connection.address.port).toBe(owner.port);
+    // The redirect said authoritative: the next lookup says so too.
+    expect(owner.received.find((x) => x.type === CommandType.LOOKUP)!.lookupTopic!.authoritative).toBe(true);
+  });
+
+  test('a failed lookup reports the server error; ServiceNotReady is marked retriable', async () => {
+    const b = await broker(
+      connectThen((command, reply) => {
+        if (command.type === CommandType.LOOKUP) {
+          reply({
+            type: CommandType.LOOKUP_RESPONSE,
+            lookupTopicResponse: { request_id: command.lookupTopic!.request_id, response: 2, error: 6, message: 'not ready' },
+          });
+        }
+      }),
+    );
+    const error = await client(b.url)
+      .lookup('t')
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PulsarServerError);
+    expect((error as PulsarServerError).retriable).toBe(true);
+    expect((error as Error).message).toBe('ServiceNotReady: not ready');
+  });
+
+  test('answers PING with PONG, and drops a broker that stays silent', async () => {
+    const b = await broker(connectThen());
+    const c = client(b.url, { keepAliveIntervalMs: 50 });
+    const connection = await c.lookup('t').catch(() => null); // lookup times out: the broker never answers it
+    expect(connection).toBeNull();
+    // The client pinged while waiting, and closed the silent connection.
+    expect(b.received.some((x) => x.type === CommandType.PING)).toBe(true);
+  });
+
+  test('pulsar+ssl:// connects over TLS, trusting the CA it is given', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sheaf-tls-'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const key = readFileSync(join(dir, 'key.pem'), 'utf8');
+    const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    const b = await broker(
+      connectThen((command, reply) => {
+        if (command.type === CommandType.PARTITIONED_METADATA) {
+          reply({
+            type: CommandType.PARTITIONED_METADATA_RESPONSE,
+            partitionMetadataResponse: { request_id: command.partitionMetadata!.request_id, partitions: 4 },
+          });
+        }
+      }),
+      { key, cert },
+    );
+    expect(b.url).toMatch(/^pulsar\+ssl:/);
+    expect(await client(b.url, { tls: { ca: cert } }).partitions('t')).toBe(4);
+    // Without the CA the broker's certificate is not trusted.
+    await expect(client(b.url).partitions('t')).rejects.toThrow(/certificate/);
+  });
+
+  test('service URLs: defaults, several hosts, and a clear error for a bad one', () => {
+    expect(parseServiceUrl('pulsar://a')).toEqual([{ url: 'pulsar://a:6650', host: 'a', port: 6650, tls: false }]);
+    expect(parseServiceUrl('pulsar+ssl://a:1,b').map((x) => x.url)).toEqual(['pulsar+ssl://a:1', 'pulsar+ssl://b:6651']);
+    expect(() => parseServiceUrl('http://a:8080')).toThrow(/must look like pulsar:\/\/host:6650/);
+  });
+});
