@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { SheafClient } from '../client/client.js';
 import { TaskFailedError } from '../errors.js';
 import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
+import type { Transport } from '../transport/transport.js';
 import { SheafWorker } from '../worker/worker.js';
 import { EmailServiceImpl, type EmailService } from './email-service.js';
 import { DemoSummary, table } from './summary.js';
@@ -19,6 +20,8 @@ import { DemoSummary, table } from './summary.js';
 export interface DemoOptions {
   readonly tasks: number;
   readonly out: NodeJS.WritableStream;
+  /** Where the demo runs; closed at the end. Default: a new in-memory transport. */
+  readonly transport?: Transport;
 }
 
 /** Tenants and their share of the traffic. */
@@ -37,9 +40,8 @@ export interface DemoResult {
   readonly retried: number;
 }
 
-export async function runDemo({ tasks, out }: DemoOptions): Promise<DemoResult> {
+export async function runDemo({ tasks, out, transport = new InMemoryTransport() }: DemoOptions): Promise<DemoResult> {
   const logger = pino({ level: 'warn' });
-  const transport = new InMemoryTransport();
   const worker = new SheafWorker({
     transport,
     logger,
@@ -60,9 +62,9 @@ export async function runDemo({ tasks, out }: DemoOptions): Promise<DemoResult> 
   worker.events.on('batch', (r) => summary.onBatch(r));
   worker.events.on('task', (r) => summary.onTask(r));
   await worker.start();
-  const client = await SheafClient.connect({ transport, logger, name: 'demo-client' });
+  const client = await SheafClient.connect({ transport, logger });
 
-  out.write(`Sheaf demo: ${tasks} email tasks over ${TENANTS.length} tenants (batch keys), in-memory transport\n`);
+  out.write(`Sheaf demo: ${tasks} email tasks over ${TENANTS.length} tenants (batch keys), ${transport.kind} transport\n`);
   out.write('executor: concurrency 4, batch { maxMessages: 100, maxSeconds: 0.25 }, retry { minimumSeconds: 0.05, maximumRetries: 3 }\n\n');
 
   const progress = new cliProgress.SingleBar(
@@ -86,10 +88,11 @@ export async function runDemo({ tasks, out }: DemoOptions): Promise<DemoResult> 
     const tenant = pickTenant(i);
     // Every 200th address is flaky (fails once, then succeeds); every 500th bounces (never succeeds).
     const to = i % 500 === 499 ? `bounce-${i}@example.com` : i % 200 === 199 ? `flaky-${i}@example.com` : `user-${i}@example.com`;
-    const handle = await client.dispatch(stubs[tenant]!).send(to, `Invoice ${i}`, 'Thank you for your business.');
+    // Dispatches are not awaited one by one: the producer pipelines them (and bounds what is pending).
+    const handle = client.dispatch(stubs[tenant]!).send(to, `Invoice ${i}`, 'Thank you for your business.');
     outcomes.push(
       handle
-        .result()
+        .then((h) => h.result())
         .then(
           () => {
             sent += 1;

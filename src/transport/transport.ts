@@ -40,6 +40,8 @@ export interface OutgoingMessage {
   readonly payload: Uint8Array;
   /** Routing key (Pulsar's partition key). Sheaf sets it to the task's batch key. */
   readonly key?: string | undefined;
+  /** Key_Shared routes by this instead of `key` when set (Pulsar's ordering key). */
+  readonly orderingKey?: string | undefined;
   readonly properties?: Readonly<Record<string, string>> | undefined;
   /** Epoch milliseconds before which the message must not be delivered. */
   readonly deliverAt?: number | undefined;

@@ -98,6 +98,39 @@ describe.skipIf(noPulsar())('Pulsar client against a real broker', () => {
     expect(new Set([...seenBy.values()].map((s) => [...s][0])).size).toBe(2);
   });
 
+  test('Key_Shared routes by the ordering key when one is set', async () => {
+    const t = await transport();
+    const topic = 'ordering-key';
+    const consumers = await Promise.all(
+      [0, 1].map(() => t.subscribe({ topic, subscription: 'ks', maxUnacked: 1000, subscriptionType: 'keyShared' })),
+    );
+    const producer = await t.createProducer(topic);
+    const total = 120;
+    // Every message has its own key; the ordering keys name 6 groups.
+    await Promise.all(
+      [...Array(total)].map((_, i) => producer.send({ payload: bytes(`${i}`), key: `unique-${i}`, orderingKey: `group-${i % 6}` })),
+    );
+    const ownerOfGroup = new Map<string, Set<number>>();
+    let received = 0;
+    const allIn = new AbortController();
+    await Promise.all(
+      consumers.map(async (consumer, index) => {
+        for (;;) {
+          const m = await consumer.receive(allIn.signal).catch(() => null);
+          if (!m) return;
+          const group = `group-${Number(text(m)) % 6}`;
+          if (!ownerOfGroup.has(group)) ownerOfGroup.set(group, new Set());
+          ownerOfGroup.get(group)!.add(index);
+          await consumer.ack(m);
+          received += 1;
+          if (received === total) allIn.abort();
+        }
+      }),
+    );
+    expect(ownerOfGroup.size).toBe(6);
+    for (const owners of ownerOfGroup.values()) expect(owners.size).toBe(1);
+  });
+
   test('partitioned topics: producers and consumers span every partition; a key keeps to one partition', async () => {
     const t = await transport();
     const topic = `parted-${randomUUID().slice(0, 6)}`;

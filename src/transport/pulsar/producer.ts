@@ -190,6 +190,7 @@ export class PartitionProducer implements ConnectionHandler {
             properties: toKeyValues(message.properties),
             payload_size: message.payload.length,
             ...(message.key !== undefined ? { partition_key: message.key } : {}),
+            ...(message.orderingKey !== undefined ? { ordering_key: Buffer.from(message.orderingKey) } : {}),
           },
           payload: message.payload,
         })),
@@ -201,6 +202,7 @@ export class PartitionProducer implements ConnectionHandler {
         publish_time: Date.now(),
         properties: toKeyValues(first.properties),
         ...(first.key !== undefined ? { partition_key: first.key } : {}),
+        ...(first.orderingKey !== undefined ? { ordering_key: Buffer.from(first.orderingKey) } : {}),
         ...(first.deliverAt !== undefined ? { deliver_at_time: first.deliverAt } : {}),
       };
       payload = first.payload;
