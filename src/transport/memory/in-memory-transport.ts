@@ -9,8 +9,8 @@
  */
 import { TransportClosedError } from '../../errors.js';
 import { Fifo } from '../../util/fifo.js';
+import { ReceiveQueue } from '../receive-queue.js';
 import {
-  abortError,
   type Consumer,
   type OutgoingMessage,
   type Producer,
@@ -228,20 +228,14 @@ class MemoryProducer implements Producer {
   }
 }
 
-interface Waiter {
-  resolve(message: ReceivedMessage): void;
-  reject(error: unknown): void;
-}
-
 class MemoryConsumer implements Consumer {
   readonly topic: string;
   readonly subscription: string;
   private readonly maxUnacked: number;
   /** Delivered to this consumer and not yet returned by `receive()`. */
-  private readonly prefetched = new Fifo<Entry>();
+  private readonly prefetched = new ReceiveQueue<ReceivedMessage>();
   /** Delivered and not yet acked or nacked (includes `prefetched`). */
   private readonly held = new Map<string, Entry>();
-  private readonly waiters: Waiter[] = [];
   private closed = false;
 
   constructor(
@@ -260,35 +254,11 @@ class MemoryConsumer implements Consumer {
 
   deliver(entry: Entry): void {
     this.held.set(entry.id, entry);
-    const waiter = this.waiters.shift();
-    if (waiter) waiter.resolve(snapshot(entry));
-    else this.prefetched.push(entry);
+    this.prefetched.push(snapshot(entry));
   }
 
   receive(signal?: AbortSignal): Promise<ReceivedMessage> {
-    if (this.closed) return Promise.reject(this.closedError());
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    const ready = this.prefetched.shift();
-    if (ready) return Promise.resolve(snapshot(ready));
-    return new Promise<ReceivedMessage>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve: (m) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(m);
-        },
-        reject: (e) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      };
-      const onAbort = (): void => {
-        const index = this.waiters.indexOf(waiter);
-        if (index >= 0) this.waiters.splice(index, 1);
-        reject(abortError(signal!));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
+    return this.prefetched.receive(signal);
   }
 
   async ack(message: ReceivedMessage): Promise<void> {
@@ -310,11 +280,10 @@ class MemoryConsumer implements Consumer {
     this.closed = true;
     this.sub.detach(this);
     this.transport.forget(this);
-    for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError());
+    this.prefetched.close(() => this.closedError());
     // Give back everything not acked, oldest at the front.
     const held = [...this.held.values()].reverse();
     this.held.clear();
-    this.prefetched.drain();
     for (const entry of held) this.sub.redeliver(entry, 0, false);
     this.sub.dispatch();
   }

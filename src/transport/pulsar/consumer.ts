@@ -20,8 +20,8 @@
  */
 import { inflateSync } from 'node:zlib';
 import { TransportClosedError } from '../../errors.js';
-import { Fifo } from '../../util/fifo.js';
-import { abortError, type Consumer, type ReceivedMessage } from '../transport.js';
+import { ReceiveQueue } from '../receive-queue.js';
+import type { Consumer, ReceivedMessage } from '../transport.js';
 import { Backoff } from './backoff.js';
 import type { PulsarClient } from './client.js';
 import { CommandType, CompressionType, SubType, has, num, type KeyValue, type MessageIdData } from './commands.js';
@@ -293,15 +293,9 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 }
 
-interface Waiter {
-  resolve(message: ReceivedMessage): void;
-  reject(error: unknown): void;
-}
-
 /** The transport's consumer over every partition of a topic. */
 export class PulsarConsumer implements Consumer {
-  private readonly queue = new Fifo<ReceivedMessage>();
-  private readonly waiters: Waiter[] = [];
+  private readonly queue = new ReceiveQueue<ReceivedMessage>();
   private parts: PartitionConsumer[] = [];
   private closed = false;
 
@@ -333,10 +327,7 @@ export class PulsarConsumer implements Consumer {
 
   /** @internal called by the partition consumers */
   deliver(message: ReceivedMessage): void {
-    if (this.closed) return;
-    const waiter = this.waiters.shift();
-    if (waiter) waiter.resolve(message);
-    else this.queue.push(message);
+    if (!this.closed) this.queue.push(message);
   }
 
   /** @internal */
@@ -345,29 +336,7 @@ export class PulsarConsumer implements Consumer {
   }
 
   receive(signal?: AbortSignal): Promise<ReceivedMessage> {
-    if (this.closed) return Promise.reject(this.closedError());
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    const ready = this.queue.shift();
-    if (ready) return Promise.resolve(ready);
-    return new Promise<ReceivedMessage>((resolve, reject) => {
-      const onAbort = (): void => {
-        const index = this.waiters.indexOf(waiter);
-        if (index >= 0) this.waiters.splice(index, 1);
-        reject(abortError(signal!));
-      };
-      const waiter: Waiter = {
-        resolve: (m) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(m);
-        },
-        reject: (e) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
+    return this.queue.receive(signal);
   }
 
   async ack(message: ReceivedMessage): Promise<void> {
@@ -383,8 +352,7 @@ export class PulsarConsumer implements Consumer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError());
-    this.queue.drain();
+    this.queue.close(() => this.closedError());
     await Promise.all(this.parts.map((p) => p.close()));
   }
 
