@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 /**
- * The `sheaf` command.
+ * The `sheaf` command: `worker`, `dispatch`, `dlq list|replay`, `demo`.
+ * Exit status: see exit-codes.ts (0 ok, 1 failure, 2 bad arguments or configuration).
  */
 import 'reflect-metadata';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { runDemo } from '../demo/run-demo.js';
+import { ConfigError, ServiceDefinitionError } from '../errors.js';
 import { PulsarTransport } from '../transport/pulsar/pulsar-transport.js';
+import { dispatchCommand } from './dispatch-command.js';
+import { dlqCommand } from './dlq-command.js';
+import { ExitCode } from './exit-codes.js';
+import { workerCommand } from './worker-command.js';
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -16,11 +22,25 @@ function positiveInt(name: string) {
   };
 }
 
-const program = new Command().name('sheaf').description('Sheaf: batched tasks for TypeScript on Apache Pulsar').showHelpAfterError();
+// Output piped into `head` and the like: stop quietly when the reader goes away.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(ExitCode.ok);
+  throw error;
+});
+
+const program = new Command()
+  .name('sheaf')
+  .description('Sheaf: batched tasks for TypeScript on Apache Pulsar')
+  .showHelpAfterError()
+  .exitOverride();
+
+workerCommand(program);
+dispatchCommand(program);
+dlqCommand(program);
 
 program
   .command('demo')
-  .description('dispatch thousands of tasks over a few batch keys on the in-memory transport, and show how they were batched')
+  .description('dispatch thousands of tasks over a few batch keys and show how they were batched (in-memory transport unless --pulsar)')
   .option('--tasks <n>', 'how many tasks to dispatch', positiveInt('--tasks'), 5000)
   .option('--pulsar <url>', 'run on a Pulsar broker instead, e.g. pulsar://localhost:6650')
   .option('--through-service-url', 'with --pulsar: connect only to that URL (a single broker behind port mapping)')
@@ -33,7 +53,20 @@ program
         })
       : undefined;
     const result = await runDemo({ tasks: options.tasks, out: process.stdout, ...(transport ? { transport } : {}) });
-    process.exitCode = result.ok ? 0 : 1;
+    process.exitCode = result.ok ? ExitCode.ok : ExitCode.failure;
   });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and version exit 0; usage errors were already printed by commander.
+    process.exitCode = error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  } else if (error instanceof ConfigError || error instanceof ServiceDefinitionError) {
+    process.stderr.write(`sheaf: ${error.message}\n`);
+    process.exitCode = ExitCode.usage;
+  } else {
+    process.stderr.write(`sheaf: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exitCode = ExitCode.failure;
+  }
+}

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
+import { setupFromConfigFile, type FromConfigOptions } from '../config/from-config.js';
 import { strictObject, toConfigIssues } from '../config/issues.js';
 import { ConfigError, LifecycleError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
@@ -101,6 +102,27 @@ export class SheafClient {
     });
     client.loop = client.receiveResults(client.consumer);
     return client;
+  }
+
+  /**
+   * A client for the transport a `sheaf.yml` describes. Its name is the
+   * file's `name:` plus a random suffix, so that processes sharing one file
+   * never share a result topic; pass `name` to keep a stable one.
+   */
+  static async fromConfigFile(path: string, options: FromConfigOptions & { name?: string } = {}): Promise<SheafClient> {
+    const setup = await setupFromConfigFile(path, options);
+    try {
+      const client = await SheafClient.connect({
+        transport: setup.transport,
+        logger: setup.logger,
+        name: options.name ?? `${setup.loaded.config.name ?? 'client'}-${randomUUID().slice(0, 8)}`,
+      });
+      client.own(setup.close);
+      return client;
+    } catch (error) {
+      await setup.close();
+      throw error;
+    }
   }
 
   /** @internal Registers cleanup for something the client created itself. */

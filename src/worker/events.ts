@@ -38,4 +38,6 @@ export interface TaskReport {
 export interface WorkerEvents {
   batch: [BatchReport];
   task: [TaskReport];
+  /** The worker stopped working (a consume loop died); `close()` still drains and releases. */
+  failed: [unknown];
 }

@@ -14,7 +14,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { LifecycleError } from '../errors.js';
+import { loadServices, setupFromConfigFile, type FromConfigOptions } from '../config/from-config.js';
+import { ConfigError, LifecycleError } from '../errors.js';
 import { resolveService } from '../service/registry.js';
 import { DEAD_LETTER_SUBSCRIPTION, WORKER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.js';
 import type { Consumer } from '../transport/transport.js';
@@ -43,7 +44,7 @@ const ALLOWED: Record<Status, readonly Status[]> = {
 };
 
 export class SheafWorker {
-  /** `batch` after every batch, `task` after every task settles. */
+  /** `batch` after every batch, `task` after every task settles, `failed` if the worker dies. */
   readonly events = new EventEmitter<WorkerEvents>();
   private readonly options: CompiledWorkerOptions;
   private readonly log: Logger;
@@ -55,6 +56,36 @@ export class SheafWorker {
   private closing: Promise<void> | null = null;
   /** Resources owned by the worker itself (a transport built from a config file). */
   private readonly owned: Array<() => Promise<void>> = [];
+
+  /**
+   * A worker for the services of a `sheaf.yml` (those with an executor). The
+   * transport it builds is the worker's own: `close()` closes it too.
+   */
+  static async fromConfigFile(path: string, options: FromConfigOptions = {}): Promise<SheafWorker> {
+    const setup = await setupFromConfigFile(path, options);
+    try {
+      const services = await loadServices(setup.loaded);
+      if (services.length === 0) {
+        throw new ConfigError(
+          [{ path: 'services', message: 'no service has an executor: give at least one service an executor (module, export)' }],
+          {
+            source: setup.loaded.path,
+          },
+        );
+      }
+      const worker = new SheafWorker({
+        transport: setup.transport,
+        services,
+        logger: setup.logger,
+        ...(setup.loaded.config.name ? { name: setup.loaded.config.name } : {}),
+      });
+      worker.own(setup.close);
+      return worker;
+    } catch (error) {
+      await setup.close();
+      throw error;
+    }
+  }
 
   /** Validates the options at once: a `ConfigError` lists every problem. */
   constructor(options: WorkerOptions) {
@@ -163,7 +194,9 @@ export class SheafWorker {
   }
 
   private fail(error: unknown): void {
-    if (this.current.status === 'running') this.transition({ status: 'failed', error });
+    if (this.current.status !== 'running') return;
+    this.transition({ status: 'failed', error });
+    this.events.emit('failed', error);
   }
 
   private async release(): Promise<void> {

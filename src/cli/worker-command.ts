@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { SheafWorker } from '../worker/worker.js';
+import { ExitCode } from './exit-codes.js';
+
+export function workerCommand(program: Command): void {
+  program
+    .command('worker')
+    .description('run the services of a sheaf.yml until SIGINT or SIGTERM, then drain: open batches run and settle before exit')
+    .requiredOption('-c, --config <file>', 'the configuration file (sheaf.yml)')
+    .addHelpText('after', '\nExit status: 0 drained and closed, 1 the worker failed, 2 bad configuration, 130 forced by a second signal.')
+    .action(async (options: { config: string }) => {
+      const worker = await SheafWorker.fromConfigFile(options.config);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          process.stderr.write(`sheaf: ${signal} again; exiting without draining (unsettled tasks are redelivered)\n`);
+          process.exit(ExitCode.interrupted);
+        }
+        stopping = true;
+        process.stderr.write(`sheaf: ${signal}; draining (send it again to exit at once)\n`);
+        worker.close().then(
+          () => process.exit(ExitCode.ok),
+          (error: unknown) => {
+            process.stderr.write(`sheaf: drain failed: ${(error as Error).message}\n`);
+            process.exit(ExitCode.failure);
+          },
+        );
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      worker.events.on('failed', (error) => {
+        process.stderr.write(`sheaf: the worker failed: ${(error as Error)?.message ?? String(error)}\n`);
+        void worker.close().finally(() => process.exit(ExitCode.failure));
+      });
+      await worker.start();
+    });
+}

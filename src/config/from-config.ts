@@ -1,0 +1,156 @@
+/**
+ * What a loaded `sheaf.yml` builds: the logger, the transport, and a factory
+ * per service executor (its module imported, its export checked). The worker
+ * and client call these from their `fromConfigFile`; whatever is built here
+ * is owned, and closed, by them.
+ */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { pino, type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
+import { ConfigError, type ConfigIssue } from '../errors.js';
+import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
+import { PulsarTransport } from '../transport/pulsar/pulsar-transport.js';
+import type { Transport } from '../transport/transport.js';
+import type { ServiceOptions } from '../worker/options.js';
+import { loadConfigFile, type LoadedConfig } from './load.js';
+import type { SheafConfig } from './schema.js';
+
+export interface FromConfigOptions {
+  /** Environment for `${VAR}` interpolation. Default: process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Use this logger instead of the one the `logs` block describes. */
+  readonly logger?: Logger;
+  /** Where the `logs` block's logger writes. Default: stdout. */
+  readonly logStream?: NodeJS.WritableStream;
+}
+
+export function createLogger(logs: SheafConfig['logs'], stream: NodeJS.WritableStream = process.stdout): Logger {
+  const level = logs?.level ?? 'info';
+  const pretty = logs?.pretty ?? Boolean((stream as NodeJS.WriteStream).isTTY);
+  if (!pretty) return pino({ name: 'sheaf', level }, stream as NodeJS.WritableStream & { write: (s: string) => boolean });
+  return pino(
+    { name: 'sheaf', level },
+    pinoPretty({ colorize: Boolean((stream as NodeJS.WriteStream).isTTY), destination: stream, sync: true }),
+  );
+}
+
+export async function createTransport(loaded: LoadedConfig, logger: Logger): Promise<Transport> {
+  const { config, directory } = loaded;
+  if ((config.transport ?? 'inMemory') === 'inMemory') return new InMemoryTransport();
+  const p = config.pulsar!;
+  const issues: ConfigIssue[] = [];
+  const readPem = async (key: 'caFile' | 'certFile' | 'keyFile'): Promise<string | undefined> => {
+    const file = p.tls?.[key];
+    if (!file) return undefined;
+    const path = resolveFrom(directory, file);
+    try {
+      return await readFile(path, 'utf8');
+    } catch (error) {
+      issues.push({ path: `pulsar.tls.${key}`, message: `cannot read ${path}: ${(error as Error).message}` });
+      return undefined;
+    }
+  };
+  const [ca, cert, key] = await Promise.all([readPem('caFile'), readPem('certFile'), readPem('keyFile')]);
+  const tokenFile = p.authentication?.tokenFile ? resolveFrom(directory, p.authentication.tokenFile) : undefined;
+  if (p.authentication && !p.authentication.token && !tokenFile) {
+    issues.push({ path: 'pulsar.authentication', message: 'needs token or tokenFile' });
+  }
+  if (issues.length > 0) throw new ConfigError(issues, { source: loaded.path });
+  return new PulsarTransport({
+    brokerServiceUrl: p.brokerServiceUrl,
+    ...(p.tenant ? { tenant: p.tenant } : {}),
+    ...(p.namespace ? { namespace: p.namespace } : {}),
+    ...(p.authentication
+      ? { authentication: { token: p.authentication.token ?? (async () => (await readFile(tokenFile!, 'utf8')).trim()) } }
+      : {}),
+    ...(p.tls
+      ? {
+          tls: {
+            ...(ca ? { ca } : {}),
+            ...(cert ? { cert } : {}),
+            ...(key ? { key } : {}),
+            ...(p.tls.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: p.tls.rejectUnauthorized }),
+          },
+        }
+      : {}),
+    ...(p.connectThroughServiceUrl === undefined ? {} : { connectThroughServiceUrl: p.connectThroughServiceUrl }),
+    ...(p.connectTimeoutSeconds ? { connectTimeoutSeconds: p.connectTimeoutSeconds } : {}),
+    ...(p.operationTimeoutSeconds ? { operationTimeoutSeconds: p.operationTimeoutSeconds } : {}),
+    ...(p.keepAliveIntervalSeconds ? { keepAliveIntervalSeconds: p.keepAliveIntervalSeconds } : {}),
+    ...(p.nackRedeliveryDelayMs === undefined ? {} : { nackRedeliveryDelayMs: p.nackRedeliveryDelayMs }),
+    ...(p.producer ? { producer: p.producer } : {}),
+    logger,
+  });
+}
+
+/** Imports each executor's module and checks its export; every problem names the path it tried. */
+export async function loadServices(loaded: LoadedConfig): Promise<ServiceOptions[]> {
+  const issues: ConfigIssue[] = [];
+  const services: ServiceOptions[] = [];
+  const indexOf = new Map((loaded.config.services ?? []).map((s, i) => [s.name, i]));
+  for (const [name, executor] of loaded.executors) {
+    const at = `services[${indexOf.get(name)}].executor`;
+    const path = resolveFrom(loaded.directory, executor.module);
+    let module: Record<string, unknown>;
+    try {
+      module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    } catch (error) {
+      const reason =
+        (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(path)
+          ? 'no such file'
+          : (error as Error).message;
+      issues.push({ path: `${at}.module`, message: `cannot load ${path}: ${reason} (module paths are resolved from ${loaded.directory})` });
+      continue;
+    }
+    const exported = module[executor.export];
+    if (typeof exported !== 'function') {
+      const available = Object.keys(module).filter((k) => typeof module[k] === 'function');
+      issues.push({
+        path: `${at}.export`,
+        message: `${path} has no exported class '${executor.export}'${available.length ? ` (it exports: ${available.join(', ')})` : ''}`,
+      });
+      continue;
+    }
+    const ServiceClass = exported as new () => object;
+    const { module: _m, export: _e, timeoutMs, ...settings } = executor;
+    services.push({
+      name,
+      executor: {
+        factory: () => new ServiceClass(),
+        concurrency: settings.concurrency,
+        timeoutSeconds: timeoutMs / 1000,
+        maxUnacked: settings.maxUnacked,
+        batch: {
+          maxMessages: settings.batch.maxMessages,
+          maxSeconds: settings.batch.maxSeconds,
+          ...(settings.batch.maxBytes ? { maxBytes: settings.batch.maxBytes } : {}),
+        },
+        retry: { ...settings.retry, ignoredErrors: [...settings.retry.ignoredErrors] },
+      },
+    });
+  }
+  if (issues.length > 0) throw new ConfigError(issues, { source: loaded.path });
+  return services;
+}
+
+export interface ConfigSetup {
+  readonly loaded: LoadedConfig;
+  readonly logger: Logger;
+  readonly transport: Transport;
+  /** Closes what was built here (the transport). */
+  close(): Promise<void>;
+}
+
+/** Loads the file and builds its logger and transport. */
+export async function setupFromConfigFile(path: string, options: FromConfigOptions = {}): Promise<ConfigSetup> {
+  const loaded = await loadConfigFile(path, options.env);
+  const logger = options.logger ?? createLogger(loaded.config.logs, options.logStream);
+  const transport = await createTransport(loaded, logger);
+  return { loaded, logger, transport, close: () => transport.close() };
+}
+
+function resolveFrom(directory: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(directory, path);
+}

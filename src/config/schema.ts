@@ -1,0 +1,86 @@
+/**
+ * The `sheaf.yml` schema: one zod schema that validates the file, fills
+ * nothing in (defaults are applied when compiling, see executor-schema.ts),
+ * and is exported as JSON Schema for editors (config/sheaf.schema.json).
+ */
+import { z } from 'zod';
+import { NAME_PATTERN } from '../topics.js';
+import { executorSettingsShape } from './executor-schema.js';
+import { positiveInt, positiveNumber, strictObject } from './issues.js';
+
+const name = z
+  .string({ error: 'must be a name (a string)' })
+  .regex(NAME_PATTERN, { error: 'must start with a letter and hold only letters, digits, "_" and "-" (it becomes part of topic names)' });
+
+const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1, { error: `must be ${what}` });
+
+export const pulsarSchema = strictObject({
+  brokerServiceUrl: nonEmpty('a URL like pulsar://localhost:6650').describe('pulsar://host:6650, or pulsar+ssl://host:6651 for TLS'),
+  tenant: nonEmpty('a tenant name').optional().describe('default: public'),
+  namespace: nonEmpty('a namespace name').optional().describe('default: default'),
+  authentication: strictObject({
+    token: nonEmpty('a token').optional().describe('the token itself; prefer ${PULSAR_TOKEN}'),
+    tokenFile: nonEmpty('a file path').optional().describe('a file holding the token, read at every (re)connection'),
+  })
+    .optional()
+    .describe('token authentication: token or tokenFile'),
+  tls: strictObject({
+    caFile: nonEmpty('a file path').optional().describe('PEM file of the CA that signed the broker certificate'),
+    certFile: nonEmpty('a file path').optional().describe('client certificate (PEM), for mutual TLS'),
+    keyFile: nonEmpty('a file path').optional().describe('client key (PEM), for mutual TLS'),
+    rejectUnauthorized: z.boolean({ error: 'must be true or false' }).optional().describe('default: true'),
+  }).optional(),
+  connectThroughServiceUrl: z.boolean({ error: 'must be true or false' }).optional().describe('one broker behind port mapping'),
+  connectTimeoutSeconds: positiveNumber().optional(),
+  operationTimeoutSeconds: positiveNumber().optional(),
+  keepAliveIntervalSeconds: positiveNumber().optional(),
+  nackRedeliveryDelayMs: z.number().int().nonnegative({ error: 'must be an integer ≥ 0' }).optional(),
+  producer: strictObject({
+    maxPendingMessages: positiveInt().optional(),
+    batchingMaxMessages: positiveInt().optional(),
+    batchingMaxDelayMs: z.number().nonnegative({ error: 'must be a number ≥ 0' }).optional(),
+  }).optional(),
+});
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const executorConfigSchema = strictObject({
+  module: nonEmpty('a module path').describe('JavaScript module of the service class, relative to this file'),
+  export: nonEmpty('an export name').describe('the exported class; it is constructed with no arguments'),
+  ...executorSettingsShape,
+});
+
+export const sheafConfigSchema = strictObject({
+  $schema: z.string().optional(),
+  name: name.optional().describe('worker or client name: logs, dead letters, the client result topic'),
+  transport: z.enum(['inMemory', 'pulsar'], { error: 'must be inMemory or pulsar' }).optional().describe('default: inMemory'),
+  pulsar: pulsarSchema.optional(),
+  logs: strictObject({
+    level: z
+      .enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` })
+      .optional()
+      .describe('default: info'),
+    pretty: z.boolean({ error: 'must be true or false' }).optional().describe('default: true in a terminal, JSON lines otherwise'),
+  }).optional(),
+  services: z
+    .array(
+      strictObject({
+        name,
+        executor: executorConfigSchema.optional().describe('how workers run this service; clients need only the name'),
+      }),
+      { error: 'must be a list of services' },
+    )
+    .optional(),
+});
+
+export type SheafConfig = z.infer<typeof sheafConfigSchema>;
+export type PulsarConfig = z.infer<typeof pulsarSchema>;
+export type ExecutorConfig = z.infer<typeof executorConfigSchema>;
+
+/** The JSON Schema shipped for editors. */
+export function sheafJsonSchema(): unknown {
+  return {
+    ...z.toJSONSchema(sheafConfigSchema, { target: 'draft-7', io: 'input' }),
+    title: 'Sheaf configuration (sheaf.yml)',
+  };
+}
