@@ -9,7 +9,7 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/setup/pulsar-broker.ts'],
+    globalSetup: ['test/setup/build.ts', 'test/setup/pulsar-broker.ts'],
     // Tests against the real broker wait on it: connections, lookups, delayed delivery.
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -33,5 +33,8 @@ export function workerCommand(program: Command): void {
         void worker.close().finally(() => process.exit(ExitCode.failure));
       });
       await worker.start();
+      // A worker runs until a signal. With the in-memory transport no socket holds the
+      // event loop open, so hold it here until the drain ends the process.
+      setInterval(() => undefined, 1 << 30);
     });
 }

@@ -60,7 +60,7 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
 export function parseConfigText(text: string, absolutePath: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const issues: ConfigIssue[] = [];
   const interpolated = interpolate(text, env, issues);
-  const document = parseDocument(interpolated, { prettyErrors: false });
+  const document = parseDocument(interpolated);
   for (const error of document.errors) {
     const line = error.linePos?.[0]?.line;
     issues.push({ path: line ? `line ${line}` : '', message: `YAML: ${error.message.split('\n')[0]}` });

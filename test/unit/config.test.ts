@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { loadServices } from '../../src/config/from-config.js';
+import { interpolate, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { sheafJsonSchema } from '../../src/config/schema.js';
+import { ConfigError, type ConfigIssue } from '../../src/errors.js';
+
+const fixture = new URL('../fixtures/echo-service.mjs', import.meta.url).pathname;
+
+function issuesOf(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfigText(yaml, '/etc/sheaf.yml', env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain('/etc/sheaf.yml');
+    return (error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('sheaf.yml', () => {
+  test('${VAR} and ${VAR:-default} are replaced; an unset variable without default names its line', () => {
+    const issues: ConfigIssue[] = [];
+    const text = interpolate('a: ${A}\nb: ${B:-fallback}\nc: ${C:-x}\n# ${IGNORED}\nd: ${MISSING}', { A: 'one', C: '' }, issues);
+    expect(text).toBe('a: one\nb: fallback\nc: x\n# ${IGNORED}\nd: ');
+    expect(issues).toEqual([
+      { path: 'line 5', message: '${MISSING} is not set; set MISSING in the environment, or give a default: ${MISSING:-value}' },
+    ]);
+  });
+
+  test('numbers can come from the environment', () => {
+    const loaded = parseConfigText(
+      `services:\n  - name: Echo\n    executor: { module: x.js, export: X, concurrency: \${CONC:-3}, batch: { maxMessages: \${MAX} } }`,
+      '/etc/sheaf.yml',
+      { MAX: '7' },
+    );
+    expect(loaded.executors.get('Echo')).toMatchObject({ concurrency: 3, batch: { maxMessages: 7, maxSeconds: 1 }, maxUnacked: 42 });
+  });
+
+  test('every problem is reported at once, by path, with what was given', () => {
+    const issues = issuesOf(`
+transport: kafka
+logs: { level: loud }
+services:
+  - name: Echo
+    executor:
+      module: x.js
+      export: X
+      concurrency: 0
+      batch: { maxMessages: 0, maxSecnds: 1 }
+`);
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        'transport: must be inMemory or pulsar (got "kafka")',
+        expect.stringMatching(/^logs\.level: must be one of trace, debug, info, warn, error, fatal, silent \(got "loud"\)/),
+        'services[0].executor.concurrency: must be a positive integer (got 0)',
+        'services[0].executor.batch.maxMessages: must be a positive integer (got 0)',
+        expect.stringMatching(/^services\[0\]\.executor\.batch\.maxSecnds: unknown key; did you mean 'maxSeconds'\?/),
+      ]),
+    );
+    expect(issues).toHaveLength(5);
+  });
+
+  test('cross-checks: pulsar settings for transport: pulsar, unique services, the in-flight bound', () => {
+    expect(issuesOf('transport: pulsar')).toEqual(['pulsar: is required with transport: pulsar (at least pulsar.brokerServiceUrl)']);
+    const issues = issuesOf(`
+services:
+  - name: Echo
+    executor: { module: x.js, export: X, concurrency: 10, maxUnacked: 50, batch: { maxMessages: 10 } }
+  - name: Echo
+`);
+    expect(issues).toEqual([
+      'services[0].executor.maxUnacked: must be at least concurrency × batch.maxMessages = 10 × 10 = 100 (got 50); otherwise batches can never fill. Raise maxUnacked, or lower concurrency or batch.maxMessages',
+      "services[1].name: duplicates services[0].name 'Echo'; each service is declared once",
+    ]);
+  });
+
+  test('YAML syntax errors name their line', () => {
+    expect(issuesOf('services:\n  - name: [unclosed\n')[0]).toMatch(/^line \d: YAML: /);
+  });
+
+  test('a module that cannot be found names the path it tried; a missing export lists the exports', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sheaf-config-'));
+    const file = join(dir, 'sheaf.yml');
+    await writeFile(
+      file,
+      `services:
+  - name: Missing
+    executor: { module: ./nowhere.js, export: X }
+  - name: WrongExport
+    executor: { module: ${fixture}, export: EchoServise }
+  - name: NotAClass
+    executor: { module: ${fixture}, export: notAClass }
+`,
+    );
+    const error = await loadServices(await loadConfigFile(file)).catch((e: unknown) => e as ConfigError);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+      `services[0].executor.module: cannot load ${join(dir, 'nowhere.js')}: no such file (module paths are resolved from ${dir})`,
+      `services[1].executor.export: ${fixture} has no exported class 'EchoServise' (it exports: EchoService)`,
+      `services[2].executor.export: ${fixture} has no exported class 'notAClass' (it exports: EchoService)`,
+    ]);
+  });
+
+  test('the example configuration is valid', async () => {
+    const loaded = await loadConfigFile(new URL('../../config/sheaf.example.yml', import.meta.url).pathname, {});
+    expect(loaded.config.transport).toBe('pulsar');
+    expect(loaded.executors.get('EmailService')).toMatchObject({
+      concurrency: 10,
+      timeoutMs: 30_000,
+      batch: { maxMessages: 100, maxSeconds: 0.5 },
+    });
+  });
+
+  test('the shipped JSON Schema is the one the code generates (run `npm run schema` after changing the schema)', () => {
+    const shipped = JSON.parse(readFileSync(new URL('../../config/sheaf.schema.json', import.meta.url), 'utf8')) as unknown;
+    expect(shipped).toEqual(JSON.parse(JSON.stringify(sheafJsonSchema())));
+  });
+});

@@ -1,0 +1,36 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, test } from 'vitest';
+import { createLogger } from '../../src/config/from-config.js';
+
+function capture(isTTY: boolean): { stream: PassThrough; text(): string } {
+  const stream = Object.assign(new PassThrough(), { isTTY });
+  let text = '';
+  stream.on('data', (c: Buffer) => (text += c.toString()));
+  return { stream, text: () => text };
+}
+
+describe('logs from the config', () => {
+  test('JSON lines when not in a terminal, at the configured level', () => {
+    const out = capture(false);
+    const logger = createLogger({ level: 'warn' }, out.stream);
+    logger.info('hidden');
+    logger.warn({ batchKey: 'k' }, 'shown');
+    const lines = out
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 40, msg: 'shown', batchKey: 'k', name: 'sheaf' });
+  });
+
+  test('pretty, human-readable lines in a terminal, unless pretty: false', () => {
+    const tty = capture(true);
+    createLogger({ level: 'info' }, tty.stream).info('ready');
+    expect(tty.text()).toMatch(/INFO.*ready/);
+    expect(() => JSON.parse(tty.text())).toThrow();
+    const forced = capture(true);
+    createLogger({ level: 'info', pretty: false }, forced.stream).info('ready');
+    expect(JSON.parse(forced.text())).toMatchObject({ msg: 'ready' });
+  });
+});
