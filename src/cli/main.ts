@@ -43,11 +43,13 @@ program
   .description('dispatch thousands of tasks over a few batch keys and show how they were batched (in-memory transport unless --pulsar)')
   .option('--tasks <n>', 'how many tasks to dispatch', positiveInt('--tasks'), 5000)
   .option('--pulsar <url>', 'run on a Pulsar broker instead, e.g. pulsar://localhost:6650')
+  .option('--namespace <name>', 'with --pulsar: the namespace under tenant public (default: default)')
   .option('--through-service-url', 'with --pulsar: connect only to that URL (a single broker behind port mapping)')
-  .action(async (options: { tasks: number; pulsar?: string; throughServiceUrl?: boolean }) => {
+  .action(async (options: { tasks: number; pulsar?: string; namespace?: string; throughServiceUrl?: boolean }) => {
     const transport = options.pulsar
       ? new PulsarTransport({
           brokerServiceUrl: options.pulsar,
+          ...(options.namespace ? { namespace: options.namespace } : {}),
           connectThroughServiceUrl: options.throughServiceUrl ?? false,
           logger: pino({ level: 'warn' }),
         })

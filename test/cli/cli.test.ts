@@ -74,6 +74,13 @@ describe('sheaf (in-memory transport)', () => {
     expect(r.stderr).toMatch(/dead letters of the in-memory transport live only inside the process/);
   });
 
+  test('demo runs and summarises the batching', async () => {
+    const r = await runCli(['demo', '--tasks', '500']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/500 email tasks over 4 tenants \(batch keys\), inMemory transport/);
+    expect(r.stdout).toMatch(/^500 +499 +1 +\d+ /m);
+  });
+
   test('worker logs when ready and drains on SIGTERM, exiting 0', async () => {
     const config = await writeEchoConfig({ transport: 'inMemory' });
     const worker = start(['worker', '-c', config]);
@@ -94,6 +101,15 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
     });
     return { config, namespace };
   }
+
+  test('demo --pulsar runs against the broker', async () => {
+    const args = ['demo', '--tasks', '500', '--pulsar', pulsarUrl(), '--namespace', await freshNamespace()];
+    if (inject('pulsarThroughServiceUrl')) args.push('--through-service-url');
+    const r = await runCli(args);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/pulsar transport/);
+    expect(r.stdout).toMatch(/^500 +499 +1 +\d+ /m);
+  });
 
   test('a worker process serves a dispatch process', async () => {
     const { config } = await pulsarConfig();
