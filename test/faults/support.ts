@@ -1,0 +1,163 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import { SheafClient } from '../../src/client/client.js';
+import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
+import { startCli, type CliProcess } from '../support/cli.js';
+import { testLogger } from '../support/logger.js';
+import { freshNamespace, pulsarUrl } from '../support/pulsar.js';
+
+/** `full` for `npm run test:faults`, `short` for CI (FAULTS_SCALE=short). */
+export const scale = process.env.FAULTS_SCALE === 'short' ? 'short' : 'full';
+export const pick = <T>(full: T, short: T): T => (scale === 'full' ? full : short);
+
+const faultService = new URL('./fixtures/fault-service.mjs', import.meta.url).pathname;
+const statWorker = new URL('./fixtures/stat-worker.mjs', import.meta.url).pathname;
+
+export interface FaultRun {
+  readonly config: string;
+  readonly namespace: string;
+  readonly execLog: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** A namespace, a sheaf.yml for the fault service, and its execution log. */
+export async function faultRun(executor = 'concurrency: 4\n      batch: { maxMessages: 100, maxSeconds: 0.2 }'): Promise<FaultRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'sheaf-faults-'));
+  const namespace = await freshNamespace();
+  const config = join(dir, 'sheaf.yml');
+  await writeFile(
+    config,
+    `name: fault-worker
+transport: pulsar
+pulsar:
+  brokerServiceUrl: ${pulsarUrl()}
+  namespace: ${namespace}
+  connectThroughServiceUrl: ${inject('pulsarThroughServiceUrl')}
+  nackRedeliveryDelayMs: 200
+logs: { level: info, pretty: false }
+services:
+  - name: Fault
+    executor:
+      module: ${faultService}
+      export: FaultService
+      ${executor}
+      retry: { minimumSeconds: 0.1, maximumSeconds: 0.5, randomFactor: 0, maximumRetries: 2 }
+`,
+  );
+  const execLog = join(dir, 'executions.log');
+  await writeFile(execLog, '');
+  return { config, namespace, execLog, env: { FAULT_EXEC_LOG: execLog } };
+}
+
+export async function startWorker(run: FaultRun): Promise<CliProcess> {
+  const worker = startCli(['worker', '-c', run.config], run.env);
+  await worker.waitFor(/"msg":"worker ready"/);
+  return worker;
+}
+
+/** A worker that reports its peak in-flight tasks and RSS when it gets SIGTERM. */
+export function startStatWorker(run: FaultRun): {
+  stop(): Promise<{ maxInFlight: number; maxOpenAggregates: number; peakRssMiB: number }>;
+  ready: Promise<void>;
+} {
+  const child = spawn(process.execPath, [statWorker, run.config], {
+    env: { ...process.env, ...run.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  let onReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out.includes('stat-worker ready')) onReady();
+  });
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  return {
+    ready,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      return JSON.parse(out.trim().split('\n').pop()!) as { maxInFlight: number; maxOpenAggregates: number; peakRssMiB: number };
+    },
+  };
+}
+
+export async function connectClient(run: FaultRun): Promise<{ client: SheafClient; close(): Promise<void>; transport: PulsarTransport }> {
+  const transport = new PulsarTransport({
+    brokerServiceUrl: pulsarUrl(),
+    namespace: run.namespace,
+    logger: testLogger,
+    connectThroughServiceUrl: inject('pulsarThroughServiceUrl'),
+  });
+  const client = await SheafClient.connect({ transport, logger: testLogger, maxUnackedResults: 5000 });
+  return { client, transport, close: async () => (await client.close(), await transport.close()) };
+}
+
+/** Executions per task id, from the fault service's log. */
+export async function executionsPerTask(run: FaultRun): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const id of (await readFile(run.execLog, 'utf8')).split('\n')) if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Dispatches `total` tasks through `client` with at most `window` awaiting
+ * their result, calling `onProgress` after each result. Resolves with the
+ * task ids and whether every result was the expected one.
+ */
+export async function dispatchAll(
+  client: SheafClient,
+  total: number,
+  keys: (i: number) => string,
+  onProgress: (done: number) => void,
+  window = 2000,
+): Promise<{ ids: string[]; wrong: number }> {
+  const ids: string[] = new Array(total);
+  let done = 0;
+  let wrong = 0;
+  let inFlight = 0;
+  let wake: (() => void) | null = null;
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    while (inFlight >= window) await new Promise<void>((resolve) => (wake = resolve));
+    inFlight += 1;
+    const stub = client.service<{ work(input: string): Promise<string> }>('Fault', { meta: { batchKey: keys(i) } });
+    // Not awaited one by one: sends are pipelined (the producer bounds what is pending).
+    pending.push(
+      client
+        .dispatch(stub)
+        .work(`${i}`)
+        .then((handle) => {
+          ids[i] = handle.id;
+          return handle.result();
+        })
+        .then((value) => {
+          if (value !== `done ${i}`) wrong += 1;
+          inFlight -= 1;
+          done += 1;
+          onProgress(done);
+          wake?.();
+          wake = null;
+        }),
+    );
+  }
+  await Promise.all(pending);
+  return { ids, wrong };
+}
+
+/**
+ * Records one scenario's figures in reports/faults-<scale>.json (files run one
+ * at a time, so read-modify-write is safe) and prints them. docs/reliability.md
+ * quotes the full run's file.
+ */
+export async function recordFigures(scenario: string, values: Record<string, number | string>): Promise<void> {
+  const file = new URL(`../../reports/faults-${scale}.json`, import.meta.url);
+  await mkdir(new URL('.', file), { recursive: true });
+  const all = (await readFile(file, 'utf8').then(JSON.parse, () => ({}))) as Record<string, unknown>;
+  all[scenario] = { ...values, recordedAt: new Date().toISOString() };
+  await writeFile(file, `${JSON.stringify(all, null, 2)}\n`);
+  console.log(scenario, values);
+}
