@@ -1,0 +1,40 @@
+/**
+ * The broker's own ceiling: the distribution's `pulsar-perf produce` and
+ * `consume` against the same broker, at the same payload sizes Sheaf's
+ * client is measured with.
+ */
+import { execFile } from 'node:child_process';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export function pulsarHome(version: string): string {
+  return join(process.env.SHEAF_PULSAR_HOME ?? join(homedir(), '.cache', 'sheaf'), `apache-pulsar-${version}`);
+}
+
+export interface PerfRates {
+  readonly produce: number;
+  readonly consume: number;
+}
+
+/** Messages per second, from pulsar-perf's final "Aggregated throughput" line. */
+function aggregatedRate(output: string): number {
+  const match = /Aggregated throughput stats[^\n]*?([\d,.]+)\s*msg\/s/.exec(output);
+  if (!match) throw new Error(`pulsar-perf printed no aggregated rate:\n${output.slice(-2000)}`);
+  return Number(match[1]!.replace(/,/g, ''));
+}
+
+export async function pulsarPerf(version: string, serviceUrl: string, adminUrl: string, topic: string, size: number, messages: number): Promise<PerfRates> {
+  const bin = join(pulsarHome(version), 'bin', 'pulsar-perf');
+  const env = { ...process.env, PULSAR_MEM: '-Xms512m -Xmx512m', PULSAR_GC: '-XX:+UseG1GC -XX:ParallelGCThreads=2' };
+  const options = { env, maxBuffer: 64 * 2 ** 20 };
+  // The subscription exists first, so the messages wait for it; consuming then drains a backlog.
+  const path = topic.replace('persistent://', '');
+  const created = await fetch(`${adminUrl}/admin/v2/persistent/${path}/subscription/perf`, { method: 'PUT' });
+  if (!created.ok) throw new Error(`creating the subscription failed: ${created.status} ${await created.text()}`);
+  const produced = await run(bin, ['produce', '-u', serviceUrl, '-m', String(messages), '-r', '10000000', '-s', String(size), '-i', '60', topic], options);
+  const consumed = await run(bin, ['consume', '-u', serviceUrl, '-m', String(messages), '-ss', 'perf', '-i', '60', topic], options);
+  return { produce: aggregatedRate(produced.stdout + produced.stderr), consume: aggregatedRate(consumed.stdout + consumed.stderr) };
+}
