@@ -31,7 +31,8 @@ export interface EndToEnd {
   readonly saturatedP99Ms: number;
 }
 
-export const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+export const percentile = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 async function withSystem<T>(
   transport: Transport,
@@ -125,10 +126,14 @@ class FixedCostSink {
 
 /** Throughput against a sink costing `costMs` per call, with concurrency 1. */
 export async function sinkThroughput(transport: Transport, maxMessages: number, total: number, costMs = 5): Promise<number> {
-  return withSystem(transport, { concurrency: 1, maxMessages, maxSeconds: 0.05, service: () => new FixedCostSink(costMs) }, async (client) => {
-    const { seconds } = await saturate(client, total, 10_000);
-    return total / seconds;
-  });
+  return withSystem(
+    transport,
+    { concurrency: 1, maxMessages, maxSeconds: 0.05, service: () => new FixedCostSink(costMs) },
+    async (client) => {
+      const { seconds } = await saturate(client, total, 10_000);
+      return total / seconds;
+    },
+  );
 }
 
 /** Memory per in-flight task: heap growth while `count` tasks are received and held unsettled. */
@@ -149,16 +154,20 @@ export async function memoryPerTask(transport: Transport, count: number): Promis
     }
   }
   const gc = (globalThis as { gc?: () => void }).gc;
-  return withSystem(transport, { concurrency: count / 100, maxMessages: 100, maxSeconds: 0.05, service: () => new Holding() }, async (client) => {
-    gc?.();
-    const before = process.memoryUsage().heapUsed;
-    const stub = client.service<NoWorkClient>('Bench', { meta: { batchKey: 'k' } });
-    const results = [...Array(count)].map((_, i) => stub.run(i));
-    await everyoneIn;
-    gc?.();
-    const perTask = (process.memoryUsage().heapUsed - before) / count;
-    release();
-    await Promise.all(results);
-    return perTask;
-  });
+  return withSystem(
+    transport,
+    { concurrency: count / 100, maxMessages: 100, maxSeconds: 0.05, service: () => new Holding() },
+    async (client) => {
+      gc?.();
+      const before = process.memoryUsage().heapUsed;
+      const stub = client.service<NoWorkClient>('Bench', { meta: { batchKey: 'k' } });
+      const results = [...Array(count)].map((_, i) => stub.run(i));
+      await everyoneIn;
+      gc?.();
+      const perTask = (process.memoryUsage().heapUsed - before) / count;
+      release();
+      await Promise.all(results);
+      return perTask;
+    },
+  );
 }

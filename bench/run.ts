@@ -1,0 +1,171 @@
+/**
+ * `npm run bench`: how close Sheaf gets to what the broker itself can do, and
+ * how much batching buys, measured in one run and printed as one table.
+ * Writes bench/results/latest.md (with the machine), results.json and
+ * throughput.png. Targets are reported, never asserted.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { InMemoryTransport } from '../src/transport/memory/in-memory-transport.js';
+import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
+import { pino } from 'pino';
+import { pulsarPerf } from './broker-ceiling.js';
+import { sheafClientRates } from './client-rates.js';
+import { endToEnd, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
+import { describeMachine } from './machine.js';
+import { drawChart, markdownTable, textTable, type Row } from './report.js';
+
+const run = promisify(execFile);
+const root = new URL('..', import.meta.url).pathname;
+const resultsDir = new URL('./results/', import.meta.url).pathname;
+const quick = process.env.BENCH_SCALE === 'quick';
+const n = (full: number, short: number): number => (quick ? short : full);
+const step = (what: string): void => void process.stderr.write(`bench: ${what}\n`);
+const fmt = (x: number): string => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(1));
+const pct = (x: number): string => `${(100 * x).toFixed(0)} %`;
+const verdict = (ok: boolean): string => (ok ? 'met' : 'missed');
+
+async function broker(): Promise<{ url: string; adminUrl: string; version: string }> {
+  const script = await readFile(`${root}scripts/pulsar.sh`, 'utf8');
+  const version = /PULSAR_VERSION="\$\{PULSAR_VERSION:-([^}]+)\}"/.exec(script)![1]!;
+  if (process.env.PULSAR_URL) {
+    const host = new URL(process.env.PULSAR_URL.replace(/^pulsar:/, 'http:')).hostname;
+    return { url: process.env.PULSAR_URL, adminUrl: process.env.PULSAR_ADMIN_URL ?? `http://${host}:8080`, version };
+  }
+  step('starting the broker with scripts/pulsar.sh');
+  await run('bash', [`${root}scripts/pulsar.sh`, 'start']);
+  return { url: 'pulsar://127.0.0.1:6650', adminUrl: 'http://127.0.0.1:8080', version };
+}
+
+const { url, adminUrl, version } = await broker();
+const namespace = `bench-${randomUUID().slice(0, 8)}`;
+const created = await fetch(`${adminUrl}/admin/v2/namespaces/public/${namespace}`, { method: 'PUT' });
+if (!created.ok) throw new Error(`cannot create namespace public/${namespace}: ${created.status}`);
+const pulsar = () => new PulsarTransport({ brokerServiceUrl: url, namespace, logger: pino({ level: 'warn' }) });
+const memory = () => new InMemoryTransport();
+
+const rows: Row[] = [];
+const results: Record<string, unknown> = {
+  machine: describeMachine(version),
+  scale: quick ? 'quick' : 'full',
+  date: new Date().toISOString(),
+};
+
+// 1 and 2: the broker's ceiling, and Sheaf's client against it.
+for (const size of [100, 1024]) {
+  const messages = n(size === 100 ? 300_000 : 200_000, 20_000);
+  step(`pulsar-perf, ${size} B × ${messages}`);
+  const perf = await pulsarPerf(version, url, adminUrl, `persistent://public/${namespace}/perf-${size}`, size, messages);
+  step(`Sheaf client, ${size} B × ${messages}, batching on and off`);
+  const batched = await sheafClientRates(url, namespace, `sheaf-batched-${size}`, size, messages, true);
+  const single = await sheafClientRates(url, namespace, `sheaf-single-${size}`, size, Math.min(messages, n(50_000, 10_000)), false);
+  results[`client-${size}`] = { pulsarPerf: perf, sheafBatched: batched, sheafUnbatched: single };
+  rows.push(
+    { measure: `pulsar-perf produce, ${size} B (msg/s)`, value: fmt(perf.produce), target: 'ceiling', verdict: '' },
+    { measure: `pulsar-perf consume, ${size} B (msg/s)`, value: fmt(perf.consume), target: 'ceiling', verdict: '' },
+    {
+      measure: `Sheaf client produce, ${size} B, batching (msg/s)`,
+      value: `${fmt(batched.produce)} (${pct(batched.produce / perf.produce)})`,
+      target: '≥ 80 % of pulsar-perf',
+      verdict: verdict(batched.produce >= 0.8 * perf.produce),
+    },
+    {
+      measure: `Sheaf client consume, ${size} B (msg/s)`,
+      value: `${fmt(batched.consume)} (${pct(batched.consume / perf.consume)})`,
+      target: '≥ 80 % of pulsar-perf',
+      verdict: verdict(batched.consume >= 0.8 * perf.consume),
+    },
+    { measure: `Sheaf client produce, ${size} B, one message per send (msg/s)`, value: fmt(single.produce), target: '', verdict: '' },
+  );
+}
+const perfProduce100 = (results['client-100'] as { pulsarPerf: { produce: number } }).pulsarPerf.produce;
+
+// 3: end to end, by batch size, on both transports.
+const chart: Array<{ transport: string; maxMessages: number; tasksPerSecond: number }> = [];
+for (const maxMessages of [1, 10, 100, 1000]) {
+  for (const [name, transport, total] of [
+    ['inMemory', memory, n(maxMessages === 1 ? 50_000 : 300_000, 20_000)],
+    ['pulsar', pulsar, n(maxMessages === 1 ? 10_000 : 60_000, 5_000)],
+  ] as const) {
+    step(`end to end, ${name}, maxMessages ${maxMessages}, ${total} tasks`);
+    const e = await endToEnd(transport(), maxMessages, total);
+    chart.push({ transport: name, maxMessages, tasksPerSecond: e.tasksPerSecond });
+    results[`e2e-${name}-${maxMessages}`] = e;
+    const target =
+      name === 'inMemory' && maxMessages >= 100
+        ? { text: '≥ 500,000 tasks/s', ok: e.tasksPerSecond >= 500_000 }
+        : name === 'pulsar' && maxMessages === 100
+          ? { text: `≥ 35 % of pulsar-perf produce (${fmt(0.35 * perfProduce100)})`, ok: e.tasksPerSecond >= 0.35 * perfProduce100 }
+          : { text: '', ok: true };
+    rows.push({
+      measure: `end to end, ${name}, maxMessages ${maxMessages} (tasks/s; p50 / p99 at saturation)`,
+      value: `${fmt(e.tasksPerSecond)} (${fmt(e.saturatedP50Ms)} / ${fmt(e.saturatedP99Ms)} ms)`,
+      target: target.text,
+      verdict: target.text ? verdict(target.ok) : '',
+    });
+  }
+}
+for (const [name, transport] of [
+  ['inMemory', memory],
+  ['pulsar', pulsar],
+] as const) {
+  step(`low-load latency, ${name}`);
+  const l = await lowLoadLatency(transport(), 0.05, n(200, 40));
+  results[`latency-${name}`] = l;
+  rows.push({
+    measure: `latency at low load, ${name}, maxSeconds 0.05 (p50 / p99)`,
+    value: `${fmt(l.p50Ms)} / ${fmt(l.p99Ms)} ms`,
+    target: 'near maxSeconds (50 ms)',
+    verdict: '',
+  });
+}
+
+// 4: what batching buys against a sink with a fixed cost per call.
+step('batching benefit, 5 ms sink');
+const unbatched = await sinkThroughput(memory(), 1, n(1_000, 300));
+rows.push({ measure: 'sink at 5 ms per call, unbatched (tasks/s)', value: fmt(unbatched), target: '', verdict: '' });
+for (const maxMessages of [10, 100]) {
+  const batched = await sinkThroughput(memory(), maxMessages, n(maxMessages * 500, maxMessages * 100));
+  const benefit = batched / unbatched;
+  results[`sink-${maxMessages}`] = { unbatched, batched, benefit };
+  rows.push({
+    measure: `sink at 5 ms per call, maxMessages ${maxMessages} (tasks/s; × unbatched)`,
+    value: `${fmt(batched)} (× ${benefit.toFixed(1)})`,
+    target: `≥ × ${(0.8 * maxMessages).toFixed(0)}`,
+    verdict: verdict(benefit >= 0.8 * maxMessages),
+  });
+}
+
+// 5: memory per task in flight.
+step('memory per in-flight task');
+const perTask = await memoryPerTask(memory(), n(20_000, 5_000));
+results.memoryPerTaskBytes = perTask;
+rows.push({
+  measure: 'heap per in-flight task, inMemory (client + transport + worker)',
+  value: `${fmt(perTask)} B`,
+  target: '',
+  verdict: '',
+});
+
+// Report.
+await mkdir(resultsDir, { recursive: true });
+await drawChart(chart, `${resultsDir}throughput.png`);
+const machine = Object.entries(results.machine as Record<string, string>)
+  .map(([k, v]) => `- ${k}: ${v}`)
+  .join('\n');
+const markdown = `# Sheaf benchmarks (${quick ? 'quick' : 'full'} run, ${new Date().toISOString().slice(0, 10)})
+
+${machine}
+
+${markdownTable(rows)}
+
+![throughput against maxMessages](throughput.png)
+
+Produced by \`npm run bench\`${quick ? ' with BENCH_SCALE=quick' : ''}; raw figures in results.json.
+`;
+await writeFile(`${resultsDir}latest.md`, markdown);
+await writeFile(`${resultsDir}results.json`, `${JSON.stringify({ ...results, rows }, null, 2)}\n`);
+process.stdout.write(`\n${textTable(rows)}\n\nwritten: bench/results/latest.md, results.json, throughput.png\n`);
+process.exit(0);
