@@ -7,6 +7,7 @@
  * Fields are only ever added as optional within a version; anything else is a
  * new version.
  */
+import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import { DecodeError } from '../errors.js';
 import { errorInfoSchema, type ErrorInfo } from './error-info.js';
@@ -133,11 +134,15 @@ const deadLetterSchema = z.object({
   deadAt: z.number(),
 });
 
-const encoder = new TextEncoder();
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
 export function encodeEnvelope(envelope: TaskEnvelope | ResultEnvelope | DeadLetterEnvelope): Uint8Array {
-  return encoder.encode(JSON.stringify(envelope));
+  // Buffer.from is Node's native UTF-8 encoder: faster than TextEncoder on this hot path.
+  return Buffer.from(JSON.stringify(envelope), 'utf8');
+}
+
+/** Strict UTF-8: `isUtf8` is a native check, cheaper than a fatal TextDecoder. */
+function utf8(payload: Uint8Array): string {
+  if (!isUtf8(payload)) throw new TypeError('invalid UTF-8');
+  return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
 }
 
 export const decodeTask = (payload: Uint8Array): TaskEnvelope => decode(payload, 'task', taskSchema);
@@ -150,7 +155,7 @@ export const decodeDeadLetter = (payload: Uint8Array): DeadLetterEnvelope => dec
  */
 export function salvageTaskFields(payload: Uint8Array): { taskId?: string; replyTo?: string; service?: string; method?: string } {
   try {
-    const raw = JSON.parse(strictUtf8.decode(payload)) as unknown;
+    const raw = JSON.parse(utf8(payload)) as unknown;
     if (raw === null || typeof raw !== 'object') return {};
     const r = raw as Record<string, unknown>;
     const out: { taskId?: string; replyTo?: string; service?: string; method?: string } = {};
@@ -167,7 +172,7 @@ export function salvageTaskFields(payload: Uint8Array): { taskId?: string; reply
 function decode<T>(payload: Uint8Array, kind: string, schema: z.ZodType<T>): T {
   let text: string;
   try {
-    text = strictUtf8.decode(payload);
+    text = utf8(payload);
   } catch (cause) {
     throw new DecodeError(`${kind} payload is not valid UTF-8 (${payload.byteLength} bytes)`, { cause });
   }
