@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { NAME_PATTERN } from '../topics.js';
 import { executorSettingsShape } from './executor-schema.js';
-import { positiveInt, positiveNumber, strictObject } from './issues.js';
+import { pulsarTuningShape } from '../transport/pulsar/options-schema.js';
+import { strictObject } from './issues.js';
 
 const name = z
   .string({ error: 'must be a name (a string)' })
@@ -30,16 +31,7 @@ export const pulsarSchema = strictObject({
     keyFile: nonEmpty('a file path').optional().describe('client key (PEM), for mutual TLS'),
     rejectUnauthorized: z.boolean({ error: 'must be true or false' }).optional().describe('default: true'),
   }).optional(),
-  connectThroughServiceUrl: z.boolean({ error: 'must be true or false' }).optional().describe('one broker behind port mapping'),
-  connectTimeoutSeconds: positiveNumber().optional(),
-  operationTimeoutSeconds: positiveNumber().optional(),
-  keepAliveIntervalSeconds: positiveNumber().optional(),
-  nackRedeliveryDelayMs: z.number().int().nonnegative({ error: 'must be an integer ≥ 0' }).optional(),
-  producer: strictObject({
-    maxPendingMessages: positiveInt().optional(),
-    batchingMaxMessages: positiveInt().optional(),
-    batchingMaxDelayMs: z.number().nonnegative({ error: 'must be a number ≥ 0' }).optional(),
-  }).optional(),
+  ...pulsarTuningShape,
 });
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

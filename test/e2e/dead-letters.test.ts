@@ -5,6 +5,7 @@ import { Batch, Params } from '../../src/service/decorators.js';
 import { taskTopic } from '../../src/topics.js';
 import { TaskFailedError } from '../../src/errors.js';
 import type { TaskEnvelope } from '../../src/wire/envelopes.js';
+import { rawTask } from '../support/tasks.js';
 import { readDeadLetters, startSystem, type System } from '../support/system.js';
 
 interface Shop {
@@ -44,21 +45,7 @@ for (const target of transportTargets()) {
       const wrongArgs = (shop.order as unknown as (a: unknown, b: unknown) => Promise<string>)('sku-1', 'three').catch((e: unknown) => e);
 
       // The rest are raw messages no client would send.
-      const good: TaskEnvelope = {
-        v: 1,
-        kind: 'task',
-        taskId: 'raw-1',
-        service: 'Shop',
-        method: 'order',
-        args: ['sku-2', 2],
-        meta: {},
-        tags: [],
-        replyTo: null,
-        retryIndex: 0,
-        retrySequence: 0,
-        lastError: null,
-        dispatchedAt: Date.now(),
-      };
+      const good: TaskEnvelope = rawTask('raw-1', 'Shop', 'order', ['sku-2', 2]);
       const producer = await transport.createProducer(taskTopic('Shop'));
       const raw: Array<[string, Uint8Array]> = [
         ['not UTF-8', new Uint8Array([0xc3, 0x28, 0xa0])],

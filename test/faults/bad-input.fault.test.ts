@@ -8,6 +8,7 @@ import { expect, test } from 'vitest';
 import { TaskFailedError } from '../../src/errors.js';
 import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../../src/topics.js';
 import { decodeDeadLetter, type DeadLetterReason } from '../../src/wire/envelopes.js';
+import { rawTask } from '../support/tasks.js';
 import { connectClient, dispatchAll, faultRun, pick, recordFigures, startWorker } from './support.js';
 
 const MAX_BYTES = 65_536;
@@ -21,21 +22,7 @@ function random(seed: number): () => number {
   };
 }
 
-const good = (i: number) => ({
-  v: 1,
-  kind: 'task',
-  taskId: `fuzz-${i}`,
-  service: 'Fault',
-  method: 'work',
-  args: [`${i}`],
-  meta: {},
-  tags: [],
-  replyTo: null,
-  retryIndex: 0,
-  retrySequence: 0,
-  lastError: null,
-  dispatchedAt: Date.now(),
-});
+const good = (i: number) => rawTask(`fuzz-${i}`, 'Fault', 'work', [`${i}`]);
 
 /** Each kind of malformed message, and the reason it must be dead-lettered with. */
 const KINDS: Array<[string, DeadLetterReason, (i: number, rnd: () => number) => Uint8Array]> = [

@@ -32,3 +32,22 @@ export function receivedTask(taskId: string, method: MethodDefinition, input: un
 export function flushed(items: ReceivedTask[], method: string, batchKey: string | null = 'k'): FlushedBatch<ReceivedTask> {
   return { group: { method, batchKey }, items, bytes: items.length * 10, reason: 'maxMessages', openedAt: 0, flushedAt: 5 };
 }
+
+/** A valid task envelope as raw JSON fields, for tests that publish bytes by hand. */
+export function rawTask(taskId: string, service: string, method: string, args: unknown[]) {
+  return {
+    v: 1 as const,
+    kind: 'task' as const,
+    taskId,
+    service,
+    method,
+    args,
+    meta: {},
+    tags: [],
+    replyTo: null,
+    retryIndex: 0,
+    retrySequence: 0,
+    lastError: null,
+    dispatchedAt: Date.now(),
+  };
+}

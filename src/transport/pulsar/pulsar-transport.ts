@@ -6,7 +6,8 @@
  */
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
-import { positiveInt, positiveNumber, strictObject, toConfigIssues } from '../../config/issues.js';
+import { strictObject, toConfigIssues } from '../../config/issues.js';
+import { pulsarTuningShape } from './options-schema.js';
 import { ConfigError, TransportClosedError } from '../../errors.js';
 import type { Consumer, Producer, SubscribeOptions, Transport } from '../transport.js';
 import { PulsarClient } from './client.js';
@@ -73,16 +74,7 @@ const optionsSchema = strictObject({
     }),
   }).optional(),
   tls: z.record(z.string(), z.unknown()).optional(),
-  connectThroughServiceUrl: z.boolean({ error: 'must be true or false' }).optional(),
-  connectTimeoutSeconds: positiveNumber().optional(),
-  operationTimeoutSeconds: positiveNumber().optional(),
-  keepAliveIntervalSeconds: positiveNumber().optional(),
-  nackRedeliveryDelayMs: z.number().int().nonnegative({ error: 'must be an integer ≥ 0' }).optional(),
-  producer: strictObject({
-    maxPendingMessages: positiveInt().optional(),
-    batchingMaxMessages: positiveInt().optional(),
-    batchingMaxDelayMs: z.number().nonnegative({ error: 'must be a number ≥ 0' }).optional(),
-  }).optional(),
+  ...pulsarTuningShape,
   logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
 });
 
