@@ -1,7 +1,9 @@
+import { Fifo } from '../util/fifo.js';
+
 /** A counting semaphore with FIFO waiters: bounds executions running at once. */
 export class Slots {
   private free: number;
-  private readonly waiters: Array<() => void> = [];
+  private readonly waiters = new Fifo<() => void>();
 
   constructor(readonly size: number) {
     this.free = size;

@@ -41,6 +41,7 @@ export interface ConsumerSettings {
 }
 
 interface EntryTracker {
+  readonly key: string;
   readonly idData: MessageIdData;
   readonly count: number;
   readonly resolved: Set<number>;
@@ -48,6 +49,17 @@ interface EntryTracker {
 }
 
 type ConsumerState = 'connecting' | 'ready' | 'closing' | 'closed';
+
+/**
+ * What an ack needs about a message it delivered, kept beside the message
+ * instead of parsed back out of its id on every ack (the consume hot path).
+ */
+interface Delivery {
+  readonly part: PartitionConsumer;
+  readonly tracker: EntryTracker;
+  readonly index: number;
+}
+const deliveries = new WeakMap<ReceivedMessage, Delivery>();
 
 export class PartitionConsumer implements ConnectionHandler {
   private state: ConsumerState = 'connecting';
@@ -116,32 +128,31 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   /** Settles one message: `nack` hands it (its whole entry) back for redelivery. */
-  resolve(id: string, nack: boolean): void {
-    const parsed = parseMessageId(id);
-    const key = `${parsed.ledgerId}:${parsed.entryId}`;
-    const tracker = this.entries.get(key);
-    if (!tracker) {
+  resolve(message: ReceivedMessage, nack: boolean): void {
+    const delivery = deliveries.get(message);
+    const tracker = delivery ? delivery.tracker : this.entries.get(entryKeyOf(message.id));
+    if (!tracker || this.entries.get(tracker.key) !== tracker) {
       // Delivered before a reconnect: the broker redelivers it anyway; an ack still saves the work.
-      if (!nack) this.queueAck(entryIdData(parsed));
+      if (!nack) this.queueAck(tracker?.idData ?? entryIdData(parseMessageId(message.id)));
       return;
     }
-    const index = Math.max(0, parsed.batchIndex);
+    const index = delivery ? delivery.index : Math.max(0, parseMessageId(message.id).batchIndex);
     if (tracker.resolved.has(index)) return;
     tracker.resolved.add(index);
     if (nack) tracker.nacked = true;
     this.held -= 1;
     if (tracker.resolved.size === tracker.count) {
-      this.entries.delete(key);
+      this.entries.delete(tracker.key);
       if (tracker.nacked) this.redeliver([tracker.idData]);
       else this.queueAck(tracker.idData);
     }
     this.refill(false);
   }
 
-  nackLater(id: string, delayMs: number): void {
+  nackLater(message: ReceivedMessage, delayMs: number): void {
     const timer = setTimeout(() => {
       this.nackTimers.delete(timer);
-      if (this.state !== 'closed') this.resolve(id, true);
+      if (this.state !== 'closed') this.resolve(message, true);
     }, delayMs);
     this.nackTimers.add(timer);
   }
@@ -217,13 +228,15 @@ export class PartitionConsumer implements ConnectionHandler {
       messages.push({ payload, key: metadata.partition_key, properties: metadata.properties, batchIndex: -1 });
     }
     const batched = messages[0]!.batchIndex >= 0;
-    this.entries.set(`${idData.ledgerId}:${idData.entryId}`, { idData, count: messages.length, resolved: new Set(), nacked: false });
+    const key = `${idData.ledgerId}:${idData.entryId}`;
+    const tracker: EntryTracker = { key, idData, count: messages.length, resolved: new Set(), nacked: false };
+    this.entries.set(key, tracker);
     this.outstanding = Math.max(0, this.outstanding - messages.length);
     this.held += messages.length;
     for (const message of messages) {
       const props: Record<string, string> = { ...properties };
       for (const kv of message.properties ?? []) props[kv.key] = kv.value;
-      this.sink.deliver({
+      const received: ReceivedMessage = {
         id: formatMessageId(idData, this.partition, batched ? message.batchIndex : -1),
         topic: this.topic,
         payload: new Uint8Array(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
@@ -231,7 +244,9 @@ export class PartitionConsumer implements ConnectionHandler {
         properties: props,
         redeliveryCount,
         publishTime,
-      });
+      };
+      deliveries.set(received, { part: this, tracker, index: Math.max(0, message.batchIndex) });
+      this.sink.deliver(received);
     }
   }
 
@@ -293,6 +308,11 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 }
 
+/** `ledger:entry` of a message id: the broker's unit of acknowledgement. */
+function entryKeyOf(id: string): string {
+  return id.slice(0, id.indexOf(':', id.indexOf(':') + 1));
+}
+
 /** The transport's consumer over every partition of a topic. */
 export class PulsarConsumer implements Consumer {
   private readonly queue = new ReceiveQueue<ReceivedMessage>();
@@ -341,12 +361,12 @@ export class PulsarConsumer implements Consumer {
 
   async ack(message: ReceivedMessage): Promise<void> {
     if (this.closed) throw this.closedError();
-    this.partFor(message).resolve(message.id, false);
+    this.partFor(message).resolve(message, false);
   }
 
   nack(message: ReceivedMessage, delayMs?: number): void {
     if (this.closed) return;
-    this.partFor(message).nackLater(message.id, delayMs ?? this.settings.nackRedeliveryDelayMs);
+    this.partFor(message).nackLater(message, delayMs ?? this.settings.nackRedeliveryDelayMs);
   }
 
   async close(): Promise<void> {
@@ -357,6 +377,8 @@ export class PulsarConsumer implements Consumer {
   }
 
   private partFor(message: ReceivedMessage): PartitionConsumer {
+    const delivery = deliveries.get(message);
+    if (delivery) return delivery.part;
     const { partition } = parseMessageId(message.id);
     return this.parts[partition < 0 ? 0 : partition] ?? this.parts[0]!;
   }

@@ -156,14 +156,20 @@ export interface BatchEntry {
 }
 
 export function encodeBatchPayload(entries: ReadonlyArray<{ metadata: SingleMessageMetadata; payload: Uint8Array }>): Buffer {
-  const parts: Buffer[] = [];
-  for (const { metadata, payload } of entries) {
-    const meta = encodeSingleMessageMetadata({ ...metadata, payload_size: payload.length });
-    const size = Buffer.allocUnsafe(4);
-    size.writeUInt32BE(meta.length, 0);
-    parts.push(size, Buffer.from(meta), Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
-  }
-  return Buffer.concat(parts);
+  // One buffer, sized up front: this runs for every batch a producer sends.
+  const metas = entries.map(({ metadata, payload }) => encodeSingleMessageMetadata({ ...metadata, payload_size: payload.length }));
+  let size = 0;
+  entries.forEach((entry, i) => (size += 4 + metas[i]!.length + entry.payload.length));
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  entries.forEach((entry, i) => {
+    const meta = metas[i]!;
+    out.writeUInt32BE(meta.length, o);
+    out.set(meta, o + 4);
+    out.set(entry.payload, o + 4 + meta.length);
+    o += 4 + meta.length + entry.payload.length;
+  });
+  return out;
 }
 
 export function decodeBatchPayload(payload: Buffer, count: number): BatchEntry[] {

@@ -11,6 +11,7 @@
  */
 import crc32c from 'crc-32/crc32c.js';
 import { TransportClosedError } from '../../errors.js';
+import { Fifo } from '../../util/fifo.js';
 import type { OutgoingMessage, Producer } from '../transport.js';
 import { deferred, type Deferred } from '../../util/deferred.js';
 import { Backoff } from './backoff.js';
@@ -52,7 +53,8 @@ export class PartitionProducer implements ConnectionHandler {
   private nextSequenceId = 0;
   private readonly inFlight = new Map<number, InFlightSend>();
   private pendingCount = 0;
-  private readonly roomWaiters: Array<() => void> = [];
+  /** Sends waiting for room; a Fifo, since a burst can queue hundreds of thousands. */
+  private readonly roomWaiters = new Fifo<() => void>();
   private batch: QueuedMessage[] = [];
   private batchTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly backoff = new Backoff();
@@ -112,7 +114,7 @@ export class PartitionProducer implements ConnectionHandler {
       connection.unregisterProducer(this.producerId);
     }
     this.state = 'closed';
-    for (const wake of this.roomWaiters.splice(0)) wake();
+    for (const wake of this.roomWaiters.drain()) wake();
   }
 
   onFrame(frame: DecodedFrame): void {
