@@ -9,6 +9,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // The fault runs have their own config (vitest.faults.config.ts, npm run test:faults).
+    exclude: ['test/faults/**', '**/node_modules/**'],
     globalSetup: ['test/setup/build.ts', 'test/setup/pulsar-broker.ts'],
     // Tests against the real broker wait on it: connections, lookups, delayed delivery.
     testTimeout: 30_000,

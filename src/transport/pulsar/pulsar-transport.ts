@@ -44,7 +44,12 @@ export interface PulsarTransportOptions {
   producer?: {
     /** Messages sent and not yet confirmed, per partition; `send` waits beyond it. Default 1000. */
     maxPendingMessages?: number;
-    /** Messages grouped into one batch entry; 1 (the default) sends each on its own. */
+    /**
+     * Messages grouped into one batch entry; 1 (the default) sends each on its
+     * own. Batching raises throughput (1.7× end to end in bench/), but a nack
+     * redelivers the whole entry, and Key_Shared routes an entry by its first
+     * key, so keep it off for Key_Shared subscriptions.
+     */
     batchingMaxMessages?: number;
     /** How long a partial batch waits. Default 10 ms. */
     batchingMaxDelayMs?: number;
