@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import { positiveInt, positiveNumber } from './arguments.js';
 import { SheafClient } from '../client/client.js';
 import type { TaskHandle } from '../client/task-handle.js';
 import { loadServices, setupFromConfigFile } from '../config/from-config.js';
@@ -132,16 +133,4 @@ function collectMeta(value: string, all: Record<string, string>): Record<string,
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`--meta takes key=value (got ${JSON.stringify(value)})`);
   return { ...all, [value.slice(0, eq)]: value.slice(eq + 1) };
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a positive integer (got ${value})`);
-  return n;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!(n > 0)) throw new InvalidArgumentError(`must be a positive number (got ${value})`);
-  return n;
 }

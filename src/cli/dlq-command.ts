@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { positiveInt } from './arguments.js';
 import { setupFromConfigFile, type ConfigSetup } from '../config/from-config.js';
 import { ConfigError } from '../errors.js';
 import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.js';
@@ -169,10 +170,4 @@ async function receiveWithin(consumer: Consumer, idleMs: number): Promise<Receiv
 
 function truncate(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a positive integer (got ${value})`);
-  return n;
 }

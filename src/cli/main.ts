@@ -4,7 +4,8 @@
  * Exit status: see exit-codes.ts (0 ok, 1 failure, 2 bad arguments or configuration).
  */
 import 'reflect-metadata';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError } from 'commander';
+import { positiveInt } from './arguments.js';
 import { pino } from 'pino';
 import { runDemo } from '../demo/run-demo.js';
 import { ConfigError, ServiceDefinitionError } from '../errors.js';
@@ -13,14 +14,6 @@ import { dispatchCommand } from './dispatch-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { ExitCode } from './exit-codes.js';
 import { workerCommand } from './worker-command.js';
-
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer (got ${value})`);
-    return n;
-  };
-}
 
 // Output piped into `head` and the like: stop quietly when the reader goes away.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -41,7 +34,7 @@ dlqCommand(program);
 program
   .command('demo')
   .description('dispatch thousands of tasks over a few batch keys and show how they were batched (in-memory transport unless --pulsar)')
-  .option('--tasks <n>', 'how many tasks to dispatch', positiveInt('--tasks'), 5000)
+  .option('--tasks <n>', 'how many tasks to dispatch', positiveInt, 5000)
   .option('--pulsar <url>', 'run on a Pulsar broker instead, e.g. pulsar://localhost:6650')
   .option('--namespace <name>', 'with --pulsar: the namespace under tenant public (default: default)')
   .option('--through-service-url', 'with --pulsar: connect only to that URL (a single broker behind port mapping)')
