@@ -27,6 +27,9 @@ const fmt = (x: number): string => (x >= 100 ? Math.round(x).toLocaleString('en-
 const pct = (x: number): string => `${(100 * x).toFixed(0)} %`;
 const verdict = (ok: boolean): string => (ok ? 'met' : 'missed');
 
+/** True when this run started the broker: it stops it again at the end (SHEAF_KEEP_PULSAR=1 keeps it). */
+let startedBroker = false;
+
 async function broker(): Promise<{ url: string; adminUrl: string; version: string }> {
   const script = await readFile(`${root}scripts/pulsar.sh`, 'utf8');
   const version = /PULSAR_VERSION="\$\{PULSAR_VERSION:-([^}]+)\}"/.exec(script)![1]!;
@@ -34,7 +37,11 @@ async function broker(): Promise<{ url: string; adminUrl: string; version: strin
     const host = new URL(process.env.PULSAR_URL.replace(/^pulsar:/, 'http:')).hostname;
     return { url: process.env.PULSAR_URL, adminUrl: process.env.PULSAR_ADMIN_URL ?? `http://${host}:8080`, version };
   }
-  step('starting the broker with scripts/pulsar.sh');
+  startedBroker = !(await run('bash', [`${root}scripts/pulsar.sh`, 'status']).then(
+    () => true,
+    () => false,
+  ));
+  if (startedBroker) step('starting the broker with scripts/pulsar.sh');
   await run('bash', [`${root}scripts/pulsar.sh`, 'start']);
   return { url: 'pulsar://127.0.0.1:6650', adminUrl: 'http://127.0.0.1:8080', version };
 }
@@ -188,4 +195,8 @@ Produced by \`npm run bench\`${quick ? ' with BENCH_SCALE=quick' : ''}; raw figu
 await writeFile(`${resultsDir}latest.md`, markdown);
 await writeFile(`${resultsDir}results.json`, `${JSON.stringify({ ...results, rows }, null, 2)}\n`);
 process.stdout.write(`\n${textTable(rows)}\n\nwritten: bench/results/latest.md, results.json, throughput.png\n`);
+if (startedBroker && process.env.SHEAF_KEEP_PULSAR !== '1') {
+  step('stopping the broker it started');
+  await run('bash', [`${root}scripts/pulsar.sh`, 'stop']);
+}
 process.exit(0);
