@@ -5,7 +5,7 @@ import { ConfigError } from '../errors.js';
 import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import { decodeDeadLetter, encodeEnvelope, type DeadLetterEnvelope } from '../wire/envelopes.js';
-import { table } from '../demo/summary.js';
+import { table } from '../util/text-table.js';
 import { ExitCode } from './exit-codes.js';
 import { progressBar } from './progress.js';
 

@@ -15,7 +15,8 @@ import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { SheafWorker } from '../worker/worker.js';
 import { EmailServiceImpl, type EmailService } from './email-service.js';
-import { DemoSummary, table } from './summary.js';
+import { table } from '../util/text-table.js';
+import { DemoSummary } from './summary.js';
 
 export interface DemoOptions {
   readonly tasks: number;

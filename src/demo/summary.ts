@@ -1,5 +1,6 @@
 import type { BatchReport, TaskReport } from '../worker/events.js';
 import type { FlushReason } from '../worker/batch-buffer.js';
+import { table } from '../util/text-table.js';
 
 interface KeyFigures {
   tasks: number;
@@ -60,11 +61,4 @@ export class DemoSummary {
       ]);
     return table([header, ...rows]);
   }
-}
-
-/** A plain text table, right-aligned numbers. */
-export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
-  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }

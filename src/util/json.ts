@@ -1,7 +1,5 @@
 import { instanceToPlain } from 'class-transformer';
 
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
-
 /**
  * Turns a value into what goes on the wire. Class instances go through
  * class-transformer so that `@Exclude`, `@Expose` and `@Transform` apply; plain

@@ -54,12 +54,11 @@ export class OutcomePublisher {
   }
 
   async close(): Promise<void> {
-    const producers = [this.tasks, this.deadLetters];
-    for (const pending of this.resultProducers.values()) {
-      producers.push(await pending.catch(() => undefined as unknown as Producer));
-    }
+    // A result producer that failed to open has nothing to close.
+    const results = await Promise.allSettled(this.resultProducers.values());
     this.resultProducers.clear();
-    await Promise.all(producers.filter(Boolean).map((p) => p.close().catch(() => undefined)));
+    const opened = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    await Promise.all([this.tasks, this.deadLetters, ...opened].map((p) => p.close().catch(() => undefined)));
   }
 
   private resultProducer(topic: string): Promise<Producer> {

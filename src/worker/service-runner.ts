@@ -17,7 +17,7 @@ import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { deferred, type Deferred } from '../util/deferred.js';
-import { toErrorInfo } from '../wire/error-info.js';
+import { toErrorInfo, type ErrorInfo } from '../wire/error-info.js';
 import { decodeTask, salvageTaskFields, type DeadLetterReason, type TaskEnvelope } from '../wire/envelopes.js';
 import { BatchBuffer, type FlushedBatch } from './batch-buffer.js';
 import type { WorkerEvents, TaskSettlement } from './events.js';
@@ -257,13 +257,15 @@ export class ServiceRunner {
           settlement = 'retried';
         } else {
           reason = decision.reason;
-          await this.publishFailure(
-            e,
+          await this.publishFailure({
             reason,
+            detail: reason === 'nonRetryable' ? `${error.name} is not retried` : `failed ${attempts} times; retries exhausted`,
             error,
             attempts,
-            reason === 'nonRetryable' ? `${error.name} is not retried` : `failed ${attempts} times; retries exhausted`,
-          );
+            task: e,
+            payloadBase64: null,
+            client: e,
+          });
           settlement = 'failed';
         }
       }
@@ -290,31 +292,16 @@ export class ServiceRunner {
     const salvaged = envelope ?? salvageTaskFields(message.payload);
     let settlement: TaskSettlement = 'failed';
     try {
-      await this.deps.publisher.publishDeadLetter({
-        v: 1,
-        kind: 'deadLetter',
+      await this.publishFailure({
         reason,
         detail: error.message,
-        task: envelope,
-        payloadBase64: envelope ? null : Buffer.from(message.payload).toString('base64'),
         error,
         attempts: 0,
-        worker: this.deps.workerName,
-        deadAt: this.deps.clock.now(),
+        task: envelope,
+        // Unreadable bytes are kept, so nothing is lost.
+        payloadBase64: envelope ? null : Buffer.from(message.payload).toString('base64'),
+        client: salvaged,
       });
-      if (salvaged.replyTo && salvaged.taskId) {
-        await this.deps.publisher.publishResult(salvaged.replyTo, {
-          v: 1,
-          kind: 'result',
-          taskId: salvaged.taskId,
-          service: salvaged.service ?? this.name,
-          method: salvaged.method ?? '',
-          outcome: 'failed',
-          reason,
-          error,
-          attempts: 0,
-        });
-      }
       await this.deps.consumer.ack(message);
     } catch (publishError) {
       settlement = this.handBack(message, publishError);
@@ -329,33 +316,37 @@ export class ServiceRunner {
     );
   }
 
-  private async publishFailure(
-    e: TaskEnvelope,
-    reason: DeadLetterReason,
-    error: ReturnType<typeof toErrorInfo>,
-    attempts: number,
-    detail: string,
-  ): Promise<void> {
+  /** A task that ends here: its dead letter, then (when the client is known) its failure result. */
+  private async publishFailure(failure: {
+    reason: DeadLetterReason;
+    detail: string;
+    error: ErrorInfo;
+    attempts: number;
+    task: TaskEnvelope | null;
+    payloadBase64: string | null;
+    client: { replyTo?: string | null; taskId?: string; service?: string; method?: string };
+  }): Promise<void> {
     const { publisher, workerName, clock } = this.deps;
+    const { reason, detail, error, attempts, task, payloadBase64, client } = failure;
     await publisher.publishDeadLetter({
       v: 1,
       kind: 'deadLetter',
       reason,
       detail,
-      task: e,
-      payloadBase64: null,
+      task,
+      payloadBase64,
       error,
       attempts,
       worker: workerName,
       deadAt: clock.now(),
     });
-    if (e.replyTo) {
-      await publisher.publishResult(e.replyTo, {
+    if (client.replyTo && client.taskId) {
+      await publisher.publishResult(client.replyTo, {
         v: 1,
         kind: 'result',
-        taskId: e.taskId,
-        service: e.service,
-        method: e.method,
+        taskId: client.taskId,
+        service: client.service ?? this.name,
+        method: client.method ?? '',
         outcome: 'failed',
         reason,
         error,

@@ -25,10 +25,6 @@ export interface PulsarClientOptions extends BrokerConnectionOptions {
   readonly connectThroughServiceUrl?: boolean;
 }
 
-export interface TopicOwner {
-  readonly connection: Connection;
-}
-
 export class PulsarClient {
   private readonly serviceAddresses: BrokerAddress[];
   private readonly connections = new Map<string, Promise<Connection>>();

@@ -261,12 +261,10 @@ export class Connection {
       case CommandType.PARTITIONED_METADATA_RESPONSE:
         return this.settle(num(c.partitionMetadataResponse!.request_id), c);
       case CommandType.ERROR: {
+        // Request id 0 is the handshake: an ERROR for it is a refused CONNECT.
         const e = c.error!;
-        const pending = this.pending.get(num(e.request_id));
-        if (e.request_id !== undefined && num(e.request_id) === 0 && this.pending.has(0)) {
-          return this.fail(0, serverError(ServerError[e.error] ?? String(e.error), e.message));
-        }
-        if (pending) return this.fail(num(e.request_id), serverError(ServerError[e.error] ?? String(e.error), e.message));
+        const requestId = num(e.request_id);
+        if (this.pending.has(requestId)) return this.fail(requestId, serverError(ServerError[e.error] ?? String(e.error), e.message));
         this.options.logger.warn({ error: ServerError[e.error], message: e.message }, 'broker error for no pending request');
         return;
       }
