@@ -141,3 +141,35 @@ export class TaskFailedError extends SheafError {
     );
   }
 }
+
+/**
+ * A message larger than the broker accepts (its `maxMessageSize`, 5 MiB by
+ * default). Nothing was sent. Send less per task, raise the broker's limit,
+ * or turn on `producer.chunking`.
+ */
+export class MessageTooLargeError extends SheafError {
+  override name = 'MessageTooLargeError';
+  constructor(
+    readonly topic: string,
+    /** The payload's size in bytes (after compression). */
+    readonly size: number,
+    /** The broker's limit in bytes. */
+    readonly limit: number,
+  ) {
+    super(
+      `message of ${size} bytes for ${topic} is over the broker's limit of ${limit} bytes (maxMessageSize); ` +
+        'send less, raise maxMessageSize on the broker, or set producer.chunking: true',
+    );
+  }
+}
+
+/** The broker did not confirm a message within the producer's `sendTimeoutSeconds`. It may or may not have been stored. */
+export class SendTimeoutError extends SheafError {
+  override name = 'SendTimeoutError';
+  constructor(
+    readonly topic: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`the broker did not confirm a message for ${topic} within ${timeoutMs} ms (producer.sendTimeoutSeconds); it may or may not be stored`);
+  }
+}

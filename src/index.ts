@@ -47,5 +47,7 @@ export {
   TransportClosedError,
   LifecycleError,
   RemoteTaskError,
+  MessageTooLargeError,
+  SendTimeoutError,
 } from './errors.js';
 export type { ConfigIssue } from './errors.js';

@@ -28,6 +28,14 @@
  *   deliver up to `delayedDeliveryTickTimeMillis` (1 s) early.
  * - **At-least-once.** Delivery may repeat; it is never silently skipped.
  *   Order is not promised across redeliveries.
+ * - **Nothing undecodable is dropped or thrown.** A message the transport
+ *   cannot decode (corrupt, encrypted, bad compression, an incomplete chunked
+ *   message) is delivered with `undecodable` set and its bytes as received;
+ *   the application acks it (Sheaf's worker dead-letters it) and it is gone.
+ *   No bytes from the network make `receive()` or the process fail.
+ * - **Size.** `send` rejects a message larger than the broker accepts with
+ *   `MessageTooLargeError` (unless the transport was told to split it), before
+ *   anything is sent.
  *
  * Ownership: the transport owns its connections. Producers and consumers are
  * owned by whoever created them and must be closed by them; `close()` on the
@@ -45,6 +53,8 @@ export interface OutgoingMessage {
   readonly properties?: Readonly<Record<string, string>> | undefined;
   /** Epoch milliseconds before which the message must not be delivered. */
   readonly deliverAt?: number | undefined;
+  /** Epoch milliseconds of the event the message describes (Pulsar's event time). */
+  readonly eventTime?: number | undefined;
 }
 
 export interface ReceivedMessage {
@@ -58,6 +68,16 @@ export interface ReceivedMessage {
   readonly redeliveryCount: number;
   /** Epoch milliseconds at which the broker accepted the message. */
   readonly publishTime: number;
+  /** Key_Shared's routing key when the producer set one apart from `key` (Pulsar's ordering key). */
+  readonly orderingKey?: string | undefined;
+  /** Epoch milliseconds the producer gave as the event's time, when it gave one. */
+  readonly eventTime?: number | undefined;
+  /**
+   * Set when the transport could not decode the message: why. `payload` then
+   * holds the bytes as received. Ack it once it is dealt with (dead-lettered);
+   * redelivery would only bring the same bytes back.
+   */
+  readonly undecodable?: string | undefined;
 }
 
 export interface Producer {

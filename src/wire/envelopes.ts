@@ -61,7 +61,17 @@ export type ResultEnvelope =
     };
 
 /** Why a task ended on the dead-letter topic. */
-export type DeadLetterReason = 'undecodable' | 'unknownService' | 'unknownMethod' | 'wrongArguments' | 'nonRetryable' | 'retriesExhausted';
+export const DEAD_LETTER_REASONS = [
+  'undecodable',
+  'unknownService',
+  'unknownMethod',
+  'wrongArguments',
+  'nonRetryable',
+  'retriesExhausted',
+  /** The task succeeded, but its result is larger than the broker accepts. */
+  'resultTooLarge',
+] as const;
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 export interface DeadLetterEnvelope {
   v: 1;
@@ -124,7 +134,7 @@ const resultSchema = z.discriminatedUnion('outcome', [
 const deadLetterSchema = z.object({
   v: z.literal(1),
   kind: z.literal('deadLetter'),
-  reason: z.enum(['undecodable', 'unknownService', 'unknownMethod', 'wrongArguments', 'nonRetryable', 'retriesExhausted']),
+  reason: z.enum(DEAD_LETTER_REASONS),
   detail: z.string(),
   task: taskSchema.nullable(),
   payloadBase64: z.string().nullable(),

@@ -12,7 +12,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { WrongArgumentsError } from '../errors.js';
+import { DecodeError, MessageTooLargeError, WrongArgumentsError } from '../errors.js';
 import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
@@ -124,6 +124,12 @@ export class ServiceRunner {
 
   /** Decodes and checks one message, then buffers it or schedules it. */
   private accept(message: ReceivedMessage): void {
+    if (message.undecodable !== undefined) {
+      // The transport could not read the message itself (compression, encryption, corruption): its bytes are kept.
+      const error = new DecodeError(`the transport could not decode the message: ${message.undecodable}`);
+      this.track(this.deadLetterNeverRunnable(message, null, 'undecodable', error));
+      return;
+    }
     let envelope: TaskEnvelope;
     try {
       envelope = decodeTask(message.payload);
@@ -236,19 +242,35 @@ export class ServiceRunner {
     let reason: DeadLetterReason | null = null;
     try {
       if (outcome.ok) {
-        if (e.replyTo) {
-          await publisher.publishResult(e.replyTo, {
-            v: 1,
-            kind: 'result',
-            taskId: e.taskId,
-            service: e.service,
-            method: e.method,
-            outcome: 'succeeded',
-            value: outcome.value,
-            attempts,
-          });
-        }
         settlement = 'succeeded';
+        if (e.replyTo) {
+          try {
+            await publisher.publishResult(e.replyTo, {
+              v: 1,
+              kind: 'result',
+              taskId: e.taskId,
+              service: e.service,
+              method: e.method,
+              outcome: 'succeeded',
+              value: outcome.value,
+              attempts,
+            });
+          } catch (error) {
+            if (!(error instanceof MessageTooLargeError)) throw error;
+            // Running it again would give the same result: the task fails for good, without a retry loop.
+            reason = 'resultTooLarge';
+            await this.publishFailure({
+              reason,
+              detail: `the result (${error.size} bytes) is over the broker's limit of ${error.limit} bytes; return less, or store it elsewhere and return a reference`,
+              error: toErrorInfo(error),
+              attempts,
+              task: e,
+              payloadBase64: null,
+              client: e,
+            });
+            settlement = 'failed';
+          }
+        }
       } else {
         const error = toErrorInfo(outcome.error);
         const decision = this.retryPolicy.decide(outcome.error, e.retryIndex);

@@ -60,7 +60,7 @@ describe.skipIf(noPulsar())('Pulsar client against a real broker', () => {
     const consumer = await t.subscribe({ topic: 'batched', subscription: 's', maxUnacked: 100 });
     const producer = await t.createProducer('batched');
     const ids = await Promise.all(
-      [...Array(5)].map((_, i) => producer.send({ payload: bytes(`m${i}`), key: `k${i}`, properties: { i: String(i) } })),
+      [...Array(5)].map((_, i) => producer.send({ payload: bytes(`m${i}`), key: 'k', properties: { i: String(i) } })),
     );
     // One entry: the ids share ledger and entry, and differ by batch index.
     expect(new Set(ids.map((id) => id.split(':').slice(0, 2).join(':'))).size).toBe(1);
@@ -68,13 +68,29 @@ describe.skipIf(noPulsar())('Pulsar client against a real broker', () => {
     const received = await receiveN(consumer, 5);
     expect(received.map(text)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
     expect(received.map((m) => m.id)).toEqual(ids);
-    expect(received.map((m) => [m.key, m.properties.i])).toEqual(ids.map((_, i) => [`k${i}`, String(i)]));
+    expect(received.map((m) => [m.key, m.properties.i])).toEqual(ids.map((_, i) => ['k', String(i)]));
     for (const m of received) await consumer.ack(m);
     // Acked entries do not come back to a new consumer of the subscription; the next message does.
     await consumer.close();
     const again = await t.subscribe({ topic: 'batched', subscription: 's', maxUnacked: 100 });
     await producer.send({ payload: bytes('after') });
     expect(text(await again.receive())).toBe('after');
+  });
+
+  test('key-based batching: one entry per key, in each key's order', async () => {
+    const t = await transport({ producer: { batchingMaxMessages: 6, batchingMaxDelayMs: 50 } });
+    const consumer = await t.subscribe({ topic: 'by-key', subscription: 's', maxUnacked: 100 });
+    const producer = await t.createProducer('by-key');
+    const keys = ['a', 'b', 'a', 'b', 'a', 'b'];
+    const ids = await Promise.all(keys.map((key, i) => producer.send({ payload: bytes(`m${i}`), key })));
+    const entryOf = (id: string): string => id.split(':').slice(0, 2).join(':');
+    const entries = new Map<string, Set<string>>();
+    ids.forEach((id, i) => entries.set(entryOf(id), (entries.get(entryOf(id)) ?? new Set()).add(keys[i]!)));
+    expect([...entries.values()].map((k) => [...k])).toEqual([['a'], ['b']]);
+    const received = await receiveN(consumer, 6);
+    expect(received.filter((m) => m.key === 'a').map(text)).toEqual(['m0', 'm2', 'm4']);
+    expect(received.filter((m) => m.key === 'b').map(text)).toEqual(['m1', 'm3', 'm5']);
+    for (const m of received) await consumer.ack(m);
   });
 
   test('batched entries: nacking one message redelivers its entry, counted', async () => {

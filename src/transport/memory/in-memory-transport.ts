@@ -7,7 +7,7 @@
  * Payloads are bytes here too, so that encoding, `maxBytes` and decoding
  * failures behave exactly as they do on a real broker.
  */
-import { TransportClosedError } from '../../errors.js';
+import { MessageTooLargeError, TransportClosedError } from '../../errors.js';
 import { Fifo } from '../../util/fifo.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import {
@@ -22,6 +22,8 @@ import {
 export interface InMemoryTransportOptions {
   /** Delay before a nacked message is redelivered, when `nack` names none. Default 1000 ms (Pulsar's default is 60 s). */
   readonly nackRedeliveryDelayMs?: number;
+  /** Largest payload `send` accepts, as a Pulsar broker's maxMessageSize. Default 5 MiB (Pulsar's default). */
+  readonly maxMessageSize?: number;
 }
 
 /** One message as one subscription holds it: each subscription counts its own redeliveries. */
@@ -41,9 +43,11 @@ export class InMemoryTransport implements Transport {
   private readonly consumers = new Set<MemoryConsumer>();
   private closed = false;
   readonly nackRedeliveryDelayMs: number;
+  readonly maxMessageSize: number;
 
   constructor(options: InMemoryTransportOptions = {}) {
     this.nackRedeliveryDelayMs = options.nackRedeliveryDelayMs ?? 1000;
+    this.maxMessageSize = options.maxMessageSize ?? 5 * 1024 * 1024;
   }
 
   async createProducer(topic: string): Promise<Producer> {
@@ -220,6 +224,9 @@ class MemoryProducer implements Producer {
 
   async send(message: OutgoingMessage): Promise<string> {
     if (this.closed) throw new TransportClosedError(`producer for ${this.topic} is closed`);
+    if (message.payload.length > this.transport.maxMessageSize) {
+      throw new MessageTooLargeError(this.topic, message.payload.length, this.transport.maxMessageSize);
+    }
     return this.transport.publish(this.topic, message);
   }
 

@@ -51,6 +51,14 @@ export const ServerError: Record<number, string> = Object.fromEntries(
 export const SubType = { Exclusive: 0, Shared: 1, Failover: 2, Key_Shared: 3 } as const;
 export const LookupType = { Redirect: 0, Connect: 1, Failed: 2 } as const;
 export const CompressionType = { NONE: 0, LZ4: 1, ZLIB: 2, ZSTD: 3, SNAPPY: 4 } as const;
+/** CommandAck.ValidationError: why a client discarded a message before the application saw it. */
+export const ValidationError = {
+  UncompressedSizeCorruption: 0,
+  DecompressionError: 1,
+  ChecksumMismatch: 2,
+  BatchDeSerializeError: 3,
+  DecryptionError: 4,
+} as const;
 
 /** uint64 fields decode as `Long` objects; our ids and ledgers stay far below 2^53. */
 export type Uint64 = number | { toNumber(): number };
@@ -67,7 +75,10 @@ export interface MessageIdData {
   entryId: Uint64;
   partition?: number;
   batch_index?: number;
+  /** Batch-index acks: 64-bit words of a bit set, bit i set = message i not acked yet. */
+  ack_set?: Uint64[];
   batch_size?: number;
+  first_chunk_message_id?: MessageIdData;
 }
 
 export interface MessageMetadata {
@@ -82,6 +93,17 @@ export interface MessageMetadata {
   ordering_key?: Uint8Array;
   deliver_at_time?: Uint64;
   highest_sequence_id?: Uint64;
+  event_time?: Uint64;
+  encryption_keys?: Array<{ key: string; value: Uint8Array }>;
+  encryption_algo?: string;
+  partition_key_b64_encoded?: boolean;
+  marker_type?: number;
+  null_value?: boolean;
+  uuid?: string;
+  num_chunks_from_msg?: number;
+  total_chunk_msg_size?: number;
+  chunk_id?: number;
+  null_partition_key?: boolean;
 }
 
 export interface SingleMessageMetadata {
@@ -91,6 +113,9 @@ export interface SingleMessageMetadata {
   compacted_out?: boolean;
   ordering_key?: Uint8Array;
   sequence_id?: Uint64;
+  event_time?: Uint64;
+  partition_key_b64_encoded?: boolean;
+  null_value?: boolean;
 }
 
 export interface ServerErrorFields {
@@ -133,8 +158,8 @@ export interface BaseCommand {
   send?: { producer_id: Uint64; sequence_id: Uint64; num_messages?: number; highest_sequence_id?: Uint64 };
   send_receipt?: { producer_id: Uint64; sequence_id: Uint64; message_id?: MessageIdData; highest_sequence_id?: Uint64 };
   send_error?: { producer_id: Uint64; sequence_id: Uint64; error: number; message: string };
-  message?: { consumer_id: Uint64; message_id: MessageIdData; redelivery_count?: number };
-  ack?: { consumer_id: Uint64; ack_type: number; message_id: MessageIdData[] };
+  message?: { consumer_id: Uint64; message_id: MessageIdData; redelivery_count?: number; ack_set?: Uint64[] };
+  ack?: { consumer_id: Uint64; ack_type: number; message_id: MessageIdData[]; validation_error?: number };
   flow?: { consumer_id: Uint64; messagePermits: number };
   unsubscribe?: { consumer_id: Uint64; request_id: Uint64 };
   success?: { request_id: Uint64 };

@@ -42,6 +42,8 @@ export type TlsOptions = Pick<TlsConnectionOptions, 'ca' | 'cert' | 'key' | 'rej
 export interface ConnectionHandler {
   onFrame(frame: DecodedFrame): void;
   onConnectionClosed(error: Error): void;
+  /** The socket's buffer drained after `congested` was true. */
+  onWritable?(): void;
 }
 
 interface PendingRequest {
@@ -79,6 +81,15 @@ export class Connection {
 
   get isOpen(): boolean {
     return this.closedWith === null;
+  }
+
+  /**
+   * True while the socket's buffer is over its high-water mark: producers
+   * hold further sends until `onWritable` (back-pressure instead of an
+   * unbounded buffer in the socket).
+   */
+  get congested(): boolean {
+    return this.socket?.writableNeedDrain ?? false;
   }
 
   newRequestId(): number {
@@ -140,6 +151,10 @@ export class Connection {
     this.socket!.write(frame);
   }
 
+  /**
+   * TCP (or TLS) connect, then CONNECT/CONNECTED, under one deadline
+   * (`connectTimeoutMs`): a host that never answers a SYN fails in time too.
+   */
   private async handshake(proxyTo: string | undefined): Promise<void> {
     const { host, port, tls } = this.physical;
     const socket = tls
@@ -148,29 +163,46 @@ export class Connection {
     socket.setNoDelay(true);
     this.socket = socket;
     const connected = new Promise<BaseCommand>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new PulsarConnectionError(`connecting to ${this.address.url} timed out after ${this.options.connectTimeoutMs} ms`)),
-        this.options.connectTimeoutMs,
-      );
-      this.pending.set(0, {
-        resolve: (c) => {
-          clearTimeout(timer);
-          resolve(c);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-        timer,
-      });
+      this.pending.set(0, { resolve, reject, timer: setTimeout(() => undefined, 0) });
     });
     // If the socket fails first, `connected` is rejected by teardown and awaited by no one.
     connected.catch(() => undefined);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
     socket.on('error', (error) =>
       this.teardown(new PulsarConnectionError(`connection to ${this.address.url} failed: ${error.message}`, { cause: error })),
     );
     socket.on('close', () => this.teardown(new PulsarConnectionError(`connection to ${this.address.url} closed`)));
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      deadline = setTimeout(
+        () => reject(new PulsarConnectionError(`connecting to ${this.address.url} timed out after ${this.options.connectTimeoutMs} ms`)),
+        this.options.connectTimeoutMs,
+      );
+    });
+    try {
+      const response = await Promise.race([this.exchangeConnect(socket, tls, proxyTo, connected), timedOut]);
+      this.serverVersion = response.connected?.server_version ?? '';
+      if (response.connected?.max_message_size) {
+        this.maxMessageSize = response.connected.max_message_size;
+        this.reader.setMaxFrameSize(this.maxMessageSize);
+      }
+    } catch (error) {
+      this.teardown(error as Error);
+      throw error;
+    } finally {
+      clearTimeout(deadline);
+    }
+    this.keepAlive = setInterval(() => this.checkAlive(), this.options.keepAliveIntervalMs);
+    this.keepAlive.unref();
+  }
+
+  private async exchangeConnect(
+    socket: Socket,
+    tls: boolean,
+    proxyTo: string | undefined,
+    connected: Promise<BaseCommand>,
+  ): Promise<BaseCommand> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new PulsarConnectionError(`cannot connect to ${this.address.url}: ${e.message}`, { cause: e }));
       socket.once(tls ? 'secureConnect' : 'connect', () => {
@@ -178,9 +210,6 @@ export class Connection {
         resolve();
       });
       socket.once('error', onError);
-    }).catch((error: unknown) => {
-      this.teardown(error as Error);
-      throw error;
     });
     const auth = await this.authData();
     const connect: BaseCommand['connect'] = {
@@ -191,20 +220,24 @@ export class Connection {
       ...(proxyTo ? { proxy_to_broker_url: proxyTo } : {}),
     };
     this.write(encodeSimpleFrame({ type: CommandType.CONNECT, connect }));
-    let response: BaseCommand;
+    return connected;
+  }
+
+  private onDrain(): void {
+    for (const handler of [...this.producers.values()]) this.guard(() => handler.onWritable?.());
+  }
+
+  /**
+   * Runs a handler's code for one frame. Nothing a broker sends may throw out
+   * of the socket's data handler (it would crash the process): a handler
+   * that throws anyway is logged, and the connection carries on.
+   */
+  private guard(run: () => void): void {
     try {
-      response = await connected;
+      run();
     } catch (error) {
-      this.teardown(error as Error);
-      throw error;
+      this.options.logger.error({ err: error, broker: this.address.url }, 'a producer or consumer failed handling a frame from the broker');
     }
-    this.serverVersion = response.connected?.server_version ?? '';
-    if (response.connected?.max_message_size) {
-      this.maxMessageSize = response.connected.max_message_size;
-      this.reader.setMaxFrameSize(this.maxMessageSize);
-    }
-    this.keepAlive = setInterval(() => this.checkAlive(), this.options.keepAliveIntervalMs);
-    this.keepAlive.unref();
   }
 
   private async authData(): Promise<Uint8Array | undefined> {
@@ -234,7 +267,7 @@ export class Connection {
       this.socket?.destroy();
       return;
     }
-    for (const frame of frames) this.dispatch(frame);
+    for (const frame of frames) this.guard(() => this.dispatch(frame));
   }
 
   private dispatch(frame: DecodedFrame): void {

@@ -3,30 +3,42 @@
  * partition); `PulsarConsumer` merges the partitions of a topic into the
  * transport's `Consumer`.
  *
- * Flow control: the consumer grants the broker permits (FLOW) so that the
- * messages it holds (received, not yet acked or nacked) plus the permits
- * outstanding never pass `maxUnacked`; permits are given back as messages are
- * acked or nacked, in steps of half the window to keep FLOW traffic low. A
- * broker may deliver a whole batch entry on the last permit, so with producer
- * batching a consumer can briefly hold one entry more than `maxUnacked`.
+ * Flow control, counted as the broker counts it (as the Java client does):
+ * `outstanding` is the broker's own figure of this consumer's permits. FLOW
+ * adds to it; every entry takes what the broker charged for it (one per
+ * message of a batch, less the indexes it knows are acked, one per chunk),
+ * even when that drives it below zero, as a whole batch delivered on the
+ * last permits does. The consumer asks for more when the messages it holds
+ * plus `outstanding` leave half the window (`maxUnacked`) free. Never
+ * clamping `outstanding` is what keeps the two counts equal: a clamped count
+ * drifts above the broker's until FLOW is never sent again.
  *
  * Batched entries: the broker tracks whole entries, so an entry is acked once
- * every message in it is acked, and redelivered whole if any was nacked.
+ * every message in it is acked, and redelivered whole if any was nacked. With
+ * `batchIndexAck` (the broker's acknowledgmentAtBatchIndexLevelEnabled) each
+ * message is acked at once with the entry's `ack_set`, and the broker leaves
+ * acked messages out of a redelivery; either way, an `ack_set` on a MESSAGE
+ * is honoured.
+ *
+ * Chunked messages are reassembled (`ChunkAssembler`, bounded) and acked or
+ * redelivered as one message. An entry that cannot be decoded is delivered as
+ * `undecodable` (see `entry-decoder.ts`) and acked with its validation error.
  *
  * Reconnects: after a lost connection or a broker-initiated CLOSE_CONSUMER the
  * consumer looks its topic up again and resubscribes. The broker redelivers
  * everything that was not acked, including what the application still holds;
  * acks for those still count, and the copies arrive again (at-least-once).
  */
-import { inflateSync } from 'node:zlib';
 import { TransportClosedError } from '../../errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import type { Consumer, ReceivedMessage } from '../transport.js';
 import { Backoff } from './backoff.js';
+import { ChunkAssembler, type AbandonedMessage } from './chunk-assembler.js';
 import type { PulsarClient } from './client.js';
-import { CommandType, CompressionType, SubType, has, num, type KeyValue, type MessageIdData } from './commands.js';
+import { CommandType, SubType, ValidationError, num, type KeyValue, type MessageIdData } from './commands.js';
 import type { Connection, ConnectionHandler } from './connection.js';
-import { decodeBatchPayload, type DecodedFrame } from './frames.js';
+import { decodeEntry, decodePayload, wordsOf, type DecodedEntry } from './entry-decoder.js';
+import type { DecodedFrame } from './frames.js';
 import { entryIdData, formatMessageId, parseMessageId, partitionTopic } from './message-id.js';
 
 export type SubscriptionType = 'shared' | 'keyShared';
@@ -38,17 +50,40 @@ export interface ConsumerSettings {
   readonly nackRedeliveryDelayMs: number;
   /** False: subscribe without asking for messages (creates the durable subscription only). */
   readonly flow?: boolean;
+  /** Ack batch indexes one by one (needs the broker's acknowledgmentAtBatchIndexLevelEnabled). */
+  readonly batchIndexAck?: boolean;
+  /** Bounds on chunked messages being reassembled. */
+  readonly maxPendingChunkedMessages?: number;
+  readonly chunkExpireMs?: number;
+  /** The largest chunked message reassembled (bytes, before decompression and after). */
+  readonly maxChunkedMessageBytes?: number;
 }
 
+/** What the consumer delivered of one broker entry (or one chunked message), until it is settled. */
 interface EntryTracker {
   readonly key: string;
-  readonly idData: MessageIdData;
+  /** Entries to ack or redeliver together: one, or every chunk of a chunked message. */
+  readonly ids: MessageIdData[];
   readonly count: number;
+  /** Messages in the entry as produced (for `ack_set`); 1 when it is not a batch. */
+  readonly batchSize: number;
+  readonly acked: Set<number>;
   readonly resolved: Set<number>;
+  readonly validationError: number | undefined;
   nacked: boolean;
 }
 
-type ConsumerState = 'connecting' | 'ready' | 'closing' | 'closed';
+/**
+ * A partition consumer's lifecycle. `closed` is final: a subscribe that
+ * finishes after `close()` closes itself on the broker instead of becoming
+ * ready, so no subscription is left holding permits.
+ */
+type ConsumerState =
+  | { readonly kind: 'connecting' }
+  | { readonly kind: 'ready'; readonly connection: Connection }
+  | { readonly kind: 'reconnecting' }
+  | { readonly kind: 'closing' }
+  | { readonly kind: 'closed' };
 
 /**
  * What an ack needs about a message it delivered, kept beside the message
@@ -61,18 +96,26 @@ interface Delivery {
 }
 const deliveries = new WeakMap<ReceivedMessage, Delivery>();
 
+const DEFAULT_MAX_PENDING_CHUNKED = 10;
+const DEFAULT_CHUNK_EXPIRE_MS = 60_000;
+const DEFAULT_MAX_CHUNKED_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 export class PartitionConsumer implements ConnectionHandler {
-  private state: ConsumerState = 'connecting';
-  private connection: Connection | null = null;
+  private state: ConsumerState = { kind: 'connecting' };
   private readonly consumerId: number;
   private readonly entries = new Map<string, EntryTracker>();
+  private readonly chunks: ChunkAssembler;
   private held = 0;
+  /** The broker's count of this consumer's permits; below zero after a batch overshoots them. */
   private outstanding = 0;
   private pendingAcks: MessageIdData[] = [];
+  private pendingInvalid: Array<{ id: MessageIdData; validationError: number }> = [];
   private ackScheduled = false;
   private readonly nackTimers = new Set<ReturnType<typeof setTimeout>>();
+  private chunkTimer: ReturnType<typeof setInterval> | null = null;
   private readonly backoff = new Backoff();
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private closing: Promise<void> | null = null;
 
   constructor(
     private readonly client: PulsarClient,
@@ -86,10 +129,25 @@ export class PartitionConsumer implements ConnectionHandler {
     },
   ) {
     this.consumerId = client.newId();
+    this.chunks = new ChunkAssembler({
+      maxPendingMessages: settings.maxPendingChunkedMessages ?? DEFAULT_MAX_PENDING_CHUNKED,
+      expireMs: settings.chunkExpireMs ?? DEFAULT_CHUNK_EXPIRE_MS,
+      maxMessageBytes: this.maxChunkedBytes,
+    });
+  }
+
+  private get maxChunkedBytes(): number {
+    return this.settings.maxChunkedMessageBytes ?? DEFAULT_MAX_CHUNKED_MESSAGE_BYTES;
+  }
+
+  /** Permits the broker holds for this consumer, as far as the consumer can tell (tests and diagnostics). */
+  get permits(): number {
+    return this.outstanding;
   }
 
   async connect(): Promise<void> {
     const connection = await this.client.lookup(this.topic);
+    if (this.isClosingOrClosed()) return;
     connection.registerConsumer(this.consumerId, this);
     const requestId = connection.newRequestId();
     try {
@@ -115,16 +173,23 @@ export class PartitionConsumer implements ConnectionHandler {
       connection.unregisterConsumer(this.consumerId);
       throw error;
     }
-    this.connection = connection;
-    this.state = 'ready';
+    if (this.isClosingOrClosed()) {
+      // close() ran while we subscribed: undo the subscription we just made instead of becoming ready.
+      await this.closeOnBroker(connection);
+      return;
+    }
+    this.state = { kind: 'ready', connection };
     this.backoff.reset();
     // Whatever was delivered on an earlier connection comes again from the broker.
     this.entries.clear();
+    this.chunks.clear();
     this.held = 0;
     this.outstanding = 0;
     this.sink.dropQueued(this.topic);
     this.flushAcks();
     if (this.settings.flow !== false) this.refill(true);
+    this.chunkTimer ??= setInterval(() => this.expireChunks(), Math.max(1000, (this.settings.chunkExpireMs ?? DEFAULT_CHUNK_EXPIRE_MS) / 4));
+    this.chunkTimer.unref();
   }
 
   /** Settles one message: `nack` hands it (its whole entry) back for redelivery. */
@@ -133,18 +198,24 @@ export class PartitionConsumer implements ConnectionHandler {
     const tracker = delivery ? delivery.tracker : this.entries.get(entryKeyOf(message.id));
     if (!tracker || this.entries.get(tracker.key) !== tracker) {
       // Delivered before a reconnect: the broker redelivers it anyway; an ack still saves the work.
-      if (!nack) this.queueAck(tracker?.idData ?? entryIdData(parseMessageId(message.id)));
+      if (!nack) for (const id of tracker?.ids ?? [entryIdData(parseMessageId(message.id))]) this.queueAck(id);
       return;
     }
     const index = delivery ? delivery.index : Math.max(0, parseMessageId(message.id).batchIndex);
     if (tracker.resolved.has(index)) return;
     tracker.resolved.add(index);
-    if (nack) tracker.nacked = true;
     this.held -= 1;
+    if (nack) tracker.nacked = true;
+    else tracker.acked.add(index);
     if (tracker.resolved.size === tracker.count) {
       this.entries.delete(tracker.key);
-      if (tracker.nacked) this.redeliver([tracker.idData]);
-      else this.queueAck(tracker.idData);
+      if (tracker.nacked) this.redeliver(tracker.ids);
+      else if (tracker.validationError !== undefined) for (const id of tracker.ids) this.queueInvalid(id, tracker.validationError);
+      else for (const id of tracker.ids) this.queueAck(id);
+    } else if (!nack && this.settings.batchIndexAck && tracker.batchSize > 1) {
+      // The broker keeps what is acked of a partly acked entry: bits still set are the messages not acked.
+      const [id] = tracker.ids;
+      this.queueAck({ ...id!, ack_set: wordsOf(tracker.batchSize, (i) => !tracker.acked.has(i)) });
     }
     this.refill(false);
   }
@@ -152,27 +223,37 @@ export class PartitionConsumer implements ConnectionHandler {
   nackLater(message: ReceivedMessage, delayMs: number): void {
     const timer = setTimeout(() => {
       this.nackTimers.delete(timer);
-      if (this.state !== 'closed') this.resolve(message, true);
+      if (this.state.kind !== 'closed') this.resolve(message, true);
     }, delayMs);
     this.nackTimers.add(timer);
   }
 
-  async close(): Promise<void> {
-    if (this.state === 'closed' || this.state === 'closing') return;
-    this.state = 'closing';
+  /** Idempotent: every caller waits for the same close. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    const connection = this.state.kind === 'ready' ? this.state.connection : null;
+    this.state = { kind: 'closing' };
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.chunkTimer) clearInterval(this.chunkTimer);
     for (const timer of this.nackTimers) clearTimeout(timer);
     this.nackTimers.clear();
-    const connection = this.connection;
     if (connection?.isOpen) {
-      this.flushAcks(true);
-      const requestId = connection.newRequestId();
-      await connection
-        .request({ type: CommandType.CLOSE_CONSUMER, close_consumer: { consumer_id: this.consumerId, request_id: requestId } }, requestId)
-        .catch(() => undefined);
-      connection.unregisterConsumer(this.consumerId);
+      this.flushAcks(connection);
+      await this.closeOnBroker(connection);
     }
-    this.state = 'closed';
+    this.state = { kind: 'closed' };
+  }
+
+  private async closeOnBroker(connection: Connection): Promise<void> {
+    const requestId = connection.newRequestId();
+    await connection
+      .request({ type: CommandType.CLOSE_CONSUMER, close_consumer: { consumer_id: this.consumerId, request_id: requestId } }, requestId)
+      .catch(() => undefined);
+    connection.unregisterConsumer(this.consumerId);
   }
 
   onFrame(frame: DecodedFrame): void {
@@ -181,7 +262,7 @@ export class PartitionConsumer implements ConnectionHandler {
       this.onMessage(frame);
     } else if (c.type === CommandType.CLOSE_CONSUMER) {
       this.client.logger.info({ topic: this.topic }, 'the broker closed the consumer (topic moved or unloaded); resubscribing');
-      this.connection?.unregisterConsumer(this.consumerId);
+      if (this.state.kind === 'ready') this.state.connection.unregisterConsumer(this.consumerId);
       this.scheduleReconnect();
     } else if (c.type === CommandType.REACHED_END_OF_TOPIC) {
       this.client.logger.warn({ topic: this.topic }, 'the topic was terminated: no more messages will arrive');
@@ -189,69 +270,118 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   onConnectionClosed(error: Error): void {
-    if (this.state === 'closed' || this.state === 'closing') return;
+    if (this.isClosingOrClosed()) return;
     this.client.logger.warn({ topic: this.topic, err: error.message }, 'consumer lost its connection; resubscribing');
     this.scheduleReconnect();
   }
 
   private onMessage(frame: DecodedFrame): void {
+    if (this.state.kind !== 'ready') return; // a late frame for a consumer that is going away
+    const maxMessageSize = this.state.connection.maxMessageSize;
     const m = frame.command.message!;
     const idData: MessageIdData = { ledgerId: num(m.message_id.ledgerId), entryId: num(m.message_id.entryId), partition: this.partition };
     const redeliveryCount = m.redelivery_count ?? 0;
-    const metadata = frame.metadata!;
-    if (frame.checksumValid === false) {
-      this.client.logger.warn(
-        { topic: this.topic, entry: `${idData.ledgerId}:${idData.entryId}` },
-        'checksum mismatch; asking for redelivery',
-      );
-      this.outstanding = Math.max(0, this.outstanding - 1);
-      this.redeliver([idData]);
+    const decoded = decodeEntry(frame, m.ack_set, { maxMessageSize });
+    this.outstanding -= decoded.permits;
+    if (decoded.kind === 'chunk') {
+      const outcome = this.chunks.add(decoded.chunk, idData, redeliveryCount, Date.now());
+      if (outcome.kind === 'abandoned') for (const lost of outcome.messages) this.deliverAbandoned(lost, redeliveryCount);
+      else if (outcome.kind === 'complete') {
+        const { message } = outcome;
+        // Reassembled: decoded as one message, from the first chunk's metadata.
+        const whole = decodePayload(message.metadata, message.payload, undefined, 1, { maxMessageSize: this.maxChunkedBytes });
+        this.deliverEntry(whole, message.parts, redeliveryCount, num(message.metadata.publish_time));
+      }
       this.refill(false);
       return;
     }
-    let payload = frame.payload!;
-    const properties: Record<string, string> = {};
-    const compression = metadata.compression ?? CompressionType.NONE;
-    if (compression === CompressionType.ZLIB) {
-      payload = inflateSync(payload);
-    } else if (compression !== CompressionType.NONE) {
-      // Not decodable here: handed over as it is, marked, so the application can dead-letter it.
-      properties['sheaf-unsupported-compression'] = String(compression);
+    this.deliverEntry(decoded, [idData], redeliveryCount, num(frame.metadata?.publish_time));
+    this.refill(false);
+  }
+
+  private deliverEntry(decoded: DecodedEntry, ids: MessageIdData[], redeliveryCount: number, publishTime: number): void {
+    const first = ids[0]!;
+    const key = `${num(first.ledgerId)}:${num(first.entryId)}`;
+    if (decoded.kind === 'undecodable') {
+      this.logUndecodable(key, decoded.reason);
+      const tracker = this.track(key, ids, 1, 1, decoded.validationError);
+      this.hand(
+        {
+          id: formatMessageId(first, this.partition, -1),
+          topic: this.topic,
+          payload: toBytes(decoded.raw),
+          key: decoded.key,
+          properties: {},
+          redeliveryCount,
+          publishTime,
+          undecodable: decoded.reason,
+        },
+        tracker,
+        0,
+      );
+      return;
     }
-    const publishTime = num(metadata.publish_time);
-    const messages: Array<{ payload: Buffer; key: string | undefined; properties: KeyValue[] | undefined; batchIndex: number }> = [];
-    if (has(metadata, 'num_messages_in_batch') && (compression === CompressionType.NONE || compression === CompressionType.ZLIB)) {
-      decodeBatchPayload(payload, metadata.num_messages_in_batch ?? 1).forEach((entry, i) => {
-        messages.push({ payload: entry.payload, key: entry.metadata.partition_key, properties: entry.metadata.properties, batchIndex: i });
-      });
-    } else {
-      messages.push({ payload, key: metadata.partition_key, properties: metadata.properties, batchIndex: -1 });
+    if (decoded.kind !== 'messages') return;
+    if (decoded.messages.length === 0) {
+      // Everything in it was acked already (batch-index ack) or compacted out.
+      for (const id of ids) this.queueAck(id);
+      return;
     }
-    const batched = messages[0]!.batchIndex >= 0;
-    const key = `${idData.ledgerId}:${idData.entryId}`;
-    const tracker: EntryTracker = { key, idData, count: messages.length, resolved: new Set(), nacked: false };
-    this.entries.set(key, tracker);
-    this.outstanding = Math.max(0, this.outstanding - messages.length);
-    this.held += messages.length;
-    for (const message of messages) {
-      const props: Record<string, string> = { ...properties };
-      for (const kv of message.properties ?? []) props[kv.key] = kv.value;
-      const received: ReceivedMessage = {
-        id: formatMessageId(idData, this.partition, batched ? message.batchIndex : -1),
-        topic: this.topic,
-        payload: new Uint8Array(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
-        key: message.key,
-        properties: props,
-        redeliveryCount,
-        publishTime,
-      };
-      deliveries.set(received, { part: this, tracker, index: Math.max(0, message.batchIndex) });
-      this.sink.deliver(received);
+    const batched = decoded.messages[0]!.batchIndex >= 0;
+    const tracker = this.track(key, ids, decoded.messages.length, decoded.batchSize, undefined);
+    for (const message of decoded.messages) {
+      this.hand(
+        {
+          id: formatMessageId(first, this.partition, batched ? message.batchIndex : -1),
+          topic: this.topic,
+          payload: toBytes(message.payload),
+          key: message.key,
+          properties: toRecord(message.properties),
+          redeliveryCount,
+          publishTime,
+          ...(message.orderingKey !== undefined ? { orderingKey: message.orderingKey } : {}),
+          ...(message.eventTime > 0 ? { eventTime: message.eventTime } : {}),
+        },
+        tracker,
+        Math.max(0, message.batchIndex),
+      );
     }
   }
 
+  private deliverAbandoned(lost: AbandonedMessage, redeliveryCount: number): void {
+    const reason = `chunked message ${lost.uuid} given up: ${lost.reason}`;
+    this.deliverEntry(
+      { kind: 'undecodable', permits: 0, reason, validationError: ValidationError.BatchDeSerializeError, raw: lost.payload, key: lost.key },
+      lost.parts,
+      redeliveryCount,
+      0,
+    );
+  }
+
+  private expireChunks(): void {
+    if (this.state.kind !== 'ready') return;
+    for (const lost of this.chunks.expire(Date.now())) this.deliverAbandoned(lost, 0);
+  }
+
+  private track(key: string, ids: MessageIdData[], count: number, batchSize: number, validationError: number | undefined): EntryTracker {
+    const tracker: EntryTracker = { key, ids, count, batchSize, acked: new Set(), resolved: new Set(), validationError, nacked: false };
+    this.entries.set(key, tracker);
+    this.held += count;
+    return tracker;
+  }
+
+  private hand(received: ReceivedMessage, tracker: EntryTracker, index: number): void {
+    deliveries.set(received, { part: this, tracker, index });
+    this.sink.deliver(received);
+  }
+
+  private logUndecodable(entry: string, reason: string): void {
+    // Once per delivery of the entry: it is acked (and dead-lettered) after this, so it does not come back.
+    this.client.logger.warn({ topic: this.topic, entry }, `undecodable message handed over for a dead letter: ${reason}`);
+  }
+
   private refill(initial: boolean): void {
-    if (this.state !== 'ready') return;
+    if (this.state.kind !== 'ready' || this.settings.flow === false) return;
     const available = this.maxUnacked - this.held - this.outstanding;
     const threshold = initial ? 1 : Math.max(1, Math.floor(this.maxUnacked / 2));
     if (available < threshold) return;
@@ -261,20 +391,37 @@ export class PartitionConsumer implements ConnectionHandler {
 
   private queueAck(idData: MessageIdData): void {
     this.pendingAcks.push(idData);
+    this.scheduleFlush();
+  }
+
+  private queueInvalid(id: MessageIdData, validationError: number): void {
+    this.pendingInvalid.push({ id, validationError });
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (this.ackScheduled) return;
     this.ackScheduled = true;
     // Acks of one turn of the event loop travel in one ACK command.
     setImmediate(() => this.flushAcks());
   }
 
-  private flushAcks(force = false): void {
+  /** Sends queued acks on `connection` (closing) or the ready one; otherwise they wait for the reconnect. */
+  private flushAcks(connection?: Connection): void {
     this.ackScheduled = false;
-    if (this.pendingAcks.length === 0) return;
-    if (this.state !== 'ready' && !(force && this.state === 'closing')) return; // sent after the reconnect
-    const ids = this.pendingAcks;
-    this.pendingAcks = [];
-    if (!this.send({ type: CommandType.ACK, ack: { consumer_id: this.consumerId, ack_type: 0, message_id: ids } })) {
-      this.pendingAcks.unshift(...ids);
+    const target = connection ?? (this.state.kind === 'ready' ? this.state.connection : null);
+    if (!target) return;
+    if (this.pendingAcks.length > 0) {
+      const ids = this.pendingAcks;
+      this.pendingAcks = [];
+      if (!this.sendOn(target, { type: CommandType.ACK, ack: { consumer_id: this.consumerId, ack_type: 0, message_id: ids } })) {
+        this.pendingAcks.unshift(...ids);
+      }
+    }
+    // An ACK carries one validation error, so discarded entries go one command each (they are rare).
+    for (const { id, validationError } of this.pendingInvalid.splice(0)) {
+      const ack = { consumer_id: this.consumerId, ack_type: 0, message_id: [id], validation_error: validationError };
+      if (!this.sendOn(target, { type: CommandType.ACK, ack })) this.pendingInvalid.push({ id, validationError });
     }
   }
 
@@ -286,20 +433,28 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private send(command: Parameters<Connection['send']>[0]): boolean {
+    return this.state.kind === 'ready' && this.sendOn(this.state.connection, command);
+  }
+
+  private sendOn(connection: Connection, command: Parameters<Connection['send']>[0]): boolean {
     try {
-      this.connection?.send(command);
-      return this.connection !== null;
+      connection.send(command);
+      return true;
     } catch {
       return false; // the connection is closing: the reconnect takes over
     }
   }
 
+  private isClosingOrClosed(): boolean {
+    return this.state.kind === 'closing' || this.state.kind === 'closed';
+  }
+
   private scheduleReconnect(): void {
-    if (this.state === 'closed' || this.state === 'closing' || this.reconnectTimer) return;
-    this.state = 'connecting';
+    if (this.isClosingOrClosed() || this.reconnectTimer) return;
+    this.state = { kind: 'reconnecting' };
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      if (this.client.isClosed) return;
+      if (this.client.isClosed || this.isClosingOrClosed()) return;
       this.connect().catch((error: unknown) => {
         this.client.logger.warn({ topic: this.topic, err: (error as Error).message }, 'consumer resubscribe failed; retrying');
         this.scheduleReconnect();
@@ -313,11 +468,21 @@ function entryKeyOf(id: string): string {
   return id.slice(0, id.indexOf(':', id.indexOf(':') + 1));
 }
 
+function toBytes(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+function toRecord(properties: readonly KeyValue[]): Record<string, string> {
+  const record: Record<string, string> = {};
+  for (const kv of properties) record[kv.key] = kv.value;
+  return record;
+}
+
 /** The transport's consumer over every partition of a topic. */
 export class PulsarConsumer implements Consumer {
   private readonly queue = new ReceiveQueue<ReceivedMessage>();
   private parts: PartitionConsumer[] = [];
-  private closed = false;
+  private closing: Promise<void> | null = null;
 
   private constructor(
     readonly topic: string,
@@ -336,18 +501,24 @@ export class PulsarConsumer implements Consumer {
         : [...Array(partitions).keys()].map(
             (i) => new PartitionConsumer(client, partitionTopic(topic, i), i, perPartition, settings, consumer),
           );
-    try {
-      await Promise.all(consumer.parts.map((p) => p.connect()));
-    } catch (error) {
+    const results = await Promise.allSettled(consumer.parts.map((p) => p.connect()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      // Partitions that did subscribe are closed again: nothing is left holding permits.
       await consumer.close();
-      throw error;
+      throw failed.reason;
     }
     return consumer;
   }
 
+  /** The broker's permit count per partition, as the consumer tracks it. */
+  get permits(): number[] {
+    return this.parts.map((p) => p.permits);
+  }
+
   /** @internal called by the partition consumers */
   deliver(message: ReceivedMessage): void {
-    if (!this.closed) this.queue.push(message);
+    if (!this.closing) this.queue.push(message);
   }
 
   /** @internal */
@@ -360,20 +531,22 @@ export class PulsarConsumer implements Consumer {
   }
 
   async ack(message: ReceivedMessage): Promise<void> {
-    if (this.closed) throw this.closedError();
+    if (this.closing) throw this.closedError();
     this.partFor(message).resolve(message, false);
   }
 
   nack(message: ReceivedMessage, delayMs?: number): void {
-    if (this.closed) return;
+    if (this.closing) return;
     this.partFor(message).nackLater(message, delayMs ?? this.settings.nackRedeliveryDelayMs);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.queue.close(() => this.closedError());
-    await Promise.all(this.parts.map((p) => p.close()));
+  /** Idempotent: concurrent callers share one close. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.queue.close(() => this.closedError());
+      await Promise.all(this.parts.map((p) => p.close()));
+    })();
+    return this.closing;
   }
 
   private partFor(message: ReceivedMessage): PartitionConsumer {

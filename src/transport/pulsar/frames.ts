@@ -29,6 +29,7 @@ const MAGIC_BROKER_ENTRY_METADATA = 0x0e02;
 /** The protocol's default maximum frame size; a broker may announce its own in CONNECTED. */
 export const DEFAULT_MAX_FRAME_SIZE = 5 * 1024 * 1024;
 
+/** Bytes from the broker that do not follow the protocol. */
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
 }
@@ -72,11 +73,20 @@ export interface DecodedFrame {
   /** The frame's bytes as received, size prefix included. */
   readonly raw: Buffer;
   readonly command: BaseCommand;
-  /** Present on payload frames (MESSAGE). */
+  /** Present on payload frames (MESSAGE) whose metadata could be read. */
   readonly metadata?: MessageMetadata;
   readonly payload?: Buffer;
   /** False when the payload's CRC32C did not match. */
   readonly checksumValid?: boolean;
+  /**
+   * Set when the command was readable but what follows it was not (no
+   * checksum magic, truncated, metadata that does not decode). The command is
+   * still delivered, so a consumer can settle the entry instead of the
+   * connection failing on it over and over.
+   */
+  readonly corrupt?: string;
+  /** The bytes after the command: what a dead letter keeps of a corrupt entry. */
+  readonly body?: Buffer;
 }
 
 /**
@@ -128,26 +138,57 @@ export class FrameReader {
   }
 }
 
+/**
+ * Decodes one whole frame. Throws `ProtocolError` only when the command
+ * itself is unreadable (nothing can be routed then); a bad payload section
+ * comes back as `corrupt`.
+ */
 export function decodeFrame(frame: Buffer): DecodedFrame {
+  if (frame.length < 8) throw new ProtocolError(`frame of ${frame.length} bytes is too short`);
   const totalSize = frame.readUInt32BE(0);
   const commandSize = frame.readUInt32BE(4);
   if (8 + commandSize > frame.length) throw new ProtocolError(`command size ${commandSize} exceeds frame size ${totalSize}`);
-  const command = decodeBaseCommand(frame.subarray(8, 8 + commandSize));
-  let o = 8 + commandSize;
-  if (o >= frame.length) return { raw: frame, command };
+  let command: BaseCommand;
+  try {
+    command = decodeBaseCommand(frame.subarray(8, 8 + commandSize));
+  } catch (error) {
+    throw new ProtocolError(`unreadable command: ${(error as Error).message}`, { cause: error });
+  }
+  const start = 8 + commandSize;
+  if (start >= frame.length) return { raw: frame, command };
+  const body = frame.subarray(start);
+  try {
+    return decodePayloadSection(frame, command, start);
+  } catch (error) {
+    return { raw: frame, command, body, corrupt: (error as Error).message };
+  }
+}
+
+function decodePayloadSection(frame: Buffer, command: BaseCommand, start: number): DecodedFrame {
+  let o = start;
+  const need = (n: number, what: string): void => {
+    if (o + n > frame.length) throw new ProtocolError(`payload frame truncated in its ${what}`);
+  };
+  need(2, 'magic number');
   if (frame.readUInt16BE(o) === MAGIC_BROKER_ENTRY_METADATA) {
+    need(6, 'broker entry metadata');
     const size = frame.readUInt32BE(o + 2);
-    o += 6 + size;
+    o += 6;
+    need(size, 'broker entry metadata');
+    o += size;
+    need(2, 'magic number');
   }
   if (frame.readUInt16BE(o) !== MAGIC_CHECKSUM) throw new ProtocolError('payload frame without the checksum magic number');
+  need(10, 'checksum and metadata size');
   const expected = frame.readUInt32BE(o + 2);
   o += 6;
   const checksumValid = crc32c.buf(frame.subarray(o)) >>> 0 === expected;
   const metadataSize = frame.readUInt32BE(o);
   o += 4;
+  need(metadataSize, 'metadata');
   const metadata = decodeMessageMetadata(frame.subarray(o, o + metadataSize));
   o += metadataSize;
-  return { raw: frame, command, metadata, payload: frame.subarray(o), checksumValid };
+  return { raw: frame, command, metadata, payload: frame.subarray(o), checksumValid, body: frame.subarray(start) };
 }
 
 export interface BatchEntry {
@@ -172,17 +213,22 @@ export function encodeBatchPayload(entries: ReadonlyArray<{ metadata: SingleMess
   return out;
 }
 
+/** Splits a batch entry's payload. Throws `ProtocolError` (or protobufjs's error) on bad bytes. */
 export function decodeBatchPayload(payload: Buffer, count: number): BatchEntry[] {
+  if (!Number.isSafeInteger(count) || count < 1 || count > payload.length / 4) {
+    throw new ProtocolError(`a batch of ${count} messages cannot fit in ${payload.length} bytes`);
+  }
   const entries: BatchEntry[] = [];
   let o = 0;
   for (let i = 0; i < count; i++) {
     if (o + 4 > payload.length) throw new ProtocolError(`batch entry ${i} of ${count} is truncated`);
     const metaSize = payload.readUInt32BE(o);
     o += 4;
+    if (o + metaSize > payload.length) throw new ProtocolError(`batch entry ${i} of ${count} is truncated`);
     const metadata = decodeSingleMessageMetadata(payload.subarray(o, o + metaSize));
     o += metaSize;
     const size = metadata.payload_size;
-    if (o + size > payload.length) throw new ProtocolError(`batch entry ${i} of ${count} is truncated`);
+    if (!(size >= 0) || o + size > payload.length) throw new ProtocolError(`batch entry ${i} of ${count} is truncated`);
     entries.push({ metadata, payload: payload.subarray(o, o + size) });
     o += size;
   }

@@ -3,63 +3,120 @@
  * it keeps every message it sent until the broker's SEND_RECEIPT, bounds how
  * many may wait (`maxPendingMessages`; `send` waits for room rather than
  * fail), and after a reconnect sends the unreceipted ones again, in order.
- * With batching on, messages without a delivery time are grouped into Pulsar
- * batch entries (`batchingMaxMessages`, `batchingMaxDelayMs`).
  *
- * `PulsarProducer` spans every partition of a partitioned topic: keyed
- * messages go to `crc32c(key) mod partitions`, the rest round robin.
+ * What the Java client does and Sheaf does too:
+ * - Size: a payload (after compression) over the broker's `maxMessageSize`
+ *   is refused with `MessageTooLargeError` before anything is sent, or split
+ *   into chunks when `chunking` is on (each chunk its own entry, one `uuid`).
+ * - Batching: messages without a delivery time are grouped into batch
+ *   entries, one entry per key (key-based batching), with the key on the
+ *   entry, so Key_Shared routes a batch as it routes its messages. Each
+ *   message in a batch keeps its own sequence id. An entry is closed at
+ *   `batchingMaxMessages`, `batchingMaxBytes` or after `batchingMaxDelayMs`.
+ * - Send timeout: a message not confirmed within `sendTimeoutMs` (default
+ *   30 s; 0 waits for ever) fails with `SendTimeoutError`; so does a wait
+ *   for room that long.
+ * - Back-pressure: when the socket's buffer is full, sends stay queued here
+ *   (bounded by `maxPendingMessages`) until it drains.
+ *
+ * `PulsarProducer` spans every partition of a partitioned topic and routes
+ * with `PartitionRouter` (Java's hashing and routing modes).
  */
-import crc32c from 'crc-32/crc32c.js';
-import { TransportClosedError } from '../../errors.js';
+import { MessageTooLargeError, SendTimeoutError, TransportClosedError } from '../../errors.js';
 import { Fifo } from '../../util/fifo.js';
 import type { OutgoingMessage, Producer } from '../transport.js';
 import { deferred, type Deferred } from '../../util/deferred.js';
 import { Backoff } from './backoff.js';
 import type { PulsarClient } from './client.js';
 import { CommandType, ServerError, num, type KeyValue, type MessageMetadata } from './commands.js';
+import { compress, compressionCode, ensureCodecs, type CompressionName } from './compression.js';
 import type { Connection, ConnectionHandler } from './connection.js';
 import { isRetriable, serverError } from './errors.js';
 import { encodeBatchPayload, type DecodedFrame } from './frames.js';
 import { formatMessageId, partitionTopic } from './message-id.js';
+import { PartitionRouter, type HashingScheme, type RoutingMode } from './routing.js';
 
 export interface ProducerSettings {
   readonly maxPendingMessages: number;
   /** 1 disables batching. */
   readonly batchingMaxMessages: number;
   readonly batchingMaxDelayMs: number;
+  /** Default 128 KiB, as in the Java client. */
+  readonly batchingMaxBytes?: number;
+  /** Default `none`. */
+  readonly compression?: CompressionName;
+  /** Split messages over the broker's limit instead of refusing them. */
+  readonly chunking?: boolean;
+  /** Largest chunk payload (default: the broker's maxMessageSize). */
+  readonly chunkMaxMessageSize?: number;
+  /** 0 disables the send timeout. Default 30 000. */
+  readonly sendTimeoutMs?: number;
+  readonly routingMode?: RoutingMode;
+  readonly hashingScheme?: HashingScheme;
 }
+
+const DEFAULT_BATCHING_MAX_BYTES = 128 * 1024;
+const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 
 interface QueuedMessage {
   readonly message: OutgoingMessage;
   readonly done: Deferred<string>;
+  readonly queuedAt: number;
 }
 
-/** One SEND: a single message, or a batch entry of several. */
+/** The chunks of one chunked message, which settles once its last chunk is confirmed. */
+interface ChunkGroup {
+  firstId: string | null;
+  readonly sends: InFlightSend[];
+}
+
+/** One SEND: a single message, a batch entry of several, or one chunk of a large message. */
 interface InFlightSend {
   readonly sequenceId: number;
   readonly metadata: MessageMetadata;
   readonly payload: Uint8Array;
+  /** The messages this SEND settles: none for a chunk other than the last. */
   readonly messages: QueuedMessage[];
   readonly batched: boolean;
+  readonly chunk: { readonly group: ChunkGroup; readonly id: number } | null;
+  readonly queuedAt: number;
+  failed: boolean;
 }
 
-type ProducerState = 'connecting' | 'ready' | 'closing' | 'closed';
+/**
+ * A partition producer's lifecycle. `closed` is final: a reconnect that
+ * finishes after `close()` closes the producer on the broker again.
+ */
+type ProducerState =
+  | { readonly kind: 'connecting' }
+  | { readonly kind: 'ready'; readonly connection: Connection }
+  | { readonly kind: 'reconnecting' }
+  | { readonly kind: 'closing' }
+  | { readonly kind: 'closed' };
 
 export class PartitionProducer implements ConnectionHandler {
-  private state: ProducerState = 'connecting';
-  private connection: Connection | null = null;
+  private state: ProducerState = { kind: 'connecting' };
   private readonly producerId: number;
   private producerName = '';
+  private maxMessageSize = 5 * 1024 * 1024;
   private nextSequenceId = 0;
   private readonly inFlight = new Map<number, InFlightSend>();
+  /** Sends not yet written to the socket (after a reconnect, or while it drains). */
+  private readonly unwritten = new Fifo<InFlightSend>();
   private pendingCount = 0;
   /** Sends waiting for room; a Fifo, since a burst can queue hundreds of thousands. */
-  private readonly roomWaiters = new Fifo<() => void>();
-  private batch: QueuedMessage[] = [];
+  private readonly roomWaiters = new Fifo<{ wake: () => void; fail: (error: Error) => void; since: number }>();
+  /** Open batches by key (key-based batching), in the order they were opened. */
+  private batches = new Map<string, QueuedMessage[]>();
+  private batchCount = 0;
+  private batchBytes = 0;
   private batchTimer: ReturnType<typeof setTimeout> | null = null;
+  private timeoutTimer: ReturnType<typeof setInterval> | null = null;
   private readonly backoff = new Backoff();
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private drained: Deferred<void> | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly sendTimeoutMs: number;
 
   private constructor(
     private readonly client: PulsarClient,
@@ -68,53 +125,77 @@ export class PartitionProducer implements ConnectionHandler {
     private readonly settings: ProducerSettings,
   ) {
     this.producerId = client.newId();
+    this.sendTimeoutMs = settings.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
   }
 
   static async create(client: PulsarClient, topic: string, partition: number, settings: ProducerSettings): Promise<PartitionProducer> {
+    if (settings.compression === 'zstd') await ensureCodecs();
     const producer = new PartitionProducer(client, topic, partition, settings);
     await producer.connect();
     return producer;
   }
 
   async send(message: OutgoingMessage): Promise<string> {
-    if (this.state === 'closing' || this.state === 'closed') throw new TransportClosedError(`producer for ${this.topic} is closed`);
+    this.assertOpen();
+    // Without compression the size is known now: refuse before waiting for room.
+    if ((this.settings.compression ?? 'none') === 'none' && !this.settings.chunking && message.payload.length > this.maxMessageSize) {
+      throw new MessageTooLargeError(this.topic, message.payload.length, this.maxMessageSize);
+    }
     while (this.pendingCount >= this.settings.maxPendingMessages) {
-      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
-      if ((this.state as ProducerState) === 'closed') throw new TransportClosedError(`producer for ${this.topic} is closed`);
+      await new Promise<void>((wake, fail) => this.roomWaiters.push({ wake, fail, since: Date.now() }));
+      this.assertOpen();
     }
     this.pendingCount += 1;
-    const queued: QueuedMessage = { message, done: deferred<string>() };
-    if (this.settings.batchingMaxMessages > 1 && message.deliverAt === undefined) {
-      this.batch.push(queued);
-      if (this.batch.length >= this.settings.batchingMaxMessages) this.flushBatch();
-      else this.batchTimer ??= setTimeout(() => this.flushBatch(), this.settings.batchingMaxDelayMs);
+    const queued: QueuedMessage = { message, done: deferred<string>(), queuedAt: Date.now() };
+    this.ensureTimeoutCheck();
+    const size = message.payload.length;
+    const batchLimit = Math.min(this.settings.batchingMaxBytes ?? DEFAULT_BATCHING_MAX_BYTES, this.maxMessageSize);
+    if (this.settings.batchingMaxMessages > 1 && message.deliverAt === undefined && size <= batchLimit) {
+      if (this.batchBytes + size > batchLimit) this.flushBatches();
+      const group = message.orderingKey ?? message.key ?? '';
+      const batch = this.batches.get(group);
+      if (batch) batch.push(queued);
+      else this.batches.set(group, [queued]);
+      this.batchCount += 1;
+      this.batchBytes += size;
+      if (this.batchCount >= this.settings.batchingMaxMessages) this.flushBatches();
+      else this.batchTimer ??= setTimeout(() => this.flushBatches(), this.settings.batchingMaxDelayMs);
     } else {
-      this.flushBatch(); // keep order: what was batched before goes first
-      this.enqueue([queued], false);
+      this.flushBatches(); // keep order: what was batched before goes first
+      this.enqueueSingle(queued);
     }
     return queued.done.promise;
   }
 
-  /** Waits for every message under way to be receipted, then closes on the broker. */
-  async close(): Promise<void> {
-    if (this.state === 'closed' || this.state === 'closing') return;
-    this.flushBatch();
+  /** Waits (at most the send timeout) for messages under way, then closes on the broker. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.flushBatches();
     if (this.inFlight.size > 0) {
       this.drained = deferred<void>();
+      // The send timeout check keeps running, so the wait ends by then at the latest.
       await this.drained.promise;
     }
-    this.state = 'closing';
+    const connection = this.state.kind === 'ready' ? this.state.connection : null;
+    this.state = { kind: 'closing' };
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    const connection = this.connection;
-    if (connection?.isOpen) {
-      const requestId = connection.newRequestId();
-      await connection
-        .request({ type: CommandType.CLOSE_PRODUCER, close_producer: { producer_id: this.producerId, request_id: requestId } }, requestId)
-        .catch(() => undefined);
-      connection.unregisterProducer(this.producerId);
-    }
-    this.state = 'closed';
-    for (const wake of this.roomWaiters.drain()) wake();
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    if (this.timeoutTimer) clearInterval(this.timeoutTimer);
+    if (connection?.isOpen) await this.closeOnBroker(connection);
+    this.state = { kind: 'closed' };
+    for (const waiter of this.roomWaiters.drain()) waiter.fail(this.closedError());
+  }
+
+  private async closeOnBroker(connection: Connection): Promise<void> {
+    const requestId = connection.newRequestId();
+    await connection
+      .request({ type: CommandType.CLOSE_PRODUCER, close_producer: { producer_id: this.producerId, request_id: requestId } }, requestId)
+      .catch(() => undefined);
+    connection.unregisterProducer(this.producerId);
   }
 
   onFrame(frame: DecodedFrame): void {
@@ -124,108 +205,209 @@ export class PartitionProducer implements ConnectionHandler {
       const send = this.inFlight.get(num(r.sequence_id));
       if (!send) return;
       this.inFlight.delete(send.sequenceId);
-      send.messages.forEach((m, i) => {
-        m.done.resolve(formatMessageId(r.message_id ?? { ledgerId: 0, entryId: 0 }, this.partition, send.batched ? i : -1));
-      });
+      const id = r.message_id ?? { ledgerId: 0, entryId: 0 };
+      if (send.chunk) {
+        send.chunk.group.firstId ??= formatMessageId(id, this.partition, -1);
+        // A chunked message is known by its first chunk's id, as the consumer delivers it.
+        for (const m of send.messages) m.done.resolve(send.chunk.group.firstId);
+      } else {
+        send.messages.forEach((m, i) => m.done.resolve(formatMessageId(id, this.partition, send.batched ? i : -1)));
+      }
       this.released(send.messages.length);
     } else if (c.type === CommandType.SEND_ERROR) {
       const e = c.send_error!;
       const name = ServerError[e.error] ?? String(e.error);
       const send = this.inFlight.get(num(e.sequence_id));
       if (send && !isRetriable(serverError(name, e.message)) && name !== 'ChecksumError') {
-        this.inFlight.delete(send.sequenceId);
-        for (const m of send.messages) m.done.reject(serverError(name, e.message));
-        this.released(send.messages.length);
+        this.fail(send.chunk ? send.chunk.group.sends : [send], serverError(name, e.message));
         return;
       }
       // Anything else: reconnect, and everything unreceipted is sent again.
       this.client.logger.warn({ topic: this.topic, error: name, message: e.message }, 'send failed; reconnecting the producer');
-      this.connection?.unregisterProducer(this.producerId);
+      if (this.state.kind === 'ready') this.state.connection.unregisterProducer(this.producerId);
       this.scheduleReconnect();
     } else if (c.type === CommandType.CLOSE_PRODUCER) {
       this.client.logger.info({ topic: this.topic }, 'the broker closed the producer (topic moved or unloaded); reconnecting');
-      this.connection?.unregisterProducer(this.producerId);
+      if (this.state.kind === 'ready') this.state.connection.unregisterProducer(this.producerId);
       this.scheduleReconnect();
     }
   }
 
   onConnectionClosed(error: Error): void {
-    if (this.state === 'closed' || this.state === 'closing') return;
+    if (this.isClosingOrClosed()) return;
     this.client.logger.warn({ topic: this.topic, err: error.message }, 'producer lost its connection; reconnecting');
     this.scheduleReconnect();
   }
 
+  /** The socket drained: write what waited. */
+  onWritable(): void {
+    this.pump();
+  }
+
   private released(count: number): void {
     this.pendingCount -= count;
-    for (let i = 0; i < count && this.roomWaiters.length > 0; i++) this.roomWaiters.shift()!();
+    for (let i = 0; i < count && this.roomWaiters.length > 0; i++) this.roomWaiters.shift()!.wake();
     if (this.drained && this.inFlight.size === 0) this.drained.resolve();
   }
 
-  private flushBatch(): void {
+  /** Fails sends for good (every message they carry), and forgets them. */
+  private fail(sends: InFlightSend[], error: Error): void {
+    let count = 0;
+    for (const send of sends) {
+      if (send.failed) continue;
+      send.failed = true;
+      this.inFlight.delete(send.sequenceId);
+      for (const m of send.messages) m.done.reject(error);
+      count += send.messages.length;
+    }
+    this.released(count);
+  }
+
+  private flushBatches(): void {
     if (this.batchTimer) {
       clearTimeout(this.batchTimer);
       this.batchTimer = null;
     }
-    if (this.batch.length === 0) return;
-    const messages = this.batch;
-    this.batch = [];
-    this.enqueue(messages, true);
+    if (this.batchCount === 0) return;
+    const batches = this.batches;
+    this.batches = new Map();
+    this.batchCount = 0;
+    this.batchBytes = 0;
+    for (const messages of batches.values()) this.enqueueBatch(messages);
   }
 
-  private enqueue(messages: QueuedMessage[], batched: boolean): void {
+  private enqueueBatch(messages: QueuedMessage[]): void {
     const sequenceId = this.nextSequenceId;
     this.nextSequenceId += messages.length;
     const first = messages[0]!.message;
-    let metadata: MessageMetadata;
-    let payload: Uint8Array;
-    if (batched) {
-      metadata = {
-        producer_name: this.producerName,
-        sequence_id: sequenceId,
-        publish_time: Date.now(),
-        num_messages_in_batch: messages.length,
-        highest_sequence_id: sequenceId + messages.length - 1,
-      };
-      payload = encodeBatchPayload(
-        messages.map(({ message }) => ({
-          metadata: {
-            properties: toKeyValues(message.properties),
-            payload_size: message.payload.length,
-            ...(message.key !== undefined ? { partition_key: message.key } : {}),
-            ...(message.orderingKey !== undefined ? { ordering_key: Buffer.from(message.orderingKey) } : {}),
-          },
-          payload: message.payload,
-        })),
-      );
-    } else {
-      metadata = {
-        producer_name: this.producerName,
-        sequence_id: sequenceId,
-        publish_time: Date.now(),
-        properties: toKeyValues(first.properties),
-        ...(first.key !== undefined ? { partition_key: first.key } : {}),
-        ...(first.orderingKey !== undefined ? { ordering_key: Buffer.from(first.orderingKey) } : {}),
-        ...(first.deliverAt !== undefined ? { deliver_at_time: first.deliverAt } : {}),
-      };
-      payload = first.payload;
-    }
-    const send: InFlightSend = { sequenceId, metadata, payload, messages, batched };
-    this.inFlight.set(sequenceId, send);
-    if (this.state === 'ready') this.write(send);
+    const plain = encodeBatchPayload(
+      messages.map(({ message }, i) => ({
+        metadata: {
+          properties: toKeyValues(message.properties),
+          payload_size: message.payload.length,
+          sequence_id: sequenceId + i,
+          ...(message.key !== undefined ? { partition_key: message.key } : {}),
+          ...(message.orderingKey !== undefined ? { ordering_key: Buffer.from(message.orderingKey) } : {}),
+          ...(message.eventTime !== undefined ? { event_time: message.eventTime } : {}),
+        },
+        payload: message.payload,
+      })),
+    );
+    const payload = this.compressOrFail(messages, plain);
+    if (!payload) return;
+    const metadata: MessageMetadata = {
+      producer_name: this.producerName,
+      sequence_id: sequenceId,
+      publish_time: Date.now(),
+      num_messages_in_batch: messages.length,
+      highest_sequence_id: sequenceId + messages.length - 1,
+      // Every message of the entry shares its key (key-based batching): the entry carries it for Key_Shared.
+      ...(first.key !== undefined ? { partition_key: first.key } : {}),
+      ...(first.orderingKey !== undefined ? { ordering_key: Buffer.from(first.orderingKey) } : {}),
+      ...this.compressionFields(plain.length),
+    };
+    this.enqueue({ sequenceId, metadata, payload, messages, batched: true, chunk: null, queuedAt: messages[0]!.queuedAt, failed: false });
   }
 
-  private write(send: InFlightSend): void {
+  private enqueueSingle(queued: QueuedMessage): void {
+    const { message } = queued;
+    const payload = this.compressOrFail([queued], message.payload);
+    if (!payload) return;
+    const base: MessageMetadata = {
+      producer_name: this.producerName,
+      sequence_id: 0,
+      publish_time: Date.now(),
+      properties: toKeyValues(message.properties),
+      ...(message.key !== undefined ? { partition_key: message.key } : {}),
+      ...(message.orderingKey !== undefined ? { ordering_key: Buffer.from(message.orderingKey) } : {}),
+      ...(message.deliverAt !== undefined ? { deliver_at_time: message.deliverAt } : {}),
+      ...(message.eventTime !== undefined ? { event_time: message.eventTime } : {}),
+      ...this.compressionFields(message.payload.length),
+    };
+    if (payload.length <= this.maxMessageSize) {
+      const sequenceId = this.nextSequenceId++;
+      const metadata = { ...base, sequence_id: sequenceId };
+      this.enqueue({ sequenceId, metadata, payload, messages: [queued], batched: false, chunk: null, queuedAt: queued.queuedAt, failed: false });
+      return;
+    }
+    if (!this.settings.chunking) {
+      this.released(1);
+      queued.done.reject(new MessageTooLargeError(this.topic, payload.length, this.maxMessageSize));
+      return;
+    }
+    // Chunks: each its own entry and sequence id, all with the message's uuid and total size.
+    const chunkSize = Math.min(this.settings.chunkMaxMessageSize ?? this.maxMessageSize, this.maxMessageSize);
+    const numChunks = Math.ceil(payload.length / chunkSize);
+    const group: ChunkGroup = { firstId: null, sends: [] };
+    const uuid = `${this.producerName}-${this.nextSequenceId}`;
+    for (let chunkId = 0; chunkId < numChunks; chunkId++) {
+      const sequenceId = this.nextSequenceId++;
+      const send: InFlightSend = {
+        sequenceId,
+        metadata: {
+          ...base,
+          sequence_id: sequenceId,
+          uuid,
+          chunk_id: chunkId,
+          num_chunks_from_msg: numChunks,
+          total_chunk_msg_size: payload.length,
+        },
+        payload: payload.subarray(chunkId * chunkSize, (chunkId + 1) * chunkSize),
+        messages: chunkId === numChunks - 1 ? [queued] : [],
+        batched: false,
+        chunk: { group, id: chunkId },
+        queuedAt: queued.queuedAt,
+        failed: false,
+      };
+      group.sends.push(send);
+      this.enqueue(send);
+    }
+  }
+
+  private compressOrFail(messages: QueuedMessage[], plain: Uint8Array): Uint8Array | null {
+    try {
+      return compress(this.settings.compression ?? 'none', plain);
+    } catch (error) {
+      for (const m of messages) m.done.reject(error);
+      this.released(messages.length);
+      return null;
+    }
+  }
+
+  private compressionFields(uncompressedSize: number): Partial<MessageMetadata> {
+    const name = this.settings.compression ?? 'none';
+    return name === 'none' ? {} : { compression: compressionCode(name), uncompressed_size: uncompressedSize };
+  }
+
+  private enqueue(send: InFlightSend): void {
+    this.inFlight.set(send.sequenceId, send);
+    this.unwritten.push(send);
+    this.pump();
+  }
+
+  /** Writes queued sends in order while the socket takes them. */
+  private pump(): void {
+    if (this.state.kind !== 'ready') return;
+    const connection = this.state.connection;
+    while (this.unwritten.length > 0 && !connection.congested) {
+      const send = this.unwritten.shift()!;
+      if (!send.failed) this.write(connection, send);
+    }
+  }
+
+  private write(connection: Connection, send: InFlightSend): void {
     // The producer name may have changed with a reconnect; the broker checks it against the producer.
     send.metadata.producer_name = this.producerName;
+    const count = send.chunk ? 1 : send.messages.length;
     try {
-      this.connection!.sendPayload(
+      connection.sendPayload(
         {
           type: CommandType.SEND,
           send: {
             producer_id: this.producerId,
             sequence_id: send.sequenceId,
-            num_messages: send.messages.length,
-            ...(send.batched ? { highest_sequence_id: send.sequenceId + send.messages.length - 1 } : {}),
+            num_messages: count,
+            ...(send.batched ? { highest_sequence_id: send.sequenceId + count - 1 } : {}),
           },
         },
         send.metadata,
@@ -236,8 +418,33 @@ export class PartitionProducer implements ConnectionHandler {
     }
   }
 
+  /** Fails what waited longer than the send timeout: unconfirmed sends, batches, waits for room. */
+  private checkTimeouts(): void {
+    if (this.sendTimeoutMs <= 0) return;
+    const cutoff = Date.now() - this.sendTimeoutMs;
+    const expired: InFlightSend[] = [];
+    for (const send of this.inFlight.values()) {
+      if (send.queuedAt > cutoff) break; // insertion order is queue order: the rest are younger
+      expired.push(...(send.chunk ? send.chunk.group.sends : [send]));
+    }
+    if (expired.length > 0) {
+      this.client.logger.warn({ topic: this.topic, messages: expired.length }, 'sends not confirmed within the send timeout; failing them');
+      this.fail(expired, new SendTimeoutError(this.topic, this.sendTimeoutMs));
+    }
+    while (this.roomWaiters.length > 0 && this.roomWaiters.peek()!.since <= cutoff) {
+      this.roomWaiters.shift()!.fail(new SendTimeoutError(this.topic, this.sendTimeoutMs));
+    }
+  }
+
+  private ensureTimeoutCheck(): void {
+    if (this.timeoutTimer || this.sendTimeoutMs <= 0) return;
+    this.timeoutTimer = setInterval(() => this.checkTimeouts(), Math.min(1000, this.sendTimeoutMs));
+    this.timeoutTimer.unref();
+  }
+
   private async connect(): Promise<void> {
     const connection = await this.client.lookup(this.topic);
+    if (this.isClosingOrClosed()) return;
     const requestId = connection.newRequestId();
     connection.registerProducer(this.producerId, this);
     try {
@@ -258,20 +465,38 @@ export class PartitionProducer implements ConnectionHandler {
       connection.unregisterProducer(this.producerId);
       throw error;
     }
-    this.connection = connection;
-    this.state = 'ready';
+    if (this.isClosingOrClosed()) {
+      await this.closeOnBroker(connection);
+      return;
+    }
+    this.state = { kind: 'ready', connection };
+    this.maxMessageSize = connection.maxMessageSize;
     this.backoff.reset();
     // Everything not receipted goes again, in sequence order (Map keeps insertion order).
-    for (const send of this.inFlight.values()) this.write(send);
+    this.unwritten.drain();
+    for (const send of this.inFlight.values()) this.unwritten.push(send);
+    this.pump();
+  }
+
+  private assertOpen(): void {
+    if (this.closing || this.isClosingOrClosed()) throw this.closedError();
+  }
+
+  private closedError(): TransportClosedError {
+    return new TransportClosedError(`producer for ${this.topic} is closed`);
+  }
+
+  private isClosingOrClosed(): boolean {
+    return this.state.kind === 'closing' || this.state.kind === 'closed';
   }
 
   private scheduleReconnect(): void {
-    if (this.state === 'closed' || this.state === 'closing' || this.reconnectTimer) return;
-    this.state = 'connecting';
+    if (this.isClosingOrClosed() || this.reconnectTimer) return;
+    this.state = { kind: 'reconnecting' };
     const delay = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      if (this.client.isClosed) return;
+      if (this.client.isClosed || this.isClosingOrClosed()) return;
       this.connect().catch((error: unknown) => {
         this.client.logger.warn({ topic: this.topic, err: (error as Error).message }, 'producer reconnect failed; retrying');
         this.scheduleReconnect();
@@ -282,32 +507,42 @@ export class PartitionProducer implements ConnectionHandler {
 
 /** A producer over every partition of a topic (one, when it is not partitioned). */
 export class PulsarProducer implements Producer {
-  private next = 0;
+  private closing: Promise<void> | null = null;
 
   private constructor(
     readonly topic: string,
     private readonly parts: PartitionProducer[],
+    private readonly router: PartitionRouter,
   ) {}
 
   static async create(client: PulsarClient, topic: string, settings: ProducerSettings): Promise<PulsarProducer> {
     const partitions = await client.partitions(topic);
-    const parts =
-      partitions === 0
-        ? [await PartitionProducer.create(client, topic, -1, settings)]
-        : await Promise.all(
-            [...Array(partitions).keys()].map((i) => PartitionProducer.create(client, partitionTopic(topic, i), i, settings)),
-          );
-    return new PulsarProducer(topic, parts);
+    const router = new PartitionRouter(partitions, settings.routingMode ?? 'roundRobin', settings.hashingScheme ?? 'javaStringHash');
+    if (partitions === 0) return new PulsarProducer(topic, [await PartitionProducer.create(client, topic, -1, settings)], router);
+    const created = await Promise.allSettled(
+      [...Array(partitions).keys()].map((i) => PartitionProducer.create(client, partitionTopic(topic, i), i, settings)),
+    );
+    const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      // Close the partitions that did open: a failed create leaves nothing behind.
+      await Promise.allSettled(created.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+      throw failed.reason;
+    }
+    return new PulsarProducer(
+      topic,
+      created.map((r) => (r as PromiseFulfilledResult<PartitionProducer>).value),
+      router,
+    );
   }
 
   send(message: OutgoingMessage): Promise<string> {
-    const n = this.parts.length;
-    const index = n === 1 ? 0 : message.key !== undefined ? (crc32c.str(message.key) >>> 0) % n : this.next++ % n;
-    return this.parts[index]!.send(message);
+    return this.parts[this.router.choose(message.key)]!.send(message);
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.parts.map((p) => p.close()));
+  /** Idempotent: concurrent callers share one close. */
+  close(): Promise<void> {
+    this.closing ??= Promise.all(this.parts.map((p) => p.close())).then(() => undefined);
+    return this.closing;
   }
 }
 

@@ -13,7 +13,10 @@ import type { Consumer, Producer, SubscribeOptions, Transport } from '../transpo
 import { PulsarClient } from './client.js';
 import type { TlsOptions } from './connection.js';
 import { PulsarConsumer } from './consumer.js';
-import { PulsarProducer } from './producer.js';
+import { PulsarProducer, type ProducerSettings } from './producer.js';
+import type { CompressionName } from './compression.js';
+import type { HashingScheme, RoutingMode } from './routing.js';
+import type { ConsumerSettings } from './consumer.js';
 import { parseServiceUrl } from './service-url.js';
 
 export interface PulsarTransportOptions {
@@ -53,6 +56,39 @@ export interface PulsarTransportOptions {
     batchingMaxMessages?: number;
     /** How long a partial batch waits. Default 10 ms. */
     batchingMaxDelayMs?: number;
+    /** Bytes per batch entry. Default 128 KiB (never more than the broker's maxMessageSize). */
+    batchingMaxBytes?: number;
+    /** Payload compression: `none` (default), `lz4`, `zlib`, `zstd` or `snappy`. Consumers read all of them. */
+    compression?: CompressionName;
+    /**
+     * Split a message over the broker's maxMessageSize into chunks (reassembled
+     * by consumers). Off: such a send rejects with `MessageTooLargeError`.
+     * Chunks of one message must reach one consumer: use it with one consumer
+     * per subscription or with Key_Shared.
+     */
+    chunking?: boolean;
+    /** Largest chunk in bytes. Default: the broker's maxMessageSize. */
+    chunkMaxMessageSize?: number;
+    /** A message the broker has not confirmed by then fails with `SendTimeoutError`. Default 30; 0: wait for ever. */
+    sendTimeoutSeconds?: number;
+    /** Partition of a message without a key: `roundRobin` (default) or `singlePartition`, as the Java client names them. */
+    routingMode?: RoutingMode;
+    /** Partition of a keyed message: `javaStringHash` (default, as the Java client) or `murmur3_32Hash`. */
+    hashingScheme?: HashingScheme;
+  };
+  consumer?: {
+    /**
+     * Ack each message of a batch entry at once (the broker must run with
+     * acknowledgmentAtBatchIndexLevelEnabled=true). Off (default): an entry is
+     * acked when all its messages are, and a nack redelivers it whole.
+     */
+    batchIndexAck?: boolean;
+    /** Chunked messages reassembled at once; past it the oldest is given up (dead-lettered). Default 10. */
+    maxPendingChunkedMessages?: number;
+    /** An incomplete chunked message is given up after this long. Default 60. */
+    expireIncompleteChunkedMessageSeconds?: number;
+    /** The largest chunked message reassembled. Default 64 MiB. */
+    maxChunkedMessageBytes?: number;
   };
   logger?: Logger;
 }
@@ -90,7 +126,11 @@ export class PulsarTransport implements Transport {
   private readonly producers = new Set<Producer>();
   private readonly consumers = new Set<Consumer>();
   private readonly nackDelayMs: number;
-  private readonly producerSettings: { maxPendingMessages: number; batchingMaxMessages: number; batchingMaxDelayMs: number };
+  private readonly producerSettings: ProducerSettings;
+  private readonly consumerSettings: Pick<
+    ConsumerSettings,
+    'nackRedeliveryDelayMs' | 'batchIndexAck' | 'maxPendingChunkedMessages' | 'chunkExpireMs' | 'maxChunkedMessageBytes'
+  >;
   private closed = false;
 
   constructor(options: PulsarTransportOptions) {
@@ -99,10 +139,26 @@ export class PulsarTransport implements Transport {
     const o = parsed.data;
     this.prefix = `persistent://${o.tenant ?? 'public'}/${o.namespace ?? 'default'}/`;
     this.nackDelayMs = o.nackRedeliveryDelayMs ?? 1000;
+    const p = o.producer ?? {};
     this.producerSettings = {
-      maxPendingMessages: o.producer?.maxPendingMessages ?? 1000,
-      batchingMaxMessages: o.producer?.batchingMaxMessages ?? 1,
-      batchingMaxDelayMs: o.producer?.batchingMaxDelayMs ?? 10,
+      maxPendingMessages: p.maxPendingMessages ?? 1000,
+      batchingMaxMessages: p.batchingMaxMessages ?? 1,
+      batchingMaxDelayMs: p.batchingMaxDelayMs ?? 10,
+      ...(p.batchingMaxBytes !== undefined ? { batchingMaxBytes: p.batchingMaxBytes } : {}),
+      ...(p.compression !== undefined ? { compression: p.compression } : {}),
+      ...(p.chunking !== undefined ? { chunking: p.chunking } : {}),
+      ...(p.chunkMaxMessageSize !== undefined ? { chunkMaxMessageSize: p.chunkMaxMessageSize } : {}),
+      ...(p.sendTimeoutSeconds !== undefined ? { sendTimeoutMs: p.sendTimeoutSeconds * 1000 } : {}),
+      ...(p.routingMode !== undefined ? { routingMode: p.routingMode } : {}),
+      ...(p.hashingScheme !== undefined ? { hashingScheme: p.hashingScheme } : {}),
+    };
+    const c = o.consumer ?? {};
+    this.consumerSettings = {
+      nackRedeliveryDelayMs: this.nackDelayMs,
+      ...(c.batchIndexAck !== undefined ? { batchIndexAck: c.batchIndexAck } : {}),
+      ...(c.maxPendingChunkedMessages !== undefined ? { maxPendingChunkedMessages: c.maxPendingChunkedMessages } : {}),
+      ...(c.expireIncompleteChunkedMessageSeconds !== undefined ? { chunkExpireMs: c.expireIncompleteChunkedMessageSeconds * 1000 } : {}),
+      ...(c.maxChunkedMessageBytes !== undefined ? { maxChunkedMessageBytes: c.maxChunkedMessageBytes } : {}),
     };
     this.client = new PulsarClient({
       serviceUrl: o.brokerServiceUrl,
@@ -141,7 +197,7 @@ export class PulsarTransport implements Transport {
       subscription: options.subscription,
       subscriptionType: options.subscriptionType ?? 'shared',
       maxUnacked: options.maxUnacked,
-      nackRedeliveryDelayMs: this.nackDelayMs,
+      ...this.consumerSettings,
     });
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);
