@@ -77,7 +77,7 @@ describe.skipIf(noPulsar())('Pulsar client against a real broker', () => {
     expect(text(await again.receive())).toBe('after');
   });
 
-  test('key-based batching: one entry per key, in each key's order', async () => {
+  test("key-based batching: one entry per key, in each key's order", async () => {
     const t = await transport({ producer: { batchingMaxMessages: 6, batchingMaxDelayMs: 50 } });
     const consumer = await t.subscribe({ topic: 'by-key', subscription: 's', maxUnacked: 100 });
     const producer = await t.createProducer('by-key');
