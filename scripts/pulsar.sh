@@ -6,6 +6,7 @@
 #   scripts/pulsar.sh stop     stop it cleanly
 #   scripts/pulsar.sh status   say whether it runs and is ready
 #   scripts/pulsar.sh reset    stop it and delete its data
+#   scripts/pulsar.sh home     fetch if needed, print where the distribution is (its lib/ holds the Java client)
 #
 # Environment: PULSAR_VERSION (pinned below; docker-compose.yml uses the same),
 # SHEAF_PULSAR_HOME (where it is unpacked; default ~/.cache/sheaf),
@@ -46,10 +47,12 @@ fetch() {
 }
 
 # Broker settings Sheaf's tests rely on (docker-compose.yml sets the same):
-# delayed messages (retries) are never delivered early, at 100 ms precision.
+# delayed messages (retries) are never delivered early, at 100 ms precision;
+# batch-index acknowledgement on, so the interop tests can prove ack_set.
 BROKER_SETTINGS=(
   "isDelayedDeliveryDeliverAtTimeStrict=true"
   "delayedDeliveryTickTimeMillis=100"
+  "acknowledgmentAtBatchIndexLevelEnabled=true"
 )
 
 configure() {
@@ -59,6 +62,8 @@ configure() {
     if grep -q "^$key=" "$conf"; then
       sed -i "s|^$key=.*|$setting|" "$conf"
     else
+      # The shipped file may not end with a newline: never glue a setting onto its last line.
+      if [ -n "$(tail -c 1 "$conf")" ]; then echo >>"$conf"; fi
       echo "$setting" >>"$conf"
     fi
   done
@@ -129,5 +134,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   reset) reset ;;
-  *) echo "usage: $0 fetch|start|stop|status|reset" >&2; exit 2 ;;
+  home) fetch >&2; echo "$HOME_DIR" ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset|home" >&2; exit 2 ;;
 esac

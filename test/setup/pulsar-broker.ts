@@ -90,6 +90,7 @@ async function startContainer(): Promise<Broker> {
       PULSAR_MEM: '-Xms512m -Xmx1g -XX:MaxDirectMemorySize=1g',
       isDelayedDeliveryDeliverAtTimeStrict: 'true',
       delayedDeliveryTickTimeMillis: '100',
+      acknowledgmentAtBatchIndexLevelEnabled: 'true',
     })
     .withExposedPorts(6650, 8080)
     .withWaitStrategy(Wait.forHttp('/admin/v2/brokers/ready', 8080).forStatusCode(200))

@@ -29,6 +29,25 @@ export async function freshNamespace(): Promise<string> {
   return namespace;
 }
 
+/**
+ * Deletes a test's namespace and everything in it: partitioned topics, then
+ * the remaining topics, then the namespace (a default broker refuses to
+ * force-delete a namespace that still has topics).
+ */
+export async function deleteNamespace(namespace: string): Promise<void> {
+  const base = `persistent/public/${namespace}`;
+  const partitioned = (await admin('GET', `${base}/partitioned`)) as string[];
+  for (const topic of partitioned) await admin('DELETE', `${base}/${topic.split('/').pop()!}/partitions?force=true`);
+  const topics = (await admin('GET', `namespaces/public/${namespace}/topics`)) as string[];
+  for (const topic of topics) {
+    await admin('DELETE', `${base}/${topic.split('/').pop()!}?force=true`).catch((error: unknown) => {
+      // A partition of a topic deleted above is already gone.
+      if (!String(error).includes('404')) throw error;
+    });
+  }
+  await admin('DELETE', `namespaces/public/${namespace}`);
+}
+
 export async function pulsarTransport(options: Partial<PulsarTransportOptions> = {}): Promise<PulsarTransport> {
   return new PulsarTransport({
     brokerServiceUrl: pulsarUrl(),
