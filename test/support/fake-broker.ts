@@ -22,6 +22,11 @@ export class FakeBroker {
     private readonly tls?: { key: string; cert: string },
   ) {}
 
+  /** The broker side of every open connection (tests pause them to stop reading). */
+  get openSockets(): Socket[] {
+    return [...this.sockets];
+  }
+
   get url(): string {
     return `${this.tls ? 'pulsar+ssl' : 'pulsar'}://localhost:${this.port}`;
   }

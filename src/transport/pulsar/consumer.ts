@@ -385,8 +385,10 @@ export class PartitionConsumer implements ConnectionHandler {
     const available = this.maxUnacked - this.held - this.outstanding;
     const threshold = initial ? 1 : Math.max(1, Math.floor(this.maxUnacked / 2));
     if (available < threshold) return;
-    this.outstanding += available;
-    this.send({ type: CommandType.FLOW, flow: { consumer_id: this.consumerId, messagePermits: available } });
+    // messagePermits is a uint32; a count driven far below zero by a hostile batch size is granted in steps.
+    const grant = Math.min(available, 0x7fffffff);
+    this.outstanding += grant;
+    this.send({ type: CommandType.FLOW, flow: { consumer_id: this.consumerId, messagePermits: grant } });
   }
 
   private queueAck(idData: MessageIdData): void {
