@@ -170,6 +170,8 @@ export class SendTimeoutError extends SheafError {
     readonly topic: string,
     readonly timeoutMs: number,
   ) {
-    super(`the broker did not confirm a message for ${topic} within ${timeoutMs} ms (producer.sendTimeoutSeconds); it may or may not be stored`);
+    super(
+      `the broker did not confirm a message for ${topic} within ${timeoutMs} ms (producer.sendTimeoutSeconds); it may or may not be stored`,
+    );
   }
 }

@@ -7,6 +7,8 @@ import { TaskFailedError } from '../../src/errors.js';
 import type { TaskEnvelope } from '../../src/wire/envelopes.js';
 import { rawTask } from '../support/tasks.js';
 import { readDeadLetters, startSystem, type System } from '../support/system.js';
+import { noPulsar, publishRawEntry, pulsarTransport } from '../support/pulsar.js';
+import { CompressionType } from '../../src/transport/pulsar/commands.js';
 
 interface Shop {
   order(sku: string, quantity: number): Promise<string>;
@@ -89,3 +91,38 @@ for (const target of transportTargets()) {
     });
   });
 }
+
+describe.skipIf(noPulsar())('entries the Pulsar client cannot decode (pulsar)', () => {
+  let system: System | undefined;
+  afterEach(async () => {
+    await system?.stop();
+    system = undefined;
+  });
+
+  test('are dead-lettered with their bytes and the reason; the worker keeps serving', async () => {
+    const transport = await pulsarTransport();
+    system = await startSystem(
+      [{ name: 'Shop', executor: { factory: () => new ShopImpl(), batch: { maxMessages: 10, maxSeconds: 0.02 } } }],
+      transport,
+    );
+    const topic = transport.topicName(taskTopic('Shop'));
+    // Claims ZLIB, holds something else: before, inflating it threw out of the socket handler and took the worker down.
+    await publishRawEntry(
+      topic,
+      { compression: CompressionType.ZLIB, uncompressed_size: 64, partition_key: 'k' },
+      Buffer.from('not zlib at all'),
+    );
+    await publishRawEntry(
+      topic,
+      { encryption_keys: [{ key: 'app-key', value: Buffer.from('wrapped') }], encryption_algo: 'RSA' },
+      Buffer.from('ciphertext'),
+    );
+    const dead = await readDeadLetters(system.transport, 'Shop', 2);
+    expect(dead.map((d) => d.reason)).toEqual(['undecodable', 'undecodable']);
+    expect(dead[0]!.detail).toMatch(/ZLIB payload could not be decompressed/);
+    expect(Buffer.from(dead[0]!.payloadBase64!, 'base64').toString()).toBe('not zlib at all');
+    expect(dead[1]!.detail).toMatch(/encrypted \(RSA\)/);
+    expect(await system.client.service<Shop>('Shop').order('sku-1', 1)).toBe('1 × sku-1');
+    expect(system.worker.state.status).toBe('running');
+  });
+});

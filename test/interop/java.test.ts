@@ -199,7 +199,11 @@ describe.skipIf(noPulsar())('interop with the official Java client', () => {
     const javaScheme = scheme === 'javaStringHash' ? 'JavaStringHash' : 'Murmur3_32Hash';
     const producer = await java('produce', { url: url(), topic: topic(name), count: 40, keys: 20, hashing: javaScheme, from: 'java' });
     const sheafProducer = await t.createProducer(topic(name));
-    await Promise.all([...Array(40).keys()].map((i) => sheafProducer.send({ payload: payload(i, 10), key: `key-${i % 20}`, properties: { from: 'sheaf' } })));
+    await Promise.all(
+      [...Array(40).keys()].map((i) =>
+        sheafProducer.send({ payload: payload(i, 10), key: `key-${i % 20}`, properties: { from: 'sheaf' } }),
+      ),
+    );
     await producer.finished;
     const received = await receiveAll(consumer, 80);
     const partitions = new Map<string, Set<string>>();
@@ -224,7 +228,9 @@ describe.skipIf(noPulsar())('interop with the official Java client', () => {
     await javaConsumer.whenReady();
     const sheafConsumer = await t.subscribe({ topic: topic(name), subscription: 'ks', maxUnacked: 1000, subscriptionType: 'keyShared' });
     const producer = await t.createProducer(topic(name));
-    await Promise.all([...Array(400).keys()].map((i) => producer.send({ payload: payload(i, 20), key: `key-${i % 40}`, properties: { i: String(i) } })));
+    await Promise.all(
+      [...Array(400).keys()].map((i) => producer.send({ payload: payload(i, 20), key: `key-${i % 40}`, properties: { i: String(i) } })),
+    );
     const mine = await receiveUntilIdle(sheafConsumer, 4000);
     for (const m of mine) await sheafConsumer.ack(m);
     const { lines } = await javaConsumer.finished;
@@ -240,7 +246,9 @@ describe.skipIf(noPulsar())('interop with the official Java client', () => {
   describe('batch-index acknowledgement (the broker runs with acknowledgmentAtBatchIndexLevelEnabled)', () => {
     async function sendBatch(t: PulsarTransport, name: string): Promise<void> {
       const producer = await t.createProducer(topic(name));
-      await Promise.all([...Array(10).keys()].map((i) => producer.send({ payload: payload(i, 20), key: 'k', properties: { i: String(i) } })));
+      await Promise.all(
+        [...Array(10).keys()].map((i) => producer.send({ payload: payload(i, 20), key: 'k', properties: { i: String(i) } })),
+      );
       await producer.close();
     }
 
@@ -249,7 +257,14 @@ describe.skipIf(noPulsar())('interop with the official Java client', () => {
       const t = await sheaf({ producer: { batchingMaxMessages: 10, batchingMaxDelayMs: 50 }, consumer: { batchIndexAck: true } });
       await t.ensureSubscription(topic(name), 's');
       await sendBatch(t, name);
-      const javaConsumer = await java('consume', { url: url(), topic: topic(name), subscription: 's', count: 10, batchIndexAck: true, ack: 'even' });
+      const javaConsumer = await java('consume', {
+        url: url(),
+        topic: topic(name),
+        subscription: 's',
+        count: 10,
+        batchIndexAck: true,
+        ack: 'even',
+      });
       await javaConsumer.finished;
       const consumer = await t.subscribe({ topic: topic(name), subscription: 's', maxUnacked: 100 });
       const rest = await receiveUntilIdle(consumer, 2000);

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
+import { PulsarClient } from '../../src/transport/pulsar/client.js';
+import { CommandType, type MessageMetadata } from '../../src/transport/pulsar/commands.js';
 import { PulsarTransport, type PulsarTransportOptions } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from './logger.js';
 
@@ -64,5 +66,50 @@ declare module 'vitest' {
     pulsarUrl: string;
     pulsarAdminUrl: string;
     pulsarThroughServiceUrl: boolean;
+  }
+}
+
+/**
+ * Publishes one entry with metadata and payload exactly as given (no client
+ * checks), as a buggy or foreign producer could: for tests of what consumers
+ * do with entries they cannot decode.
+ */
+export async function publishRawEntry(
+  topic: string,
+  metadata: Omit<MessageMetadata, 'producer_name' | 'sequence_id' | 'publish_time'>,
+  payload: Uint8Array,
+): Promise<void> {
+  const client = new PulsarClient({
+    serviceUrl: pulsarUrl(),
+    logger: testLogger,
+    connectTimeoutMs: 10_000,
+    operationTimeoutMs: 10_000,
+    keepAliveIntervalMs: 30_000,
+    connectThroughServiceUrl: inject('pulsarThroughServiceUrl'),
+  });
+  try {
+    const connection = await client.lookup(topic);
+    const producerId = client.newId();
+    const receipt = new Promise<void>((resolve, reject) => {
+      connection.registerProducer(producerId, {
+        onFrame: (frame) =>
+          frame.command.type === CommandType.SEND_RECEIPT ? resolve() : reject(new Error(`raw send: ${JSON.stringify(frame.command)}`)),
+        onConnectionClosed: reject,
+      });
+    });
+    const requestId = connection.newRequestId();
+    const created = await connection.request(
+      { type: CommandType.PRODUCER, producer: { topic, producer_id: producerId, request_id: requestId } },
+      requestId,
+    );
+    const name = created.producer_success!.producer_name;
+    connection.sendPayload(
+      { type: CommandType.SEND, send: { producer_id: producerId, sequence_id: 0, num_messages: metadata.num_messages_in_batch ?? 1 } },
+      { producer_name: name, sequence_id: 0, publish_time: Date.now(), ...metadata },
+      payload,
+    );
+    await receipt;
+  } finally {
+    await client.close();
   }
 }

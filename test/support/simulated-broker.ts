@@ -78,7 +78,11 @@ export class SimulatedBroker {
       case CommandType.CONNECT:
         reply({
           type: CommandType.CONNECTED,
-          connected: { server_version: 'simulated', protocol_version: 19, ...(this.options.maxMessageSize ? { max_message_size: this.options.maxMessageSize } : {}) },
+          connected: {
+            server_version: 'simulated',
+            protocol_version: 19,
+            ...(this.options.maxMessageSize ? { max_message_size: this.options.maxMessageSize } : {}),
+          },
         });
         return;
       case CommandType.PARTITIONED_METADATA:
@@ -90,7 +94,12 @@ export class SimulatedBroker {
       case CommandType.LOOKUP:
         reply({
           type: CommandType.LOOKUP_RESPONSE,
-          lookupTopicResponse: { request_id: command.lookupTopic!.request_id, response: 1, brokerServiceUrl: this.url, authoritative: true },
+          lookupTopicResponse: {
+            request_id: command.lookupTopic!.request_id,
+            response: 1,
+            brokerServiceUrl: this.url,
+            authoritative: true,
+          },
         });
         return;
       case CommandType.SUBSCRIBE: {

@@ -113,7 +113,9 @@ describe('nothing from the network throws', () => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
       return seed % n;
     };
-    const plain = encodeBatchPayload([0, 1, 2].map((k) => ({ metadata: { payload_size: 0, partition_key: `k${k}` }, payload: Buffer.from(`m${k}`.repeat(20)) })));
+    const plain = encodeBatchPayload(
+      [0, 1, 2].map((k) => ({ metadata: { payload_size: 0, partition_key: `k${k}` }, payload: Buffer.from(`m${k}`.repeat(20)) })),
+    );
     const codecs = [
       [CompressionType.NONE, plain],
       [CompressionType.LZ4, compress('lz4', plain)],
@@ -127,7 +129,10 @@ describe('nothing from the network throws', () => {
         // Mutate after the command, so the frame still routes to the consumer: metadata, checksum, payload.
         const start = 8 + f.readUInt32BE(4);
         const copy = Buffer.from(f);
-        for (let k = 0, n = 1 + random(4); k < n; k++) copy[start + random(copy.length - start)] ^= 1 + random(255);
+        for (let k = 0, n = 1 + random(4); k < n; k++) {
+          const at = start + random(copy.length - start);
+          copy[at] = copy[at]! ^ (1 + random(255));
+        }
         if (random(4) === 0) {
           const cut = start + random(copy.length - start);
           const truncated = copy.subarray(0, cut);
@@ -200,12 +205,25 @@ describe('timeouts and lifecycles', () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     const broker = await simulated({ holdSubscribe: () => held });
-    const client = new PulsarClient({ serviceUrl: broker.url, logger: testLogger, connectTimeoutMs: 2000, operationTimeoutMs: 5000, keepAliveIntervalMs: 30_000 });
-    cleanups.push(() => client.close());
-    const part = new PartitionConsumer(client, TOPIC, -1, 10, { subscription: 's', subscriptionType: 'shared', maxUnacked: 10, nackRedeliveryDelayMs: 10 }, {
-      deliver: () => undefined,
-      dropQueued: () => 0,
+    const client = new PulsarClient({
+      serviceUrl: broker.url,
+      logger: testLogger,
+      connectTimeoutMs: 2000,
+      operationTimeoutMs: 5000,
+      keepAliveIntervalMs: 30_000,
     });
+    cleanups.push(() => client.close());
+    const part = new PartitionConsumer(
+      client,
+      TOPIC,
+      -1,
+      10,
+      { subscription: 's', subscriptionType: 'shared', maxUnacked: 10, nackRedeliveryDelayMs: 10 },
+      {
+        deliver: () => undefined,
+        dropQueued: () => 0,
+      },
+    );
     const connecting = part.connect();
     await vi.waitFor(() => expect(broker.subscribes).toHaveLength(1));
     const closing = part.close();
@@ -244,8 +262,13 @@ describe('connect timeout', () => {
 
   test('covers a TCP connect that is never answered', async () => {
     // A listener that never accepts, its backlog full: further SYNs go unanswered.
-    listener = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)']);
-    const port = await new Promise<number>((resolve) => listener!.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    listener = spawn('python3', [
+      '-c',
+      'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)',
+    ]);
+    const port = await new Promise<number>((resolve) =>
+      listener!.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))),
+    );
     const fillers: Socket[] = [];
     cleanups.push(async () => fillers.forEach((s) => s.destroy()));
     // The one connection the kernel completes without an accept(): after it, the backlog is full.

@@ -10,9 +10,17 @@ import { PartitionRouter, javaStringHash, murmur3Hash } from '../../src/transpor
 const limits = { maxMessageSize: 5 * 1024 * 1024 };
 const meta = (extra: Partial<MessageMetadata> = {}): MessageMetadata => ({ producer_name: 'p', sequence_id: 0, publish_time: 1, ...extra });
 const frameOf = (metadata: MessageMetadata, payload: Uint8Array) =>
-  decodeFrame(encodePayloadFrame({ type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } }, metadata, payload));
+  decodeFrame(
+    encodePayloadFrame(
+      { type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } },
+      metadata,
+      payload,
+    ),
+  );
 const batchOf = (texts: string[]) =>
-  encodeBatchPayload(texts.map((t, i) => ({ metadata: { payload_size: 0, partition_key: `k${i}`, sequence_id: i }, payload: Buffer.from(t) })));
+  encodeBatchPayload(
+    texts.map((t, i) => ({ metadata: { payload_size: 0, partition_key: `k${i}`, sequence_id: i }, payload: Buffer.from(t) })),
+  );
 
 describe('entry decoding', () => {
   test.each(COMPRESSION_NAMES)('%s: a batch compressed as one block comes out as its messages', async (name) => {
@@ -31,10 +39,14 @@ describe('entry decoding', () => {
     expect(entry.permits).toBe(3);
   });
 
-  test("ZLIB as Java writes it (sync flush, no final block) and as a finished stream both inflate", () => {
+  test('ZLIB as Java writes it (sync flush, no final block) and as a finished stream both inflate', () => {
     const plain = Buffer.from('hello zlib '.repeat(50));
     for (const compressed of [deflateSync(plain, { finishFlush: constants.Z_SYNC_FLUSH }), deflateSync(plain)]) {
-      const entry = decodeEntry(frameOf(meta({ compression: CompressionType.ZLIB, uncompressed_size: plain.length }), compressed), undefined, limits);
+      const entry = decodeEntry(
+        frameOf(meta({ compression: CompressionType.ZLIB, uncompressed_size: plain.length }), compressed),
+        undefined,
+        limits,
+      );
       expect(entry.kind === 'messages' && entry.messages[0]!.payload.equals(plain)).toBe(true);
     }
   });
@@ -42,7 +54,11 @@ describe('entry decoding', () => {
   test('ack_set: messages the broker says are acked are skipped, and the broker charged only the rest', () => {
     const plain = batchOf(['m0', 'm1', 'm2', 'm3']);
     // Bits set = not acked yet: 1 and 3.
-    const entry = decodeEntry(frameOf(meta({ num_messages_in_batch: 4 }), plain), wordsOf(4, (i) => i % 2 === 1), limits);
+    const entry = decodeEntry(
+      frameOf(meta({ num_messages_in_batch: 4 }), plain),
+      wordsOf(4, (i) => i % 2 === 1),
+      limits,
+    );
     expect(entry.kind === 'messages' && entry.messages.map((m) => [m.batchIndex, m.payload.toString()])).toEqual([
       [1, 'm1'],
       [3, 'm3'],
@@ -65,11 +81,17 @@ describe('entry decoding', () => {
   ] as const)('%s is undecodable, with its validation error and bytes', (what, validation, mutate) => {
     let metadata = meta();
     const payload = Buffer.from('payload bytes');
-    if (validation === ValidationError.DecryptionError) metadata = meta({ encryption_keys: [{ key: 'k', value: Buffer.from('v') }], encryption_algo: 'RSA' });
+    if (validation === ValidationError.DecryptionError)
+      metadata = meta({ encryption_keys: [{ key: 'k', value: Buffer.from('v') }], encryption_algo: 'RSA' });
     if (validation === ValidationError.DecompressionError) metadata = meta({ compression: CompressionType.ZLIB, uncompressed_size: 100 });
-    if (validation === ValidationError.UncompressedSizeCorruption) metadata = meta({ compression: CompressionType.LZ4, uncompressed_size: 10 ** 9 });
+    if (validation === ValidationError.UncompressedSizeCorruption)
+      metadata = meta({ compression: CompressionType.LZ4, uncompressed_size: 10 ** 9 });
     if (validation === ValidationError.BatchDeSerializeError) metadata = meta({ num_messages_in_batch: 3 });
-    const raw = encodePayloadFrame({ type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } }, metadata, payload);
+    const raw = encodePayloadFrame(
+      { type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } },
+      metadata,
+      payload,
+    );
     if (mutate) mutate(raw);
     const entry = decodeEntry(decodeFrame(raw), undefined, limits);
     expect(entry.kind, what).toBe('undecodable');
@@ -79,7 +101,11 @@ describe('entry decoding', () => {
   });
 
   test('metadata that does not decode is undecodable too, not a thrown error', () => {
-    const raw = encodePayloadFrame({ type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } }, meta(), Buffer.from('x'));
+    const raw = encodePayloadFrame(
+      { type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } },
+      meta(),
+      Buffer.from('x'),
+    );
     // The metadata size field (after the 8-byte prefix, the command, 2-byte magic and 4-byte checksum) now points past the end.
     const commandSize = raw.readUInt32BE(4);
     raw.writeUInt32BE(0xffff, 8 + commandSize + 6);
@@ -90,7 +116,13 @@ describe('entry decoding', () => {
 });
 
 describe('chunk reassembly', () => {
-  const chunk = (uuid: string, chunkId: number, numChunks: number, payload: string, totalSize = numChunks * payload.length): EntryChunk => ({
+  const chunk = (
+    uuid: string,
+    chunkId: number,
+    numChunks: number,
+    payload: string,
+    totalSize = numChunks * payload.length,
+  ): EntryChunk => ({
     uuid,
     chunkId,
     numChunks,
@@ -106,7 +138,10 @@ describe('chunk reassembly', () => {
     expect(a.add(chunk('u', 0, 3, 'aa'), id(1), 0, 0).kind).toBe('pending');
     expect(a.add(chunk('u', 1, 3, 'bb'), id(2), 0, 0).kind).toBe('pending');
     const done = a.add(chunk('u', 2, 3, 'cc'), id(3), 0, 0);
-    expect(done.kind === 'complete' && [done.message.payload.toString(), done.message.parts.map((p) => p.entryId)]).toEqual(['aabbcc', [1, 2, 3]]);
+    expect(done.kind === 'complete' && [done.message.payload.toString(), done.message.parts.map((p) => p.entryId)]).toEqual([
+      'aabbcc',
+      [1, 2, 3],
+    ]);
     expect(a.size).toBe(0);
   });
 
@@ -114,7 +149,9 @@ describe('chunk reassembly', () => {
     const a = assembler();
     a.add(chunk('u', 0, 3, 'aa'), id(1), 0, 0);
     const out = a.add(chunk('u', 2, 3, 'cc'), id(3), 0, 0);
-    expect(out.kind === 'abandoned' && out.messages.map((m) => [m.parts.length, m.reason])).toEqual([[2, expect.stringMatching(/chunk 2 arrived where chunk 1/)]]);
+    expect(out.kind === 'abandoned' && out.messages.map((m) => [m.parts.length, m.reason])).toEqual([
+      [2, expect.stringMatching(/chunk 2 arrived where chunk 1/)],
+    ]);
     // A chunk whose start was never seen is given up alone.
     const lone = a.add(chunk('v', 1, 2, 'xx'), id(9), 0, 0);
     expect(lone.kind === 'abandoned' && lone.messages[0]!.parts).toEqual([id(9)]);

@@ -188,7 +188,10 @@ export class PartitionConsumer implements ConnectionHandler {
     this.sink.dropQueued(this.topic);
     this.flushAcks();
     if (this.settings.flow !== false) this.refill(true);
-    this.chunkTimer ??= setInterval(() => this.expireChunks(), Math.max(1000, (this.settings.chunkExpireMs ?? DEFAULT_CHUNK_EXPIRE_MS) / 4));
+    this.chunkTimer ??= setInterval(
+      () => this.expireChunks(),
+      Math.max(1000, (this.settings.chunkExpireMs ?? DEFAULT_CHUNK_EXPIRE_MS) / 4),
+    );
     this.chunkTimer.unref();
   }
 

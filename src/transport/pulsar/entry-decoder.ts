@@ -65,7 +65,13 @@ export function decodeEntry(frame: DecodedFrame, ackSet: readonly Uint64[] | und
   const permits = brokerCharge(metadata, ackSet);
   if (!metadata || frame.corrupt !== undefined) {
     const raw = frame.body ?? frame.raw;
-    return undecodable(permits, `the entry is corrupt: ${frame.corrupt ?? 'no metadata'}`, ValidationError.BatchDeSerializeError, raw, undefined);
+    return undecodable(
+      permits,
+      `the entry is corrupt: ${frame.corrupt ?? 'no metadata'}`,
+      ValidationError.BatchDeSerializeError,
+      raw,
+      undefined,
+    );
   }
   const key = metadata.partition_key;
   if (frame.checksumValid === false) {
@@ -138,7 +144,13 @@ export function decodePayload(
   try {
     entries = decodeBatchPayload(plain, count);
   } catch (error) {
-    return undecodable(permits, `the batch does not split: ${(error as Error).message}`, ValidationError.BatchDeSerializeError, payload, key);
+    return undecodable(
+      permits,
+      `the batch does not split: ${(error as Error).message}`,
+      ValidationError.BatchDeSerializeError,
+      payload,
+      key,
+    );
   }
   const unacked = ackSet && ackSet.length > 0 ? bitsOf(ackSet) : null;
   const messages: EntryMessage[] = [];

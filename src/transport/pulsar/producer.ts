@@ -327,7 +327,16 @@ export class PartitionProducer implements ConnectionHandler {
     if (payload.length <= this.maxMessageSize) {
       const sequenceId = this.nextSequenceId++;
       const metadata = { ...base, sequence_id: sequenceId };
-      this.enqueue({ sequenceId, metadata, payload, messages: [queued], batched: false, chunk: null, queuedAt: queued.queuedAt, failed: false });
+      this.enqueue({
+        sequenceId,
+        metadata,
+        payload,
+        messages: [queued],
+        batched: false,
+        chunk: null,
+        queuedAt: queued.queuedAt,
+        failed: false,
+      });
       return;
     }
     if (!this.settings.chunking) {
