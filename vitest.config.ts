@@ -12,6 +12,7 @@ export default defineConfig({
     // The fault runs have their own config (vitest.faults.config.ts, npm run test:faults).
     exclude: ['test/faults/**', '**/node_modules/**'],
     globalSetup: ['test/setup/build.ts', 'test/setup/pulsar-broker.ts'],
+    setupFiles: ['test/setup/delete-namespaces.ts'],
     // Tests against the real broker wait on it: connections, lookups, delayed delivery.
     testTimeout: 30_000,
     hookTimeout: 60_000,

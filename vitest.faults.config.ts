@@ -13,6 +13,7 @@ export default defineConfig({
   test: {
     include: ['test/faults/**/*.fault.test.ts'],
     globalSetup: ['test/setup/build.ts', 'test/setup/pulsar-broker.ts'],
+    setupFiles: ['test/setup/delete-namespaces.ts'],
     fileParallelism: false,
     testTimeout: 30 * 60_000,
     hookTimeout: 120_000,

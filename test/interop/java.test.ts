@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Consumer, ReceivedMessage } from '../../src/transport/transport.js';
 import type { PulsarTransport, PulsarTransportOptions } from '../../src/transport/pulsar/pulsar-transport.js';
-import { admin, deleteNamespace, freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
+import { admin, freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
 import { java, javaClasspath, payload, sha, type JavaLine } from './java-client.js';
 
 /** Receives `count` messages, failing after `timeoutMs` with how many came. */
@@ -52,7 +52,6 @@ describe.skipIf(noPulsar())('interop with the official Java client', () => {
   }, 600_000);
   afterAll(async () => {
     await Promise.all(transports.map((t) => t.close()));
-    if (namespace) await deleteNamespace(namespace);
   });
 
   function expectSameAsJava(received: ReceivedMessage[], sent: JavaLine[], size: number): void {

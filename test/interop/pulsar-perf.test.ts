@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ReceivedMessage } from '../../src/transport/transport.js';
 import type { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
-import { deleteNamespace, freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
+import { freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
 import { pulsarHome } from './java-client.js';
 
 const run = promisify(execFile);
@@ -26,7 +26,6 @@ describe.skipIf(noPulsar())('pulsar-perf into a Sheaf consumer', () => {
   }, 600_000);
   afterAll(async () => {
     await transport?.close();
-    if (namespace) await deleteNamespace(namespace);
   });
 
   test(`${MESSAGES.toLocaleString('en')} batched messages arrive, every one, with a small window`, async () => {

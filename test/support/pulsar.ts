@@ -24,11 +24,25 @@ export async function admin(method: 'PUT' | 'GET' | 'DELETE', path: string, body
   return text ? (JSON.parse(text) as unknown) : undefined;
 }
 
+/** Namespaces this test file created, deleted after it (test/setup/delete-namespaces.ts). */
+const created = new Set<string>();
+
 /** A new namespace under `public`: a test's own topics, with nothing left over from other runs. */
 export async function freshNamespace(): Promise<string> {
   const namespace = `sheaf-test-${randomUUID().slice(0, 12)}`;
   await admin('PUT', `namespaces/public/${namespace}`);
+  created.add(namespace);
   return namespace;
+}
+
+/** Deletes every namespace this file created that still exists. */
+export async function deleteCreatedNamespaces(): Promise<void> {
+  for (const namespace of [...created]) {
+    created.delete(namespace);
+    await deleteNamespace(namespace).catch((error: unknown) => {
+      if (!String(error).includes('404')) throw error;
+    });
+  }
 }
 
 /**
