@@ -49,9 +49,10 @@ export interface PulsarTransportOptions {
     maxPendingMessages?: number;
     /**
      * Messages grouped into one batch entry; 1 (the default) sends each on its
-     * own. Batching raises throughput (1.7× end to end in bench/), but a nack
-     * redelivers the whole entry, and Key_Shared routes an entry by its first
-     * key, so keep it off for Key_Shared subscriptions.
+     * own. Batching raises throughput (1.7× end to end in bench/). Entries are
+     * formed per key and carry it, so Key_Shared routes them as it routes
+     * single messages; without `consumer.batchIndexAck` a nack redelivers the
+     * whole entry.
      */
     batchingMaxMessages?: number;
     /** How long a partial batch waits. Default 10 ms. */
