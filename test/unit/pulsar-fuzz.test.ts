@@ -22,13 +22,23 @@ function generator(seed: number): (n: number) => number {
 }
 
 const meta = (extra: Partial<MessageMetadata> = {}): MessageMetadata => ({ producer_name: 'p', sequence_id: 0, publish_time: 1, ...extra });
-const plain = encodeBatchPayload([0, 1, 2, 3].map((k) => ({ metadata: { payload_size: 0, partition_key: `k${k}` }, payload: Buffer.from(`m${k}`.repeat(30)) })));
+const plain = encodeBatchPayload(
+  [0, 1, 2, 3].map((k) => ({ metadata: { payload_size: 0, partition_key: `k${k}` }, payload: Buffer.from(`m${k}`.repeat(30)) })),
+);
 const seeds: Buffer[] = [
-  encodePayloadFrame({ type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } }, meta({ num_messages_in_batch: 4 }), plain),
+  encodePayloadFrame(
+    { type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } },
+    meta({ num_messages_in_batch: 4 }),
+    plain,
+  ),
   ...(['lz4', 'zlib', 'snappy'] as const).map((name, i) =>
     encodePayloadFrame(
       { type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 3 } } },
-      meta({ num_messages_in_batch: 4, compression: [CompressionType.LZ4, CompressionType.ZLIB, CompressionType.SNAPPY][i], uncompressed_size: plain.length }),
+      meta({
+        num_messages_in_batch: 4,
+        compression: [CompressionType.LZ4, CompressionType.ZLIB, CompressionType.SNAPPY][i],
+        uncompressed_size: plain.length,
+      }),
       compress(name, plain),
     ),
   ),
