@@ -21,10 +21,17 @@
 import { constants as zlibConstants, deflateSync, inflateSync } from 'node:zlib';
 import { init as initZstd, compress as zstdCompress } from '@bokuweb/zstd-wasm';
 import { decompress as zstdDecompress } from 'fzstd';
-import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
-import { compressSync as snappyCompress, uncompressSync as snappyUncompress } from 'snappy';
+import { createRequire } from 'node:module';
 import { SheafError } from '../../errors.js';
 import { CompressionType } from './commands.js';
+
+// The native codecs load on first use: a platform without their prebuilt
+// binary can still import Sheaf, and only that codec fails (as undecodable).
+const requireCodec = createRequire(import.meta.url);
+let lz4Module: typeof import('lz4-napi') | undefined;
+let snappyModule: typeof import('snappy') | undefined;
+const lz4 = (): typeof import('lz4-napi') => (lz4Module ??= requireCodec('lz4-napi') as typeof import('lz4-napi'));
+const snappy = (): typeof import('snappy') => (snappyModule ??= requireCodec('snappy') as typeof import('snappy'));
 
 /** The codecs a Sheaf producer can be asked to use (`producer.compression`). */
 export type CompressionName = 'none' | 'lz4' | 'zlib' | 'zstd' | 'snappy';
@@ -108,14 +115,14 @@ function decode(compression: number, payload: Buffer, uncompressedSize: number):
       const framed = Buffer.allocUnsafe(4 + payload.length);
       framed.writeUInt32LE(uncompressedSize, 0);
       framed.set(payload, 4);
-      return lz4Uncompress(framed);
+      return lz4().uncompressSync(framed);
     }
     case CompressionType.ZSTD: {
       const out = zstdDecompress(payload, new Uint8Array(uncompressedSize));
       return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     }
     case CompressionType.SNAPPY:
-      return snappyUncompress(payload, { asBuffer: true }) as Buffer;
+      return snappy().uncompressSync(payload, { asBuffer: true }) as Buffer;
     default:
       throw new DecompressionError(compression, `unknown compression type ${compression}`);
   }
@@ -131,12 +138,12 @@ export function compress(name: CompressionName, payload: Uint8Array): Uint8Array
       return deflateSync(input);
     case 'lz4':
       // lz4-napi puts the size in front of the block; Pulsar carries it in the metadata instead.
-      return lz4Compress(input).subarray(4);
+      return lz4().compressSync(input).subarray(4);
     case 'zstd':
       if (!zstdInitialised) throw new Error('the ZSTD codec is not initialised (ensureCodecs() was not awaited)');
       return zstdCompress(input, 3);
     case 'snappy':
-      return snappyCompress(input);
+      return snappy().compressSync(input);
   }
 }
 

@@ -22,7 +22,7 @@
  * `PulsarProducer` spans every partition of a partitioned topic and routes
  * with `PartitionRouter` (Java's hashing and routing modes).
  */
-import { MessageTooLargeError, SendTimeoutError, TransportClosedError } from '../../errors.js';
+import { ConfigError, MessageTooLargeError, SendTimeoutError, TransportClosedError } from '../../errors.js';
 import { Fifo } from '../../util/fifo.js';
 import type { OutgoingMessage, Producer } from '../transport.js';
 import { deferred, type Deferred } from '../../util/deferred.js';
@@ -130,6 +130,16 @@ export class PartitionProducer implements ConnectionHandler {
 
   static async create(client: PulsarClient, topic: string, partition: number, settings: ProducerSettings): Promise<PartitionProducer> {
     if (settings.compression === 'zstd') await ensureCodecs();
+    if (settings.compression && settings.compression !== 'none') {
+      try {
+        compress(settings.compression, Buffer.from('probe'));
+      } catch (cause) {
+        throw new ConfigError(
+          [{ path: 'producer.compression', message: `${settings.compression} cannot be used here (${(cause as Error).message}); choose another codec or none` }],
+          { source: 'pulsar transport options', cause },
+        );
+      }
+    }
     const producer = new PartitionProducer(client, topic, partition, settings);
     await producer.connect();
     return producer;
