@@ -37,6 +37,7 @@ import { ChunkAssembler, type AbandonedMessage } from './chunk-assembler.js';
 import type { PulsarClient } from './client.js';
 import { CommandType, SubType, ValidationError, num, type KeyValue, type MessageIdData } from './commands.js';
 import type { Connection, ConnectionHandler } from './connection.js';
+import { EndpointLifecycle } from './lifecycle.js';
 import { decodeEntry, decodePayload, wordsOf, type DecodedEntry } from './entry-decoder.js';
 import type { DecodedFrame } from './frames.js';
 import { entryIdData, formatMessageId, parseMessageId, partitionTopic } from './message-id.js';
@@ -74,18 +75,6 @@ interface EntryTracker {
 }
 
 /**
- * A partition consumer's lifecycle. `closed` is final: a subscribe that
- * finishes after `close()` closes itself on the broker instead of becoming
- * ready, so no subscription is left holding permits.
- */
-type ConsumerState =
-  | { readonly kind: 'connecting' }
-  | { readonly kind: 'ready'; readonly connection: Connection }
-  | { readonly kind: 'reconnecting' }
-  | { readonly kind: 'closing' }
-  | { readonly kind: 'closed' };
-
-/**
  * What an ack needs about a message it delivered, kept beside the message
  * instead of parsed back out of its id on every ack (the consume hot path).
  */
@@ -101,7 +90,7 @@ const DEFAULT_CHUNK_EXPIRE_MS = 60_000;
 const DEFAULT_MAX_CHUNKED_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 export class PartitionConsumer implements ConnectionHandler {
-  private state: ConsumerState = { kind: 'connecting' };
+  private readonly lifecycle = new EndpointLifecycle();
   private readonly consumerId: number;
   private readonly entries = new Map<string, EntryTracker>();
   private readonly chunks: ChunkAssembler;
@@ -147,7 +136,7 @@ export class PartitionConsumer implements ConnectionHandler {
 
   async connect(): Promise<void> {
     const connection = await this.client.lookup(this.topic);
-    if (this.isClosingOrClosed()) return;
+    if (this.lifecycle.isClosingOrClosed) return;
     connection.registerConsumer(this.consumerId, this);
     const requestId = connection.newRequestId();
     try {
@@ -173,12 +162,11 @@ export class PartitionConsumer implements ConnectionHandler {
       connection.unregisterConsumer(this.consumerId);
       throw error;
     }
-    if (this.isClosingOrClosed()) {
-      // close() ran while we subscribed: undo the subscription we just made instead of becoming ready.
+    if (!this.lifecycle.to({ kind: 'ready', connection })) {
+      // close() ran while we subscribed: undo what we just made on the broker instead of becoming ready.
       await this.closeOnBroker(connection);
       return;
     }
-    this.state = { kind: 'ready', connection };
     this.backoff.reset();
     // Whatever was delivered on an earlier connection comes again from the broker.
     this.entries.clear();
@@ -226,7 +214,7 @@ export class PartitionConsumer implements ConnectionHandler {
   nackLater(message: ReceivedMessage, delayMs: number): void {
     const timer = setTimeout(() => {
       this.nackTimers.delete(timer);
-      if (this.state.kind !== 'closed') this.resolve(message, true);
+      if (this.lifecycle.state.kind !== 'closed') this.resolve(message, true);
     }, delayMs);
     this.nackTimers.add(timer);
   }
@@ -238,8 +226,8 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private async doClose(): Promise<void> {
-    const connection = this.state.kind === 'ready' ? this.state.connection : null;
-    this.state = { kind: 'closing' };
+    const connection = this.lifecycle.connection;
+    this.lifecycle.to({ kind: 'closing' });
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.chunkTimer) clearInterval(this.chunkTimer);
     for (const timer of this.nackTimers) clearTimeout(timer);
@@ -248,7 +236,7 @@ export class PartitionConsumer implements ConnectionHandler {
       this.flushAcks(connection);
       await this.closeOnBroker(connection);
     }
-    this.state = { kind: 'closed' };
+    this.lifecycle.to({ kind: 'closed' });
   }
 
   private async closeOnBroker(connection: Connection): Promise<void> {
@@ -265,7 +253,7 @@ export class PartitionConsumer implements ConnectionHandler {
       this.onMessage(frame);
     } else if (c.type === CommandType.CLOSE_CONSUMER) {
       this.client.logger.info({ topic: this.topic }, 'the broker closed the consumer (topic moved or unloaded); resubscribing');
-      if (this.state.kind === 'ready') this.state.connection.unregisterConsumer(this.consumerId);
+      if (this.lifecycle.state.kind === 'ready') this.lifecycle.connection!.unregisterConsumer(this.consumerId);
       this.scheduleReconnect();
     } else if (c.type === CommandType.REACHED_END_OF_TOPIC) {
       this.client.logger.warn({ topic: this.topic }, 'the topic was terminated: no more messages will arrive');
@@ -273,14 +261,14 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   onConnectionClosed(error: Error): void {
-    if (this.isClosingOrClosed()) return;
+    if (this.lifecycle.isClosingOrClosed) return;
     this.client.logger.warn({ topic: this.topic, err: error.message }, 'consumer lost its connection; resubscribing');
     this.scheduleReconnect();
   }
 
   private onMessage(frame: DecodedFrame): void {
-    if (this.state.kind !== 'ready') return; // a late frame for a consumer that is going away
-    const maxMessageSize = this.state.connection.maxMessageSize;
+    if (this.lifecycle.state.kind !== 'ready') return; // a late frame for a consumer that is going away
+    const maxMessageSize = this.lifecycle.connection!.maxMessageSize;
     const m = frame.command.message!;
     const idData: MessageIdData = { ledgerId: num(m.message_id.ledgerId), entryId: num(m.message_id.entryId), partition: this.partition };
     const redeliveryCount = m.redelivery_count ?? 0;
@@ -362,7 +350,7 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private expireChunks(): void {
-    if (this.state.kind !== 'ready') return;
+    if (this.lifecycle.state.kind !== 'ready') return;
     for (const lost of this.chunks.expire(Date.now())) this.deliverAbandoned(lost, 0);
   }
 
@@ -384,7 +372,7 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private refill(initial: boolean): void {
-    if (this.state.kind !== 'ready' || this.settings.flow === false) return;
+    if (this.lifecycle.state.kind !== 'ready' || this.settings.flow === false) return;
     const available = this.maxUnacked - this.held - this.outstanding;
     const threshold = initial ? 1 : Math.max(1, Math.floor(this.maxUnacked / 2));
     if (available < threshold) return;
@@ -414,7 +402,7 @@ export class PartitionConsumer implements ConnectionHandler {
   /** Sends queued acks on `connection` (closing) or the ready one; otherwise they wait for the reconnect. */
   private flushAcks(connection?: Connection): void {
     this.ackScheduled = false;
-    const target = connection ?? (this.state.kind === 'ready' ? this.state.connection : null);
+    const target = connection ?? this.lifecycle.connection;
     if (!target) return;
     if (this.pendingAcks.length > 0) {
       const ids = this.pendingAcks;
@@ -438,7 +426,7 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private send(command: Parameters<Connection['send']>[0]): boolean {
-    return this.state.kind === 'ready' && this.sendOn(this.state.connection, command);
+    return this.lifecycle.state.kind === 'ready' && this.sendOn(this.lifecycle.connection!, command);
   }
 
   private sendOn(connection: Connection, command: Parameters<Connection['send']>[0]): boolean {
@@ -450,16 +438,12 @@ export class PartitionConsumer implements ConnectionHandler {
     }
   }
 
-  private isClosingOrClosed(): boolean {
-    return this.state.kind === 'closing' || this.state.kind === 'closed';
-  }
-
   private scheduleReconnect(): void {
-    if (this.isClosingOrClosed() || this.reconnectTimer) return;
-    this.state = { kind: 'reconnecting' };
+    if (this.lifecycle.isClosingOrClosed || this.reconnectTimer) return;
+    this.lifecycle.to({ kind: 'reconnecting' });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      if (this.client.isClosed || this.isClosingOrClosed()) return;
+      if (this.client.isClosed || this.lifecycle.isClosingOrClosed) return;
       this.connect().catch((error: unknown) => {
         this.client.logger.warn({ topic: this.topic, err: (error as Error).message }, 'consumer resubscribe failed; retrying');
         this.scheduleReconnect();

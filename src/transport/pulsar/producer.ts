@@ -31,6 +31,7 @@ import type { PulsarClient } from './client.js';
 import { CommandType, ServerError, num, type KeyValue, type MessageMetadata } from './commands.js';
 import { compress, compressionCode, ensureCodecs, type CompressionName } from './compression.js';
 import type { Connection, ConnectionHandler } from './connection.js';
+import { EndpointLifecycle } from './lifecycle.js';
 import { isRetriable, serverError } from './errors.js';
 import { encodeBatchPayload, type DecodedFrame } from './frames.js';
 import { formatMessageId, partitionTopic } from './message-id.js';
@@ -83,19 +84,8 @@ interface InFlightSend {
   failed: boolean;
 }
 
-/**
- * A partition producer's lifecycle. `closed` is final: a reconnect that
- * finishes after `close()` closes the producer on the broker again.
- */
-type ProducerState =
-  | { readonly kind: 'connecting' }
-  | { readonly kind: 'ready'; readonly connection: Connection }
-  | { readonly kind: 'reconnecting' }
-  | { readonly kind: 'closing' }
-  | { readonly kind: 'closed' };
-
 export class PartitionProducer implements ConnectionHandler {
-  private state: ProducerState = { kind: 'connecting' };
+  private readonly lifecycle = new EndpointLifecycle();
   private readonly producerId: number;
   private producerName = '';
   private maxMessageSize = 5 * 1024 * 1024;
@@ -135,7 +125,12 @@ export class PartitionProducer implements ConnectionHandler {
         compress(settings.compression, Buffer.from('probe'));
       } catch (cause) {
         throw new ConfigError(
-          [{ path: 'producer.compression', message: `${settings.compression} cannot be used here (${(cause as Error).message}); choose another codec or none` }],
+          [
+            {
+              path: 'producer.compression',
+              message: `${settings.compression} cannot be used here (${(cause as Error).message}); choose another codec or none`,
+            },
+          ],
           { source: 'pulsar transport options', cause },
         );
       }
@@ -190,13 +185,13 @@ export class PartitionProducer implements ConnectionHandler {
       // The send timeout check keeps running, so the wait ends by then at the latest.
       await this.drained.promise;
     }
-    const connection = this.state.kind === 'ready' ? this.state.connection : null;
-    this.state = { kind: 'closing' };
+    const connection = this.lifecycle.connection;
+    this.lifecycle.to({ kind: 'closing' });
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.batchTimer) clearTimeout(this.batchTimer);
     if (this.timeoutTimer) clearInterval(this.timeoutTimer);
     if (connection?.isOpen) await this.closeOnBroker(connection);
-    this.state = { kind: 'closed' };
+    this.lifecycle.to({ kind: 'closed' });
     for (const waiter of this.roomWaiters.drain()) waiter.fail(this.closedError());
   }
 
@@ -234,17 +229,17 @@ export class PartitionProducer implements ConnectionHandler {
       }
       // Anything else: reconnect, and everything unreceipted is sent again.
       this.client.logger.warn({ topic: this.topic, error: name, message: e.message }, 'send failed; reconnecting the producer');
-      if (this.state.kind === 'ready') this.state.connection.unregisterProducer(this.producerId);
+      if (this.lifecycle.state.kind === 'ready') this.lifecycle.connection!.unregisterProducer(this.producerId);
       this.scheduleReconnect();
     } else if (c.type === CommandType.CLOSE_PRODUCER) {
       this.client.logger.info({ topic: this.topic }, 'the broker closed the producer (topic moved or unloaded); reconnecting');
-      if (this.state.kind === 'ready') this.state.connection.unregisterProducer(this.producerId);
+      if (this.lifecycle.state.kind === 'ready') this.lifecycle.connection!.unregisterProducer(this.producerId);
       this.scheduleReconnect();
     }
   }
 
   onConnectionClosed(error: Error): void {
-    if (this.isClosingOrClosed()) return;
+    if (this.lifecycle.isClosingOrClosed) return;
     this.client.logger.warn({ topic: this.topic, err: error.message }, 'producer lost its connection; reconnecting');
     this.scheduleReconnect();
   }
@@ -406,8 +401,8 @@ export class PartitionProducer implements ConnectionHandler {
 
   /** Writes queued sends in order while the socket takes them. */
   private pump(): void {
-    if (this.state.kind !== 'ready') return;
-    const connection = this.state.connection;
+    if (this.lifecycle.state.kind !== 'ready') return;
+    const connection = this.lifecycle.connection!;
     while (this.unwritten.length > 0 && !connection.congested) {
       const send = this.unwritten.shift()!;
       if (!send.failed) this.write(connection, send);
@@ -463,7 +458,7 @@ export class PartitionProducer implements ConnectionHandler {
 
   private async connect(): Promise<void> {
     const connection = await this.client.lookup(this.topic);
-    if (this.isClosingOrClosed()) return;
+    if (this.lifecycle.isClosingOrClosed) return;
     const requestId = connection.newRequestId();
     connection.registerProducer(this.producerId, this);
     try {
@@ -484,11 +479,11 @@ export class PartitionProducer implements ConnectionHandler {
       connection.unregisterProducer(this.producerId);
       throw error;
     }
-    if (this.isClosingOrClosed()) {
+    if (!this.lifecycle.to({ kind: 'ready', connection })) {
+      // close() ran while we subscribed: undo what we just made on the broker instead of becoming ready.
       await this.closeOnBroker(connection);
       return;
     }
-    this.state = { kind: 'ready', connection };
     this.maxMessageSize = connection.maxMessageSize;
     this.backoff.reset();
     // Everything not receipted goes again, in sequence order (Map keeps insertion order).
@@ -498,24 +493,20 @@ export class PartitionProducer implements ConnectionHandler {
   }
 
   private assertOpen(): void {
-    if (this.closing || this.isClosingOrClosed()) throw this.closedError();
+    if (this.closing || this.lifecycle.isClosingOrClosed) throw this.closedError();
   }
 
   private closedError(): TransportClosedError {
     return new TransportClosedError(`producer for ${this.topic} is closed`);
   }
 
-  private isClosingOrClosed(): boolean {
-    return this.state.kind === 'closing' || this.state.kind === 'closed';
-  }
-
   private scheduleReconnect(): void {
-    if (this.isClosingOrClosed() || this.reconnectTimer) return;
-    this.state = { kind: 'reconnecting' };
+    if (this.lifecycle.isClosingOrClosed || this.reconnectTimer) return;
+    this.lifecycle.to({ kind: 'reconnecting' });
     const delay = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      if (this.client.isClosed || this.isClosingOrClosed()) return;
+      if (this.client.isClosed || this.lifecycle.isClosingOrClosed) return;
       this.connect().catch((error: unknown) => {
         this.client.logger.warn({ topic: this.topic, err: (error as Error).message }, 'producer reconnect failed; retrying');
         this.scheduleReconnect();
