@@ -49,7 +49,8 @@ export interface ConnectionHandler {
 interface PendingRequest {
   resolve(command: BaseCommand): void;
   reject(error: Error): void;
-  timer: ReturnType<typeof setTimeout>;
+  /** The request's own timeout; the handshake's (request 0) is bounded by the connect deadline instead. */
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 export class Connection {
@@ -163,7 +164,7 @@ export class Connection {
     socket.setNoDelay(true);
     this.socket = socket;
     const connected = new Promise<BaseCommand>((resolve, reject) => {
-      this.pending.set(0, { resolve, reject, timer: setTimeout(() => undefined, 0) });
+      this.pending.set(0, { resolve, reject });
     });
     // If the socket fails first, `connected` is rejected by teardown and awaited by no one.
     connected.catch(() => undefined);
