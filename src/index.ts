@@ -2,7 +2,7 @@
 import 'reflect-metadata';
 
 export { Batch, Params } from './service/decorators.js';
-export type { BatchOptions, Class } from './service/decorators.js';
+export type { BatchOptions, BatchMethod, Class, MethodDecoratorOfEitherForm } from './service/decorators.js';
 
 export { Task } from './worker/context.js';
 export type { TaskContext, BatchContext } from './worker/context.js';

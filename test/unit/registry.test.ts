@@ -113,6 +113,7 @@ describe('resolveService', () => {
   test('rejects a batch method whose arity is not 1', () => {
     class Arity {
       send(): void {}
+      // @ts-expect-error a batch method takes one parameter: the type check says so too
       @Batch('send')
       sendMany(_tasks: Map<string, unknown>, _extra: number): void {}
     }
