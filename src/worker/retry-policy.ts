@@ -6,7 +6,7 @@
  *   delay(retryIndex) = min(maximumSeconds, minimumSeconds × backoffCoefficient^retryIndex)
  *                       × (1 + randomFactor × (2 × random() − 1))
  */
-import { NonRetryableError } from '../errors.js';
+import { BatchContractError, NonRetryableError } from '../errors.js';
 
 export interface RetryOptions {
   readonly minimumSeconds: number;
@@ -56,6 +56,8 @@ export class RetryPolicy {
 
   private isRetryable(error: unknown): boolean {
     if (error instanceof NonRetryableError) return false;
+    // A batch method that returns the wrong shape is a programming error: running it again gives the same.
+    if (error instanceof BatchContractError) return false;
     if (error instanceof Error && this.ignored.has(error.name)) return false;
     return true;
   }

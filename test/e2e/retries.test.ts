@@ -142,6 +142,22 @@ for (const target of transportTargets()) {
       expect(dead.map((d) => d.reason)).toEqual(['nonRetryable', 'nonRetryable']);
     });
 
+    test('a batch method that returns an array dead-letters its tasks with BatchContractError, never retried', async () => {
+      const executions = new Counter();
+      const { jobs, transport } = await start((tasks) => {
+        for (const input of tasks.values()) executions.add(input);
+        return [...tasks.values()];
+      });
+      const failed = (await jobs.run('shape').catch((e: unknown) => e)) as TaskFailedError;
+      expect(failed).toBeInstanceOf(TaskFailedError);
+      expect(failed.reason).toBe('nonRetryable');
+      expect(failed.lastError.name).toBe('BatchContractError');
+      expect(failed.lastError.message).toMatch(/must return a Map<taskId, result \| Error> or nothing, returned an array/);
+      expect(executions.get('shape')).toBe(1);
+      const [dead] = await readDeadLetters(transport, 'Jobs', 1);
+      expect(dead!.error.name).toBe('BatchContractError');
+    });
+
     test('a batch past timeoutSeconds is retried, and the retry succeeds', async () => {
       let first = true;
       const { jobs } = await start(

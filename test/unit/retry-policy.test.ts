@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { DEFAULT_RETRY, RetryPolicy } from '../../src/worker/retry-policy.js';
-import { NonRetryableError } from '../../src/errors.js';
+import { BatchContractError, NonRetryableError } from '../../src/errors.js';
 
 describe('RetryPolicy', () => {
   test("defaults are Infinitic's: 1 s, 1000 × minimum, coefficient 2, random factor 0.5, 11 retries", () => {
@@ -40,5 +40,10 @@ describe('RetryPolicy', () => {
     expect(policy.decide(new NonRetryableError('no'), 0)).toEqual({ retry: false, reason: 'nonRetryable' });
     expect(policy.decide(new QuotaExceeded('no'), 0)).toEqual({ retry: false, reason: 'nonRetryable' });
     expect(policy.decide(new TypeError('yes'), 0).retry).toBe(true);
+  });
+
+  test('a batch method that returned the wrong shape is not retried: it would return it again', () => {
+    const policy = new RetryPolicy(DEFAULT_RETRY);
+    expect(policy.decide(new BatchContractError('S.runMany', 'must return a Map'), 0)).toEqual({ retry: false, reason: 'nonRetryable' });
   });
 });
