@@ -24,6 +24,8 @@ export { InMemoryTransport } from './transport/memory/in-memory-transport.js';
 export type { InMemoryTransportOptions } from './transport/memory/in-memory-transport.js';
 export { PulsarTransport } from './transport/pulsar/pulsar-transport.js';
 export type { PulsarTransportOptions } from './transport/pulsar/pulsar-transport.js';
+export { NamespaceNotFoundError, PulsarConnectionError, PulsarServerError } from './transport/pulsar/errors.js';
+export { ProtocolError } from './transport/pulsar/frames.js';
 
 export { taskTopic, deadLetterTopic, resultTopic, WORKER_SUBSCRIPTION, DEAD_LETTER_SUBSCRIPTION } from './topics.js';
 export { decodeDeadLetter, decodeTask, decodeResult } from './wire/envelopes.js';

@@ -24,7 +24,7 @@ export function dispatchCommand(program: Command): void {
     .command('dispatch')
     .description('dispatch a task (or --count copies) to Service.method; with --wait, print each result as a JSON line')
     .argument('<target>', 'Service.method', parseTarget)
-    .requiredOption('-c, --config <file>', 'the configuration file (sheaf.yml)')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
     .option('--args <json>', 'the arguments, as a JSON array', parseArgs, [])
     .option('--batch-key <key>', 'the batch key (meta.batchKey)')
     .option('--meta <key=value>', 'task metadata, repeatable', collectMeta, {})

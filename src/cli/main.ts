@@ -4,6 +4,7 @@
  * Exit status: see exit-codes.ts (0 ok, 1 failure, 2 bad arguments or configuration).
  */
 import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { positiveInt } from './arguments.js';
 import { pino } from 'pino';
@@ -15,6 +16,12 @@ import { dlqCommand } from './dlq-command.js';
 import { ExitCode } from './exit-codes.js';
 import { workerCommand } from './worker-command.js';
 
+/** The version in the package's own package.json (dist/cli/ → ../../package.json). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 // Output piped into `head` and the like: stop quietly when the reader goes away.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code === 'EPIPE') process.exit(ExitCode.ok);
@@ -24,6 +31,7 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 const program = new Command()
   .name('sheaf')
   .description('Sheaf: batched tasks for TypeScript on Apache Pulsar')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .showHelpAfterError()
   .exitOverride();
 

@@ -97,6 +97,11 @@ export class SheafWorker {
     return this.options.name;
   }
 
+  /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
+  get transportKind(): string {
+    return this.options.transport.kind;
+  }
+
   get state(): WorkerState {
     return this.current;
   }

@@ -155,7 +155,7 @@ for (const target of transportTargets()) {
       expect(failed.lastError.message).toMatch(/must return a Map<taskId, result \| Error> or nothing, returned an array/);
       expect(executions.get('shape')).toBe(1);
       const [dead] = await readDeadLetters(transport, 'Jobs', 1);
-      expect(dead!.error.name).toBe('BatchContractError');
+      expect(dead!.error?.name).toBe('BatchContractError');
     });
 
     test('a batch past timeoutSeconds is retried, and the retry succeeds', async () => {

@@ -12,6 +12,26 @@ export class PulsarServerError extends SheafError {
   }
 }
 
+/**
+ * The tenant or namespace of the transport does not exist on the broker (the
+ * broker says `TopicNotFound: Namespace not found`). Create it first.
+ */
+export class NamespaceNotFoundError extends SheafError {
+  override name = 'NamespaceNotFoundError';
+  constructor(
+    readonly tenant: string,
+    readonly namespace: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `the namespace ${tenant}/${namespace} does not exist on the broker (or its tenant does not): ` +
+        `create it with \`sheaf setup -c sheaf.yml\` or \`pulsar-admin namespaces create ${tenant}/${namespace}\`, ` +
+        'or set pulsar.tenant and pulsar.namespace to ones that exist',
+      options,
+    );
+  }
+}
+
 /** The connection to a broker was lost or could not be made. Always retriable. */
 export class PulsarConnectionError extends SheafError {
   override name = 'PulsarConnectionError';

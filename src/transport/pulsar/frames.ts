@@ -25,6 +25,8 @@ import {
 } from './commands.js';
 
 const MAGIC_CHECKSUM = 0x0e01;
+/** "HTTP" read as a frame size: what an HTTP port answers a CONNECT with. */
+const HTTP_AS_SIZE = 0x48545450;
 const MAGIC_BROKER_ENTRY_METADATA = 0x0e02;
 /** The protocol's default maximum frame size; a broker may announce its own in CONNECTED. */
 export const DEFAULT_MAX_FRAME_SIZE = 5 * 1024 * 1024;
@@ -111,6 +113,11 @@ export class FrameReader {
       if (this.buffered < 4) break;
       const head = this.peek(4);
       const totalSize = head.readUInt32BE(0);
+      if (totalSize === HTTP_AS_SIZE) {
+        throw new ProtocolError(
+          'not a Pulsar binary-protocol port: it answered with HTTP; use the broker port (pulsar://host:6650, or pulsar+ssl://host:6651), not the admin/HTTP port',
+        );
+      }
       // Allow room for the command and metadata around a maximum-size payload.
       if (totalSize > this.maxFrameSize + 64 * 1024) {
         throw new ProtocolError(`frame of ${totalSize} bytes exceeds the maximum of ${this.maxFrameSize}`);

@@ -11,6 +11,7 @@ import { pulsarTuningShape } from './options-schema.js';
 import { ConfigError, TransportClosedError } from '../../errors.js';
 import type { Consumer, Producer, SubscribeOptions, Transport } from '../transport.js';
 import { PulsarClient } from './client.js';
+import { NamespaceNotFoundError, PulsarServerError } from './errors.js';
 import type { TlsOptions } from './connection.js';
 import { PulsarConsumer } from './consumer.js';
 import { PulsarProducer, type ProducerSettings } from './producer.js';
@@ -124,6 +125,9 @@ export class PulsarTransport implements Transport {
   readonly kind = 'pulsar';
   private readonly client: PulsarClient;
   private readonly prefix: string;
+  /** The tenant and namespace of logical topic names. */
+  readonly tenant: string;
+  readonly namespace: string;
   private readonly producers = new Set<Producer>();
   private readonly consumers = new Set<Consumer>();
   private readonly nackDelayMs: number;
@@ -138,7 +142,9 @@ export class PulsarTransport implements Transport {
     const parsed = optionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'pulsar transport options' });
     const o = parsed.data;
-    this.prefix = `persistent://${o.tenant ?? 'public'}/${o.namespace ?? 'default'}/`;
+    this.tenant = o.tenant ?? 'public';
+    this.namespace = o.namespace ?? 'default';
+    this.prefix = `persistent://${this.tenant}/${this.namespace}/`;
     this.nackDelayMs = o.nackRedeliveryDelayMs ?? 1000;
     const p = o.producer ?? {};
     this.producerSettings = {
@@ -180,7 +186,7 @@ export class PulsarTransport implements Transport {
 
   async createProducer(topic: string): Promise<Producer> {
     this.assertOpen();
-    const producer = await PulsarProducer.create(this.client, this.topicName(topic), this.producerSettings);
+    const producer = await this.explained(PulsarProducer.create(this.client, this.topicName(topic), this.producerSettings));
     this.producers.add(producer);
     return {
       topic,
@@ -194,12 +200,14 @@ export class PulsarTransport implements Transport {
 
   async subscribe(options: SubscribeOptions): Promise<Consumer> {
     this.assertOpen();
-    const consumer = await PulsarConsumer.create(this.client, this.topicName(options.topic), {
-      subscription: options.subscription,
-      subscriptionType: options.subscriptionType ?? 'shared',
-      maxUnacked: options.maxUnacked,
-      ...this.consumerSettings,
-    });
+    const consumer = await this.explained(
+      PulsarConsumer.create(this.client, this.topicName(options.topic), {
+        subscription: options.subscription,
+        subscriptionType: options.subscriptionType ?? 'shared',
+        maxUnacked: options.maxUnacked,
+        ...this.consumerSettings,
+      }),
+    );
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);
     consumer.close = async () => {
@@ -212,13 +220,15 @@ export class PulsarTransport implements Transport {
   async ensureSubscription(topic: string, subscription: string): Promise<void> {
     this.assertOpen();
     // Subscribing creates the durable subscription; asking for no messages keeps it from taking any.
-    const consumer = await PulsarConsumer.create(this.client, this.topicName(topic), {
-      subscription,
-      subscriptionType: 'shared',
-      maxUnacked: 1,
-      nackRedeliveryDelayMs: this.nackDelayMs,
-      flow: false,
-    });
+    const consumer = await this.explained(
+      PulsarConsumer.create(this.client, this.topicName(topic), {
+        subscription,
+        subscriptionType: 'shared',
+        maxUnacked: 1,
+        nackRedeliveryDelayMs: this.nackDelayMs,
+        flow: false,
+      }),
+    );
     await consumer.close();
   }
 
@@ -228,6 +238,18 @@ export class PulsarTransport implements Transport {
     await Promise.allSettled([...this.consumers].map((c) => c.close()));
     await Promise.allSettled([...this.producers].map((p) => p.close()));
     await this.client.close();
+  }
+
+  /** Turns the broker's "TopicNotFound: Namespace not found" into an error that names the namespace and the fix. */
+  private async explained<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      if (error instanceof PulsarServerError && error.serverError === 'TopicNotFound' && /namespace not found/i.test(error.message)) {
+        throw new NamespaceNotFoundError(this.tenant, this.namespace, { cause: error });
+      }
+      throw error;
+    }
   }
 
   private assertOpen(): void {
