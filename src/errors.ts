@@ -59,6 +59,27 @@ export class TaskTimeoutError extends SheafError {
   }
 }
 
+/**
+ * The client stopped waiting for a task's result (`handle.result({ timeoutMs })`
+ * or the client's `defaultResultTimeoutSeconds`). The task itself is not
+ * cancelled: it may still run, and its late result is ignored.
+ */
+export class ResultTimeoutError extends TaskTimeoutError {
+  override name = 'ResultTimeoutError';
+  constructor(
+    readonly taskId: string,
+    readonly serviceName: string,
+    readonly methodName: string,
+    /** How long the caller waited, in milliseconds. */
+    readonly waitedMs: number,
+  ) {
+    super(waitedMs / 1000);
+    this.message =
+      `no result for task ${serviceName}.${methodName} (${taskId}) after ${waitedMs} ms; ` +
+      'the task is not cancelled (it may still run). Is a worker serving this service? Wait longer with result({ timeoutMs })';
+  }
+}
+
 /** A batch method's result map had no entry for a task of the batch. */
 export class MissingResultError extends SheafError {
   override name = 'MissingResultError';

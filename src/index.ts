@@ -8,8 +8,8 @@ export { Task } from './worker/context.js';
 export type { TaskContext, BatchContext } from './worker/context.js';
 
 export { SheafClient } from './client/client.js';
-export type { ClientOptions, ServiceStubOptions, TaskHandles } from './client/client.js';
-export type { TaskHandle } from './client/task-handle.js';
+export type { ClientOptions, DispatchOptions, ServiceStubOptions, TaskHandles } from './client/client.js';
+export type { ResultOptions, TaskHandle } from './client/task-handle.js';
 
 export { SheafWorker } from './worker/worker.js';
 export type { WorkerState } from './worker/worker.js';
@@ -49,6 +49,7 @@ export {
   TransportClosedError,
   LifecycleError,
   RemoteTaskError,
+  ResultTimeoutError,
   MessageTooLargeError,
   SendTimeoutError,
 } from './errors.js';

@@ -11,12 +11,12 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { setupFromConfigFile, type FromConfigOptions } from '../config/from-config.js';
 import { strictObject, toConfigIssues } from '../config/issues.js';
-import { ConfigError, LifecycleError } from '../errors.js';
+import { ConfigError, LifecycleError, SendTimeoutError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
 import { isAbortError, type Consumer, type Producer, type Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
 import { decodeResult, encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
-import { PendingTask, type TaskHandle } from './task-handle.js';
+import { FireAndForgetHandle, PendingTask, type TaskHandle } from './task-handle.js';
 
 export interface ClientOptions {
   transport: Transport;
@@ -25,6 +25,29 @@ export interface ClientOptions {
   logger?: Logger;
   /** How many results the client may hold unacknowledged. Default 1000. */
   maxUnackedResults?: number;
+  /**
+   * How long `await stub.method()` and `handle.result()` wait for a result
+   * before rejecting with `ResultTimeoutError`. Default 3600 (longer than the
+   * default retry schedule); 0 waits for ever. The task is not cancelled.
+   */
+  defaultResultTimeoutSeconds?: number;
+  /** How long a dispatch waits for the broker to take the task (`SendTimeoutError`). Default 30. */
+  sendTimeoutSeconds?: number;
+}
+
+/** Per-dispatch options: `client.dispatch(stub, { batchKey: 'tenant-7' }).send(...)`. */
+export interface DispatchOptions {
+  /** The batch key of these tasks (their `meta.batchKey`), instead of the stub's. */
+  batchKey?: string;
+  /** Metadata merged over the stub's. */
+  meta?: Record<string, string>;
+  /** Tags added to the stub's. */
+  tags?: string[];
+  /**
+   * Send the task without asking for its result: workers publish none, and
+   * the client keeps nothing for it. `handle.result()` rejects at once.
+   */
+  fireAndForget?: boolean;
 }
 
 export interface ServiceStubOptions {
@@ -47,6 +70,7 @@ interface StubTarget {
   readonly serviceName: string;
   readonly meta: Record<string, string>;
   readonly tags: string[];
+  readonly fireAndForget?: boolean;
 }
 
 const clientOptionsSchema = strictObject({
@@ -60,6 +84,15 @@ const clientOptionsSchema = strictObject({
     })
     .optional(),
   maxUnackedResults: z.number().int().positive({ error: 'must be a positive integer' }).optional(),
+  defaultResultTimeoutSeconds: z.number().nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' }).optional(),
+  sendTimeoutSeconds: z.number().positive({ error: 'must be a positive number of seconds' }).optional(),
+});
+
+const dispatchOptionsSchema = strictObject({
+  batchKey: z.string({ error: 'must be a string' }).optional(),
+  meta: z.record(z.string(), z.string({ error: 'must be a string (meta values travel as strings)' })).optional(),
+  tags: z.array(z.string({ error: 'must be a string' })).optional(),
+  fireAndForget: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 const stubOptionsSchema = strictObject({
@@ -82,7 +115,12 @@ export class SheafClient {
   /** Resources the client created itself (a transport built from a config file). */
   private readonly owned: Array<() => Promise<void>> = [];
 
-  private constructor(transport: Transport, name: string, logger: Logger) {
+  private readonly resultTimeoutMs: number | undefined;
+  private readonly sendTimeoutMs: number;
+
+  private constructor(transport: Transport, name: string, logger: Logger, timeouts: { resultSeconds: number; sendSeconds: number }) {
+    this.resultTimeoutMs = timeouts.resultSeconds > 0 ? timeouts.resultSeconds * 1000 : undefined;
+    this.sendTimeoutMs = timeouts.sendSeconds * 1000;
     this.transport = transport;
     this.name = name;
     this.log = logger.child({ client: name });
@@ -94,7 +132,10 @@ export class SheafClient {
     const parsed = clientOptionsSchema.safeParse(options, { reportInput: true });
     if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client options' });
     const o = parsed.data;
-    const client = new SheafClient(o.transport, o.name ?? `client-${randomUUID()}`, o.logger ?? pino({ name: 'sheaf', level: 'info' }));
+    const client = new SheafClient(o.transport, o.name ?? `client-${randomUUID()}`, o.logger ?? pino({ name: 'sheaf', level: 'info' }), {
+      resultSeconds: o.defaultResultTimeoutSeconds ?? 3600,
+      sendSeconds: o.sendTimeoutSeconds ?? 30,
+    });
     client.consumer = await o.transport.subscribe({
       topic: client.resultTopic,
       subscription: CLIENT_SUBSCRIPTION,
@@ -153,10 +194,25 @@ export class SheafClient {
     return stub as T;
   }
 
-  /** The handle-returning view of a stub: `await client.dispatch(email).send(...)` gives a `TaskHandle`. */
-  dispatch<T extends object>(stub: T): TaskHandles<T> {
-    const target = this.stubs.get(stub);
-    if (!target) throw new TypeError("client.dispatch() takes a stub made by this client's service() method");
+  /**
+   * The handle-returning view of a stub: `await client.dispatch(email).send(...)`
+   * gives a `TaskHandle` once the task is sent. Dispatch many and await their
+   * results together (`Promise.all`) rather than one after another. Options
+   * set a batch key (or metadata, tags) for these calls only, or send them
+   * fire-and-forget.
+   */
+  dispatch<T extends object>(stub: T, options: DispatchOptions = {}): TaskHandles<T> {
+    const base = this.stubs.get(stub);
+    if (!base) throw new TypeError("client.dispatch() takes a stub made by this client's service() method");
+    const parsed = dispatchOptionsSchema.safeParse(options, { reportInput: true });
+    if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client.dispatch() options' });
+    const o = parsed.data;
+    const target: StubTarget = {
+      serviceName: base.serviceName,
+      meta: { ...base.meta, ...(o.meta ?? {}), ...(o.batchKey !== undefined ? { batchKey: o.batchKey } : {}) },
+      tags: [...base.tags, ...(o.tags ?? [])],
+      fireAndForget: o.fireAndForget ?? false,
+    };
     return this.proxy(target, (method, args) => this.dispatchTask(target, method, args)) as TaskHandles<T>;
   }
 
@@ -208,7 +264,7 @@ export class SheafClient {
       args: args.map(toPlain),
       meta: target.meta,
       tags: target.tags,
-      replyTo: this.resultTopic,
+      replyTo: target.fireAndForget ? null : this.resultTopic,
       retryIndex: 0,
       retrySequence: 0,
       lastError: null,
@@ -220,11 +276,24 @@ export class SheafClient {
     } catch (cause) {
       throw new TypeError(`${target.serviceName}.${method}: the arguments cannot be sent as JSON (${(cause as Error).message})`, { cause });
     }
-    const task = new PendingTask(envelope.taskId, target.serviceName, method);
+    const send = async (): Promise<void> => {
+      const producer = await this.producer(target.serviceName);
+      await withTimeout(
+        producer.send({ payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': envelope.taskId } }),
+        this.sendTimeoutMs,
+        () => new SendTimeoutError(taskTopic(target.serviceName), this.sendTimeoutMs),
+      );
+    };
+    if (target.fireAndForget) {
+      await send();
+      return new FireAndForgetHandle(envelope.taskId, target.serviceName, method);
+    }
+    const task = new PendingTask(envelope.taskId, target.serviceName, method, this.resultTimeoutMs, (t) => {
+      if (this.pending.get(t.id) === t) this.pending.delete(t.id);
+    });
     this.pending.set(task.id, task); // before the send: the result may come back first
     try {
-      const producer = await this.producer(target.serviceName);
-      await producer.send({ payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': task.id } });
+      await send();
     } catch (error) {
       this.pending.delete(task.id);
       throw error;
@@ -273,5 +342,15 @@ export class SheafClient {
       }
       await consumer.ack(message).catch((error: unknown) => this.log.warn({ err: error }, 'acking a result failed; it may arrive again'));
     }
+  }
+}
+
+/** Rejects with `timeoutError()` if `work` has not settled after `ms`; `work` itself goes on. */
+async function withTimeout<T>(work: Promise<T>, ms: number, timeoutError: () => Error): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timeoutError()), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -1,4 +1,5 @@
-import { TaskFailedError } from '../errors.js';
+import { LifecycleError, ResultTimeoutError, TaskFailedError } from '../errors.js';
+import { abortError } from '../transport/transport.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { fromErrorInfo } from '../wire/error-info.js';
 import type { ResultEnvelope } from '../wire/envelopes.js';
@@ -8,8 +9,39 @@ export interface TaskHandle<R> {
   readonly id: string;
   readonly serviceName: string;
   readonly methodName: string;
-  /** Resolves with the task's result; rejects with `TaskFailedError` once it finally failed. */
-  result(): Promise<R>;
+  /**
+   * Resolves with the task's result; rejects with `TaskFailedError` once it
+   * finally failed, with `ResultTimeoutError` (a `TaskTimeoutError`) after
+   * `timeoutMs` (default: the client's `defaultResultTimeoutSeconds`), or with
+   * an `AbortError` when `signal` aborts. A timeout or abort does not cancel
+   * the task; after a timeout the client forgets it and ignores its result.
+   */
+  result(options?: ResultOptions): Promise<R>;
+}
+
+/** How long `result()` waits. */
+export interface ResultOptions {
+  /** Give up after this many milliseconds. */
+  readonly timeoutMs?: number;
+  /** Give up when this aborts. */
+  readonly signal?: AbortSignal;
+}
+
+/** The handle of a task dispatched with `fireAndForget: true`: no result ever comes back. */
+export class FireAndForgetHandle implements TaskHandle<never> {
+  constructor(
+    readonly id: string,
+    readonly serviceName: string,
+    readonly methodName: string,
+  ) {}
+
+  result(): Promise<never> {
+    return Promise.reject(
+      new LifecycleError(
+        `task ${this.serviceName}.${this.methodName} (${this.id}) was dispatched with fireAndForget: no result comes back`,
+      ),
+    );
+  }
 }
 
 /** @internal The client's record of a task it waits for. */
@@ -20,14 +52,51 @@ export class PendingTask<R = unknown> implements TaskHandle<R> {
     readonly id: string,
     readonly serviceName: string,
     readonly methodName: string,
+    private readonly defaultTimeoutMs: number | undefined,
+    /** Called when the client should stop waiting for this task (a timeout). */
+    private readonly forget: (task: PendingTask<R>) => void,
   ) {
-    // The result may never be asked for (fire and forget): a failure must not
-    // then surface as an unhandled rejection.
+    // The result may never be asked for: a failure must not then surface as an unhandled rejection.
     this.outcome.promise.catch(() => undefined);
   }
 
-  result(): Promise<R> {
-    return this.outcome.promise;
+  result(options: ResultOptions = {}): Promise<R> {
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    const { signal } = options;
+    if (timeoutMs === undefined && !signal) return this.outcome.promise;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<R>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(abortError(signal!));
+      };
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
+          const error = new ResultTimeoutError(this.id, this.serviceName, this.methodName, timeoutMs);
+          // Stop waiting for good: every other caller of result() gets the same answer, and the client forgets the task.
+          this.outcome.reject(error);
+          this.forget(this);
+          reject(error);
+        }, timeoutMs);
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.outcome.promise.then(
+        (value) => {
+          done();
+          resolve(value);
+        },
+        (error: unknown) => {
+          done();
+          reject(error);
+        },
+      );
+    });
   }
 
   settle(result: ResultEnvelope): void {
