@@ -107,6 +107,29 @@ export class WrongArgumentsError extends SheafError {
   override name = 'WrongArgumentsError';
 }
 
+/** A task names a method its service does not have. Never retried. */
+export class UnknownMethodError extends SheafError {
+  override name = 'UnknownMethodError';
+  constructor(
+    readonly serviceName: string,
+    readonly methodName: string,
+    readonly knownMethods: readonly string[],
+  ) {
+    super(`${serviceName} has no task method '${methodName}' (it has: ${knownMethods.join(', ')})`);
+  }
+}
+
+/** A task arrived on the task topic of another service. Never retried. */
+export class UnknownServiceError extends SheafError {
+  override name = 'UnknownServiceError';
+  constructor(
+    readonly serviceName: string,
+    readonly topicService: string,
+  ) {
+    super(`task is for service '${serviceName}' but arrived on the task topic of '${topicService}'`);
+  }
+}
+
 /** A message's bytes are not a task envelope Sheaf can read. Never retried. */
 export class DecodeError extends SheafError {
   override name = 'DecodeError';

@@ -50,6 +50,8 @@ export {
   LifecycleError,
   RemoteTaskError,
   ResultTimeoutError,
+  UnknownMethodError,
+  UnknownServiceError,
   MessageTooLargeError,
   SendTimeoutError,
 } from './errors.js';

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { positiveInt } from './arguments.js';
 import { setupFromConfigFile, type ConfigSetup } from '../config/from-config.js';
 import { ConfigError } from '../errors.js';
@@ -31,6 +31,19 @@ export function dlqCommand(program: Command): void {
       process.exitCode = await list(service, options);
     });
   dlq
+    .command('purge')
+    .description('delete dead letters of a service for good: all, some tasks, or those older than a duration')
+    .argument('<service>', 'the service name')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
+    .option('--task-id <id>', 'purge only this task, repeatable', (v: string, all: string[]) => [...all, v], [])
+    .option('--older-than <duration>', 'purge only dead letters older than this: 30s, 15m, 12h, 7d', parseDuration)
+    .option('--yes', 'do not ask for confirmation (needed when standard input is not a terminal)')
+    .option('--limit <n>', 'read at most this many', positiveInt, 1000)
+    .option('--idle-ms <ms>', 'stop reading after this long without a new dead letter', positiveInt, 2000)
+    .action(async (service: string, options: DlqOptions & { taskId: string[]; olderThan?: number; yes?: boolean }) => {
+      process.exitCode = await purge(service, options);
+    });
+  dlq
     .command('replay')
     .description('dispatch dead-lettered tasks again (retrySequence + 1, retries from zero), removing them from the dead letters')
     .argument('<service>', 'the service name')
@@ -56,9 +69,10 @@ async function list(service: string, options: DlqOptions & { json?: boolean }): 
         d.reason,
         String(d.attempts),
         new Date(d.deadAt).toISOString(),
-        truncate(d.detail, 60),
+        // The task's own last error says what went wrong; the detail only says why it stopped.
+        truncate(d.error ? `${d.error.name}: ${d.error.message}` : d.detail, 80),
       ]);
-      process.stdout.write(`${table([['task', 'method', 'reason', 'attempts', 'dead at', 'detail'], ...rows])}\n`);
+      process.stdout.write(`${table([['task', 'method', 'reason', 'attempts', 'dead at', 'last error'], ...rows])}\n`);
     }
     return ExitCode.ok;
   });
@@ -104,6 +118,52 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
   });
 }
 
+async function purge(service: string, options: DlqOptions & { taskId: string[]; olderThan?: number; yes?: boolean }): Promise<number> {
+  return withDeadLetters(service, options, async (letters, consumer) => {
+    const wanted = new Set(options.taskId);
+    const cutoff = options.olderThan === undefined ? Infinity : Date.now() - options.olderThan;
+    const chosen = letters.filter(
+      ({ letter }) => (wanted.size === 0 || (letter.task !== null && wanted.has(letter.task.taskId))) && letter.deadAt < cutoff,
+    );
+    if (chosen.length === 0) {
+      process.stdout.write(`no dead letters of ${service} match; nothing purged\n`);
+      return ExitCode.ok;
+    }
+    if (!options.yes) {
+      if (!process.stdin.isTTY) {
+        process.stderr.write(`sheaf: purging ${chosen.length} dead letters cannot be undone; confirm with --yes\n`);
+        return ExitCode.usage;
+      }
+      const answer = await ask(`purge ${chosen.length} dead letters of ${service} for good? [y/N] `);
+      if (!/^y(es)?$/i.test(answer.trim())) {
+        process.stdout.write('nothing purged\n');
+        return ExitCode.ok;
+      }
+    }
+    for (const { message } of chosen) await consumer.ack(message);
+    process.stdout.write(`purged ${chosen.length} dead letters of ${service}\n`);
+    return ExitCode.ok;
+  });
+}
+
+async function ask(question: string): Promise<string> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
+}
+
+/** `30s`, `15m`, `12h`, `7d` → milliseconds. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(text.trim());
+  if (!match) throw new InvalidArgumentError(`'${text}' is not a duration; write it like 30s, 15m, 12h or 7d`);
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
 interface ReadLetter {
   readonly letter: DeadLetterEnvelope;
   readonly message: ReceivedMessage;
@@ -127,6 +187,12 @@ async function withDeadLetters(
           },
         ],
         { source: setup.loaded.path },
+      );
+    }
+    const known = setup.loaded.config.services?.map((s) => s.name) ?? [];
+    if (!known.includes(service)) {
+      process.stderr.write(
+        `sheaf: ${service} is not a service of ${setup.loaded.path} (it has: ${known.join(', ') || 'none'}); reading its dead-letter topic anyway\n`,
       );
     }
     const consumer = await setup.transport.subscribe({

@@ -12,7 +12,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DecodeError, MessageTooLargeError, WrongArgumentsError } from '../errors.js';
+import { DecodeError, MessageTooLargeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
 import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
@@ -138,14 +138,13 @@ export class ServiceRunner {
       return;
     }
     if (envelope.service !== this.name) {
-      const error = new WrongArgumentsError(`task is for service '${envelope.service}' but arrived on the task topic of '${this.name}'`);
+      const error = new UnknownServiceError(envelope.service, this.name);
       this.track(this.deadLetterNeverRunnable(message, envelope, 'unknownService', error));
       return;
     }
     const method = this.deps.definition.methods.get(envelope.method);
     if (!method) {
-      const known = [...this.deps.definition.methods.keys()].join(', ');
-      const error = new WrongArgumentsError(`${this.name} has no task method '${envelope.method}' (it has: ${known})`);
+      const error = new UnknownMethodError(this.name, envelope.method, [...this.deps.definition.methods.keys()]);
       this.track(this.deadLetterNeverRunnable(message, envelope, 'unknownMethod', error));
       return;
     }

@@ -153,6 +153,8 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
     const listed = await runCli(['dlq', 'list', 'Echo', '-c', config, '--idle-ms', '1500']);
     expect(listed.code).toBe(0);
     expect(listed.stdout).toMatch(new RegExp(`${taskId} +echo +nonRetryable +1 `));
+    // The task's own error, not just why it stopped.
+    expect(listed.stdout).toContain('NonRetryableError: fails until replayed');
 
     const replayed = await runCli(['dlq', 'replay', 'Echo', '-c', config, '--task-id', taskId, '--idle-ms', '1500']);
     expect(replayed.code).toBe(0);
@@ -163,6 +165,33 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
 
     const after = await runCli(['dlq', 'list', 'Echo', '-c', config, '--idle-ms', '1000']);
     expect(after.stdout).toContain('no dead letters for Echo');
+  });
+
+  test('dlq purge: refuses without --yes off a terminal, purges by task id and by age, and names unknown services', async () => {
+    const { config } = await pulsarConfig();
+    const worker = start(['worker', '-c', config]);
+    await worker.waitFor(/"msg":"worker ready"/);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const failed = await runCli(['dispatch', '-c', config, 'Echo.echo', '--args', '["fail"]', '--wait', '--timeout', '30']);
+      ids.push(/\(([0-9a-f-]{36})\)/.exec(failed.stderr)![1]!);
+    }
+    const refused = await runCli(['dlq', 'purge', 'Echo', '-c', config, '--idle-ms', '1000']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/purging 3 dead letters cannot be undone; confirm with --yes/);
+    const none = await runCli(['dlq', 'purge', 'Echo', '-c', config, '--older-than', '1d', '--yes', '--idle-ms', '1000']);
+    expect(none.stdout).toContain('no dead letters of Echo match; nothing purged');
+    const one = await runCli(['dlq', 'purge', 'Echo', '-c', config, '--task-id', ids[0]!, '--yes', '--idle-ms', '1000']);
+    expect(one.stdout).toContain('purged 1 dead letters of Echo');
+    const rest = await runCli(['dlq', 'purge', 'Echo', '-c', config, '--older-than', '0s', '--yes', '--idle-ms', '1000']);
+    expect(rest.stdout).toContain('purged 2 dead letters of Echo');
+    const unknown = await runCli(['dlq', 'list', 'Ech0', '-c', config, '--idle-ms', '500']);
+    expect(unknown.stderr).toMatch(/Ech0 is not a service of .*sheaf\.yml \(it has: Echo\)/);
+    const badAge = await runCli(['dlq', 'purge', 'Echo', '-c', config, '--older-than', 'a week']);
+    expect(badAge.code).toBe(2);
+    expect(badAge.stderr).toMatch(/'a week' is not a duration; write it like 30s, 15m, 12h or 7d/);
+    worker.child.kill('SIGTERM');
+    await worker.exited;
   });
 
   test('SIGTERM while batches run loses nothing, and nothing that succeeded runs again', async () => {

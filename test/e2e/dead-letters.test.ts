@@ -61,6 +61,7 @@ for (const target of transportTargets()) {
       const unknown = (await unknownMethod) as TaskFailedError;
       expect(unknown).toBeInstanceOf(TaskFailedError);
       expect(unknown.reason).toBe('unknownMethod');
+      expect(unknown.lastError.name).toBe('UnknownMethodError');
       expect(unknown.attempts).toBe(0);
       expect(unknown.lastError.message).toMatch(/Shop has no task method 'refund' \(it has: order\)/);
 
