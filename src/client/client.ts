@@ -33,6 +33,13 @@ export interface ClientOptions {
   defaultResultTimeoutSeconds?: number;
   /** How long a dispatch waits for the broker to take the task (`SendTimeoutError`). Default 30. */
   sendTimeoutSeconds?: number;
+  /**
+   * Keep the result subscription (and results not yet received) when the
+   * client closes, for a later client of the same `name`. Default: true when
+   * `name` is given, false for a generated name, whose subscription is
+   * deleted on close so that nothing of the client stays on the broker.
+   */
+  keepResultsOnClose?: boolean;
 }
 
 /** Per-dispatch options: `client.dispatch(stub, { batchKey: 'tenant-7' }).send(...)`. */
@@ -86,6 +93,7 @@ const clientOptionsSchema = strictObject({
   maxUnackedResults: z.number().int().positive({ error: 'must be a positive integer' }).optional(),
   defaultResultTimeoutSeconds: z.number().nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' }).optional(),
   sendTimeoutSeconds: z.number().positive({ error: 'must be a positive number of seconds' }).optional(),
+  keepResultsOnClose: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 const dispatchOptionsSchema = strictObject({
@@ -116,6 +124,7 @@ export class SheafClient {
   private readonly owned: Array<() => Promise<void>> = [];
 
   private readonly resultTimeoutMs: number | undefined;
+  private keepResultsOnClose = true;
   private readonly sendTimeoutMs: number;
 
   private constructor(transport: Transport, name: string, logger: Logger, timeouts: { resultSeconds: number; sendSeconds: number }) {
@@ -136,6 +145,7 @@ export class SheafClient {
       resultSeconds: o.defaultResultTimeoutSeconds ?? 3600,
       sendSeconds: o.sendTimeoutSeconds ?? 30,
     });
+    client.keepResultsOnClose = o.keepResultsOnClose ?? o.name !== undefined;
     client.consumer = await o.transport.subscribe({
       topic: client.resultTopic,
       subscription: CLIENT_SUBSCRIPTION,
@@ -157,6 +167,7 @@ export class SheafClient {
         transport: setup.transport,
         logger: setup.logger,
         name: options.name ?? `${setup.loaded.config.name ?? 'client'}-${randomUUID().slice(0, 8)}`,
+        keepResultsOnClose: options.name !== undefined,
       });
       client.own(setup.close);
       return client;
@@ -225,7 +236,14 @@ export class SheafClient {
   private async shutdown(): Promise<void> {
     this.stop.abort();
     await this.loop;
-    await this.consumer?.close();
+    if (this.keepResultsOnClose) await this.consumer?.close();
+    else {
+      // A generated name is never used again: its subscription would only hold results for no one.
+      await this.consumer?.unsubscribe().catch((error: unknown) => {
+        this.log.warn({ err: error, topic: this.resultTopic }, 'could not delete the result subscription; it stays on the broker');
+        return this.consumer?.close();
+      });
+    }
     const producers = await Promise.all([...this.producers.values()].map((p) => p.catch(() => null)));
     await Promise.all(producers.map((p) => p?.close()));
     for (const task of this.pending.values()) {

@@ -115,6 +115,12 @@ export interface Consumer {
   nack(message: ReceivedMessage, delayMs?: number): void;
   /** Stops delivery; everything not acked is redelivered to other consumers. */
   close(): Promise<void>;
+  /**
+   * Closes the consumer and deletes its subscription, with every message it
+   * still held: for a subscription that must not outlive its only consumer
+   * (a client's results). Fails if other consumers share the subscription.
+   */
+  unsubscribe(): Promise<void>;
 }
 
 export interface Transport {

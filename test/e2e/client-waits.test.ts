@@ -9,6 +9,7 @@ import { Task } from '../../src/worker/context.js';
 import { testLogger } from '../support/logger.js';
 import { startSystem, type System } from '../support/system.js';
 import { transportTargets } from '../support/transports.js';
+import { admin, noPulsar, pulsarTransport } from '../support/pulsar.js';
 
 interface Notes {
   add(text: string): Promise<string>;
@@ -116,3 +117,22 @@ for (const target of transportTargets()) {
     });
   });
 }
+
+describe.skipIf(noPulsar())('result subscriptions on the broker (pulsar)', () => {
+  test('a client with a generated name deletes its result subscription on close; a named one keeps it', async () => {
+    const transport = await pulsarTransport();
+    try {
+      const subscriptionsOf = async (client: SheafClient): Promise<string[]> =>
+        (await admin('GET', `persistent/public/${transport.namespace}/sheaf-results-${client.name}/subscriptions`)) as string[];
+      const generated = await SheafClient.connect({ transport, logger: testLogger });
+      const named = await SheafClient.connect({ transport, logger: testLogger, name: `named-${Date.now()}` });
+      expect(await subscriptionsOf(generated)).toEqual(['sheaf-client']);
+      await generated.close();
+      await named.close();
+      expect(await subscriptionsOf(generated)).toEqual([]);
+      expect(await subscriptionsOf(named)).toEqual(['sheaf-client']);
+    } finally {
+      await transport.close();
+    }
+  });
+});

@@ -64,7 +64,9 @@ export class InMemoryTransport implements Transport {
       throw new RangeError('subscribe: the in-memory transport has only shared subscriptions; use the Pulsar transport for keyShared');
     }
     const subscription = this.topic(options.topic).subscription(options.subscription);
-    const consumer = new MemoryConsumer(this, subscription, options);
+    const consumer = new MemoryConsumer(this, subscription, options, () =>
+      this.topic(options.topic).removeSubscription(options.subscription),
+    );
     this.consumers.add(consumer);
     subscription.attach(consumer);
     return consumer;
@@ -114,6 +116,10 @@ class MemoryTopic {
   private sequence = 0;
 
   constructor(readonly name: string) {}
+
+  removeSubscription(name: string): void {
+    this.subscriptions.delete(name);
+  }
 
   subscription(name: string): MemorySubscription {
     let sub = this.subscriptions.get(name);
@@ -249,6 +255,7 @@ class MemoryConsumer implements Consumer {
     private readonly transport: InMemoryTransport,
     private readonly sub: MemorySubscription,
     options: SubscribeOptions,
+    private readonly removeSubscription: () => void,
   ) {
     this.topic = options.topic;
     this.subscription = options.subscription;
@@ -293,6 +300,11 @@ class MemoryConsumer implements Consumer {
     this.held.clear();
     for (const entry of held) this.sub.redeliver(entry, 0, false);
     this.sub.dispatch();
+  }
+
+  async unsubscribe(): Promise<void> {
+    await this.close();
+    this.removeSubscription();
   }
 
   private closedError(): TransportClosedError {

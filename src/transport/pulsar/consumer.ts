@@ -221,11 +221,17 @@ export class PartitionConsumer implements ConnectionHandler {
 
   /** Idempotent: every caller waits for the same close. */
   close(): Promise<void> {
-    this.closing ??= this.doClose();
+    this.closing ??= this.doClose(false);
     return this.closing;
   }
 
-  private async doClose(): Promise<void> {
+  /** Closes and deletes the subscription on the broker (UNSUBSCRIBE). */
+  unsubscribe(): Promise<void> {
+    this.closing ??= this.doClose(true);
+    return this.closing;
+  }
+
+  private async doClose(unsubscribe: boolean): Promise<void> {
     const connection = this.lifecycle.connection;
     this.lifecycle.to({ kind: 'closing' });
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -234,9 +240,22 @@ export class PartitionConsumer implements ConnectionHandler {
     this.nackTimers.clear();
     if (connection?.isOpen) {
       this.flushAcks(connection);
-      await this.closeOnBroker(connection);
+      if (unsubscribe) await this.unsubscribeOnBroker(connection);
+      else await this.closeOnBroker(connection);
     }
     this.lifecycle.to({ kind: 'closed' });
+  }
+
+  private async unsubscribeOnBroker(connection: Connection): Promise<void> {
+    const requestId = connection.newRequestId();
+    try {
+      await connection.request(
+        { type: CommandType.UNSUBSCRIBE, unsubscribe: { consumer_id: this.consumerId, request_id: requestId } },
+        requestId,
+      );
+    } finally {
+      connection.unregisterConsumer(this.consumerId);
+    }
   }
 
   private async closeOnBroker(connection: Connection): Promise<void> {
@@ -534,6 +553,15 @@ export class PulsarConsumer implements Consumer {
     this.closing ??= (async () => {
       this.queue.close(() => this.closedError());
       await Promise.all(this.parts.map((p) => p.close()));
+    })();
+    return this.closing;
+  }
+
+  /** Closes and deletes the subscription on every partition. */
+  unsubscribe(): Promise<void> {
+    this.closing ??= (async () => {
+      this.queue.close(() => this.closedError());
+      await Promise.all(this.parts.map((p) => p.unsubscribe()));
     })();
     return this.closing;
   }

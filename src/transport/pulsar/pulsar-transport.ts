@@ -210,9 +210,14 @@ export class PulsarTransport implements Transport {
     );
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);
+    const unsubscribe = consumer.unsubscribe.bind(consumer);
     consumer.close = async () => {
       this.consumers.delete(consumer);
       await close();
+    };
+    consumer.unsubscribe = async () => {
+      this.consumers.delete(consumer);
+      await unsubscribe();
     };
     return consumer;
   }
