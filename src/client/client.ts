@@ -13,6 +13,7 @@ import { setupFromConfigFile, type FromConfigOptions } from '../config/from-conf
 import { strictObject, toConfigIssues } from '../config/issues.js';
 import { ConfigError, LifecycleError, SendTimeoutError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
+import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
 import { isAbortError, type Consumer, type Producer, type Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
 import { decodeResult, encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
@@ -125,6 +126,7 @@ export class SheafClient {
 
   private readonly resultTimeoutMs: number | undefined;
   private keepResultsOnClose = true;
+  private readonly warnedNoWorker = new Set<string>();
   private readonly sendTimeoutMs: number;
 
   private constructor(transport: Transport, name: string, logger: Logger, timeouts: { resultSeconds: number; sendSeconds: number }) {
@@ -302,6 +304,7 @@ export class SheafClient {
         () => new SendTimeoutError(taskTopic(target.serviceName), this.sendTimeoutMs),
       );
     };
+    this.warnIfNoInMemoryWorker(target.serviceName);
     if (target.fireAndForget) {
       await send();
       return new FireAndForgetHandle(envelope.taskId, target.serviceName, method);
@@ -317,6 +320,21 @@ export class SheafClient {
       throw error;
     }
     return task;
+  }
+
+  /**
+   * An in-memory transport reaches only this process: a task for a service no
+   * worker here serves waits until one starts here. Say so once per service.
+   */
+  private warnIfNoInMemoryWorker(serviceName: string): void {
+    if (!(this.transport instanceof InMemoryTransport) || this.warnedNoWorker.has(serviceName)) return;
+    if (this.transport.consumerCount(taskTopic(serviceName)) > 0) return;
+    this.warnedNoWorker.add(serviceName);
+    this.log.warn(
+      { service: serviceName },
+      `no worker in this process serves ${serviceName}, and the in-memory transport reaches no other process: ` +
+        'its tasks wait until a worker starts here (use transport: pulsar to reach workers elsewhere)',
+    );
   }
 
   private producer(serviceName: string): Promise<Producer> {

@@ -81,6 +81,7 @@ export async function createTransport(loaded: LoadedConfig, logger: Logger): Pro
     ...(p.keepAliveIntervalSeconds ? { keepAliveIntervalSeconds: p.keepAliveIntervalSeconds } : {}),
     ...(p.nackRedeliveryDelayMs === undefined ? {} : { nackRedeliveryDelayMs: p.nackRedeliveryDelayMs }),
     ...(p.producer ? { producer: p.producer } : {}),
+    ...(p.consumer ? { consumer: p.consumer } : {}),
     logger,
   });
 }
@@ -143,12 +144,38 @@ export interface ConfigSetup {
   close(): Promise<void>;
 }
 
-/** Loads the file and builds its logger and transport. */
+/**
+ * In-memory transports built from one config file, shared within the process:
+ * a worker and a client that both call `fromConfigFile('sheaf.yml')` must meet
+ * on the same in-memory topics (two separate ones would never see each other).
+ */
+const sharedInMemory = new Map<string, { transport: Transport; users: number }>();
+
+/** Loads the file and builds its logger and transport (an in-memory one shared per file in this process). */
 export async function setupFromConfigFile(path: string, options: FromConfigOptions = {}): Promise<ConfigSetup> {
   const loaded = await loadConfigFile(path, options.env);
   const logger = options.logger ?? createLogger(loaded.config.logs, options.logStream);
-  const transport = await createTransport(loaded, logger);
-  return { loaded, logger, transport, close: () => transport.close() };
+  if ((loaded.config.transport ?? 'inMemory') !== 'inMemory') {
+    const transport = await createTransport(loaded, logger);
+    return { loaded, logger, transport, close: () => transport.close() };
+  }
+  let shared = sharedInMemory.get(loaded.path);
+  if (!shared) {
+    shared = { transport: new InMemoryTransport(), users: 0 };
+    sharedInMemory.set(loaded.path, shared);
+  }
+  shared.users += 1;
+  const entry = shared;
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    entry.users -= 1;
+    if (entry.users > 0) return;
+    if (sharedInMemory.get(loaded.path) === entry) sharedInMemory.delete(loaded.path);
+    await entry.transport.close();
+  };
+  return { loaded, logger, transport: entry.transport, close };
 }
 
 function resolveFrom(directory: string, path: string): string {

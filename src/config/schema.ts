@@ -17,6 +17,9 @@ const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1,
 
 export const pulsarSchema = strictObject({
   brokerServiceUrl: nonEmpty('a URL like pulsar://localhost:6650').describe('pulsar://host:6650, or pulsar+ssl://host:6651 for TLS'),
+  adminUrl: nonEmpty('a URL like http://localhost:8080')
+    .optional()
+    .describe("the broker's admin REST API (http://host:8080), used by `sheaf setup` to create the tenant and namespace"),
   tenant: nonEmpty('a tenant name').optional().describe('default: public'),
   namespace: nonEmpty('a namespace name').optional().describe('default: default'),
   authentication: strictObject({

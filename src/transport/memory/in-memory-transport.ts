@@ -72,6 +72,13 @@ export class InMemoryTransport implements Transport {
     return consumer;
   }
 
+  /** Consumers attached to a topic's subscriptions now (0: nothing in this process reads it). */
+  consumerCount(topic: string): number {
+    let count = 0;
+    for (const consumer of this.consumers) if (consumer.topic === topic) count += 1;
+    return count;
+  }
+
   async ensureSubscription(topic: string, subscription: string): Promise<void> {
     this.assertOpen();
     this.topic(topic).subscription(subscription);
