@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `sheaf` command: `worker`, `dispatch`, `dlq list|replay`, `demo`.
+ * The `sheaf` command: `worker`, `setup`, `dispatch`, `dlq list|replay|purge`, `demo`.
  * Exit status: see exit-codes.ts (0 ok, 1 failure, 2 bad arguments or configuration).
  */
 import 'reflect-metadata';
@@ -14,6 +14,7 @@ import { PulsarTransport } from '../transport/pulsar/pulsar-transport.js';
 import { dispatchCommand } from './dispatch-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { ExitCode } from './exit-codes.js';
+import { setupCommand } from './setup-command.js';
 import { workerCommand } from './worker-command.js';
 
 /** The version in the package's own package.json (dist/cli/ → ../../package.json). */
@@ -36,6 +37,7 @@ const program = new Command()
   .exitOverride();
 
 workerCommand(program);
+setupCommand(program);
 dispatchCommand(program);
 dlqCommand(program);
 

@@ -72,14 +72,14 @@ export async function runCli(
 /** Writes a sheaf.yml for the echo fixture service into a new folder; returns its path. */
 export async function writeEchoConfig(options: {
   transport: 'inMemory' | 'pulsar';
-  pulsar?: { brokerServiceUrl: string; namespace: string; connectThroughServiceUrl?: boolean };
+  pulsar?: { brokerServiceUrl: string; namespace: string; connectThroughServiceUrl?: boolean; tenant?: string; adminUrl?: string };
   executor?: string;
 }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sheaf-cli-'));
   const pulsar = options.pulsar
     ? `pulsar:
   brokerServiceUrl: ${options.pulsar.brokerServiceUrl}
-  namespace: ${options.pulsar.namespace}
+${options.pulsar.tenant ? `  tenant: ${options.pulsar.tenant}\n` : ''}${options.pulsar.adminUrl ? `  adminUrl: ${options.pulsar.adminUrl}\n` : ''}  namespace: ${options.pulsar.namespace}
   connectThroughServiceUrl: ${options.pulsar.connectThroughServiceUrl ?? false}
   nackRedeliveryDelayMs: 100
 `

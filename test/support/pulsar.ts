@@ -7,7 +7,9 @@ import { testLogger } from './logger.js';
 
 /** The broker the global setup found or started (test/setup/pulsar-broker.ts); '' when there is none. */
 export const pulsarUrl = (): string => inject('pulsarUrl');
-const adminUrl = (): string => inject('pulsarAdminUrl');
+/** The broker's admin REST API (http://host:8080). */
+export const pulsarAdminUrl = (): string => inject('pulsarAdminUrl');
+const adminUrl = pulsarAdminUrl;
 
 /** True when the Pulsar tests must be skipped (no broker, and CI did not require one). */
 export const noPulsar = (): boolean => pulsarUrl() === '';

@@ -1,0 +1,59 @@
+import type { Command } from 'commander';
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError } from '../errors.js';
+import { PulsarAdmin } from '../transport/pulsar/admin.js';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { ExitCode } from './exit-codes.js';
+import { failureLine } from './failure-line.js';
+
+export function setupCommand(program: Command): void {
+  program
+    .command('setup')
+    .description('create the Pulsar tenant and namespace of a sheaf.yml, with the policy Sheaf needs; safe to run again')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
+    .option('--verbose', 'print stacks with errors')
+    .addHelpText(
+      'after',
+      '\nNeeds pulsar.adminUrl (the broker admin REST API, e.g. http://localhost:8080) and, with authentication, a token allowed to create tenants and namespaces.',
+    )
+    .action(async (options: { config: string; verbose?: boolean }) => {
+      const loaded = await loadConfigFile(options.config);
+      const p = loaded.config.pulsar;
+      if ((loaded.config.transport ?? 'inMemory') !== 'pulsar' || !p) {
+        throw new ConfigError(
+          [
+            {
+              path: 'transport',
+              message: 'sheaf setup prepares a Pulsar namespace; this file uses the in-memory transport, which needs none',
+            },
+          ],
+          {
+            source: loaded.path,
+          },
+        );
+      }
+      if (!p.adminUrl) {
+        throw new ConfigError(
+          [{ path: 'pulsar.adminUrl', message: "is needed by sheaf setup: the broker's admin REST API, e.g. http://localhost:8080" }],
+          {
+            source: loaded.path,
+          },
+        );
+      }
+      const tokenFile = p.authentication?.tokenFile;
+      const token =
+        p.authentication?.token ??
+        (tokenFile ? (await readFile(isAbsolute(tokenFile) ? tokenFile : resolve(loaded.directory, tokenFile), 'utf8')).trim() : undefined);
+      const tenant = p.tenant ?? 'public';
+      const namespace = p.namespace ?? 'default';
+      try {
+        const report = await new PulsarAdmin({ adminUrl: p.adminUrl, ...(token ? { token } : {}) }).ensureNamespace(tenant, namespace);
+        process.stdout.write(`tenant ${tenant}: ${report.tenant}\nnamespace ${tenant}/${namespace}: ${report.namespace}\n`);
+        for (const policy of report.policies) process.stdout.write(`policy: ${policy}\n`);
+      } catch (error) {
+        process.stderr.write(`sheaf: setup failed: ${failureLine(error, options.verbose ?? false)}\n`);
+        process.exitCode = ExitCode.failure;
+      }
+    });
+}

@@ -1,0 +1,116 @@
+/**
+ * Just enough of Pulsar's admin REST API for `sheaf setup`: create the tenant
+ * and namespace Sheaf's topics live in, and set the namespace policy it needs.
+ * Every call is bounded by a timeout; every failure names the call, the
+ * broker's answer, and what to check.
+ */
+import { SheafError } from '../../errors.js';
+
+/** An admin call the broker refused or did not answer. */
+export class PulsarAdminError extends SheafError {
+  override name = 'PulsarAdminError';
+  constructor(
+    readonly call: string,
+    readonly status: number | null,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface AdminOptions {
+  /** `http://host:8080` (or https). */
+  readonly adminUrl: string;
+  readonly token?: string | (() => string | Promise<string>);
+  readonly timeoutMs?: number;
+}
+
+/** What `ensureNamespace` found and did. */
+export interface SetupReport {
+  readonly tenant: 'existed' | 'created';
+  readonly namespace: 'existed' | 'created';
+  readonly policies: string[];
+}
+
+/**
+ * Inactive topics with no subscription are deleted after this long: result
+ * topics of closed clients (their subscription is deleted on close) go away,
+ * while task and dead-letter topics keep their subscriptions and stay.
+ */
+export const INACTIVE_TOPIC_POLICY = {
+  inactiveTopicDeleteMode: 'delete_when_no_subscriptions',
+  maxInactiveDurationSeconds: 600,
+  deleteWhileInactive: true,
+} as const;
+
+export class PulsarAdmin {
+  private readonly base: string;
+
+  constructor(private readonly options: AdminOptions) {
+    this.base = `${options.adminUrl.replace(/\/+$/, '')}/admin/v2`;
+  }
+
+  /** Creates the tenant (allowed on every cluster) and the namespace if missing, and sets Sheaf's policy. Idempotent. */
+  async ensureNamespace(tenant: string, namespace: string): Promise<SetupReport> {
+    let tenantState: SetupReport['tenant'] = 'existed';
+    if ((await this.call('GET', `tenants/${tenant}`, undefined, [404])).status === 404) {
+      const clusters = (await this.call('GET', 'clusters')).body as string[];
+      await this.call('PUT', `tenants/${tenant}`, { allowedClusters: clusters }, [409]);
+      tenantState = 'created';
+    }
+    const created = await this.call('PUT', `namespaces/${tenant}/${namespace}`, undefined, [409]);
+    await this.call('POST', `namespaces/${tenant}/${namespace}/inactiveTopicPolicies`, INACTIVE_TOPIC_POLICY);
+    return {
+      tenant: tenantState,
+      namespace: created.status === 409 ? 'existed' : 'created',
+      policies: [`inactive topics without subscriptions deleted after ${INACTIVE_TOPIC_POLICY.maxInactiveDurationSeconds} s`],
+    };
+  }
+
+  private async call(
+    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    accepted: number[] = [],
+  ): Promise<{ status: number; body: unknown }> {
+    const what = `${method} ${path}`;
+    const token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token;
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}/${path}`, {
+        method,
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+      });
+    } catch (error) {
+      throw new PulsarAdminError(
+        what,
+        null,
+        `the admin API at ${this.options.adminUrl} did not answer ${what}: ${(error as Error).message}; check pulsar.adminUrl (http://host:8080)`,
+        { cause: error },
+      );
+    }
+    const text = await response.text();
+    if (!response.ok && !accepted.includes(response.status)) {
+      const hint =
+        response.status === 401 || response.status === 403
+          ? '; the token needs superuser rights to create tenants, or tenant-admin rights on the tenant to create namespaces and set policies (docs/operations.md)'
+          : '';
+      throw new PulsarAdminError(what, response.status, `the admin API refused ${what}: ${response.status} ${brokerReason(text)}${hint}`);
+    }
+    return { status: response.status, body: text ? (JSON.parse(text) as unknown) : undefined };
+  }
+}
+
+/** The broker's `{"reason": ...}`, or its raw text, short. */
+function brokerReason(text: string): string {
+  try {
+    const reason = (JSON.parse(text) as { reason?: unknown }).reason;
+    if (typeof reason === 'string') return reason;
+  } catch {
+    // not JSON: the text itself
+  }
+  return text.slice(0, 200);
+}
