@@ -71,11 +71,3 @@ export const sheafConfigSchema = strictObject({
 export type SheafConfig = z.infer<typeof sheafConfigSchema>;
 export type PulsarConfig = z.infer<typeof pulsarSchema>;
 export type ExecutorConfig = z.infer<typeof executorConfigSchema>;
-
-/** The JSON Schema shipped for editors. */
-export function sheafJsonSchema(): unknown {
-  return {
-    ...z.toJSONSchema(sheafConfigSchema, { target: 'draft-7', io: 'input' }),
-    title: 'Sheaf configuration (sheaf.yml)',
-  };
-}

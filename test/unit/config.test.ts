@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { loadServices } from '../../src/config/from-config.js';
 import { interpolate, loadConfigFile, parseConfigText } from '../../src/config/load.js';
-import { sheafJsonSchema } from '../../src/config/schema.js';
+import { sheafJsonSchema } from '../../src/config/json-schema.js';
 import { ConfigError, type ConfigIssue } from '../../src/errors.js';
 
 const fixture = new URL('../fixtures/echo-service.mjs', import.meta.url).pathname;
