@@ -90,7 +90,8 @@ export function Params(...types: Class[]): MethodDecoratorOfEitherForm<(...args:
       if (!declared) {
         throw new TypeError(
           `@Params() on ${prototype.constructor.name}.${method} found no emitted parameter types: ` +
-            'enable "emitDecoratorMetadata" (with "experimentalDecorators") in tsconfig.json, or list the types: @Params(String, Address)',
+            'they come only from tsc with "emitDecoratorMetadata" and "experimentalDecorators" (tsx and esbuild never emit them); ' +
+            'list the types instead: @Params(String, Address)',
         );
       }
       Reflect.defineMetadata(PARAMS_KEY, declared, prototype, method);
