@@ -6,6 +6,7 @@ import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import { decodeDeadLetter, encodeEnvelope, type DeadLetterEnvelope } from '../wire/envelopes.js';
 import { table } from '../util/text-table.js';
+import { PulsarAdmin } from '../transport/pulsar/admin.js';
 import { ExitCode } from './exit-codes.js';
 import { progressBar } from './progress.js';
 
@@ -82,6 +83,7 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
   return withDeadLetters(service, options, async (letters, consumer, setup) => {
     const wanted = new Set(options.taskId);
     const chosen = letters.filter(({ letter }) => wanted.size === 0 || (letter.task && wanted.has(letter.task.taskId)));
+    const goneClients = await clientsGone(chosen, setup);
     const producer = await setup.transport.createProducer(taskTopic(service));
     const bar = progressBar('replayed', chosen.length);
     let replayed = 0;
@@ -94,7 +96,9 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
           bar.tick();
           continue;
         }
-        const again = { ...task, retryIndex: 0, retrySequence: task.retrySequence + 1, lastError: letter.error };
+        // A client that is gone would never read the result: replay without asking for one.
+        const replyTo = task.replyTo !== null && goneClients.has(task.replyTo) ? null : task.replyTo;
+        const again = { ...task, replyTo, retryIndex: 0, retrySequence: task.retrySequence + 1, lastError: letter.error };
         await producer.send({ payload: encodeEnvelope(again), key: task.meta.batchKey, properties: { 'sheaf-task-id': task.taskId } });
         await consumer.ack(message); // only once the new task is durable
         replayed += 1;
@@ -162,6 +166,35 @@ export function parseDuration(text: string): number {
   if (!match) throw new InvalidArgumentError(`'${text}' is not a duration; write it like 30s, 15m, 12h or 7d`);
   const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
   return Number(match[1]) * unit;
+}
+
+/**
+ * Result topics of the chosen tasks whose client no longer listens (no
+ * subscription), asked of the admin API when `pulsar.adminUrl` is set. Each is
+ * reported once; without an admin URL, replays keep their reply topics.
+ */
+async function clientsGone(chosen: ReadLetter[], setup: ConfigSetup): Promise<Set<string>> {
+  const replyTopics = new Map<string, number>();
+  for (const { letter } of chosen)
+    if (letter.task?.replyTo) replyTopics.set(letter.task.replyTo, (replyTopics.get(letter.task.replyTo) ?? 0) + 1);
+  const gone = new Set<string>();
+  const p = setup.loaded.config.pulsar;
+  if (replyTopics.size === 0 || !p) return gone;
+  if (!p.adminUrl) {
+    process.stderr.write('sheaf: set pulsar.adminUrl to check whether the clients that dispatched these tasks still listen for results\n');
+    return gone;
+  }
+  const admin = new PulsarAdmin({ adminUrl: p.adminUrl, ...(p.authentication?.token ? { token: p.authentication.token } : {}) });
+  for (const [topic, count] of replyTopics) {
+    const subscriptions = await admin.subscriptions(p.tenant ?? 'public', p.namespace ?? 'default', topic);
+    if (subscriptions === null || subscriptions.length === 0) {
+      gone.add(topic);
+      process.stderr.write(
+        `sheaf: the client of ${count} replayed task(s) is gone (${topic} has no subscription): replayed without a result\n`,
+      );
+    }
+  }
+  return gone;
 }
 
 interface ReadLetter {

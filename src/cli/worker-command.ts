@@ -14,7 +14,7 @@ export function workerCommand(program: Command): void {
       '\nExit status: 0 drained and closed, 1 the worker failed or could not start, 2 bad configuration, 130 forced by a second signal.',
     )
     .action(async (options: { config: string; verbose?: boolean }) => {
-      const worker = await SheafWorker.fromConfigFile(options.config);
+      const worker = await SheafWorker.fromConfigFile(options.config, { verboseErrors: options.verbose ?? false });
       if (worker.transportKind === 'inMemory') {
         process.stderr.write(
           'sheaf: transport inMemory: only this process can reach this worker; use transport: pulsar to serve other processes\n',

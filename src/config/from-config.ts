@@ -24,16 +24,23 @@ export interface FromConfigOptions {
   readonly logger?: Logger;
   /** Where the `logs` block's logger writes. Default: stdout. */
   readonly logStream?: NodeJS.WritableStream;
+  /** Log errors with their stacks (`--verbose`). Default: one line each, `Name: message`. */
+  readonly verboseErrors?: boolean;
 }
 
-export function createLogger(logs: SheafConfig['logs'], stream: NodeJS.WritableStream = process.stdout): Logger {
+/** An error as one line: what operators read in a log; the stack is for `--verbose`. */
+function oneLineError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? ` (cause: ${error.cause.message})` : '';
+  return `${error.name}: ${error.message}${cause}`.replace(/\s*\n\s*/g, ' ');
+}
+
+export function createLogger(logs: SheafConfig['logs'], stream: NodeJS.WritableStream = process.stdout, verboseErrors = false): Logger {
   const level = logs?.level ?? 'info';
   const pretty = logs?.pretty ?? Boolean((stream as NodeJS.WriteStream).isTTY);
-  if (!pretty) return pino({ name: 'sheaf', level }, stream as NodeJS.WritableStream & { write: (s: string) => boolean });
-  return pino(
-    { name: 'sheaf', level },
-    pinoPretty({ colorize: Boolean((stream as NodeJS.WriteStream).isTTY), destination: stream, sync: true }),
-  );
+  const options = { name: 'sheaf', level, serializers: { err: verboseErrors ? pino.stdSerializers.err : oneLineError } };
+  if (!pretty) return pino(options, stream as NodeJS.WritableStream & { write: (s: string) => boolean });
+  return pino(options, pinoPretty({ colorize: Boolean((stream as NodeJS.WriteStream).isTTY), destination: stream, sync: true }));
 }
 
 export async function createTransport(loaded: LoadedConfig, logger: Logger): Promise<Transport> {
@@ -154,7 +161,7 @@ const sharedInMemory = new Map<string, { transport: Transport; users: number }>(
 /** Loads the file and builds its logger and transport (an in-memory one shared per file in this process). */
 export async function setupFromConfigFile(path: string, options: FromConfigOptions = {}): Promise<ConfigSetup> {
   const loaded = await loadConfigFile(path, options.env);
-  const logger = options.logger ?? createLogger(loaded.config.logs, options.logStream);
+  const logger = options.logger ?? createLogger(loaded.config.logs, options.logStream, options.verboseErrors ?? false);
   if ((loaded.config.transport ?? 'inMemory') !== 'inMemory') {
     const transport = await createTransport(loaded, logger);
     return { loaded, logger, transport, close: () => transport.close() };

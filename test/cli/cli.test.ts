@@ -10,7 +10,7 @@ import { inject, afterEach, describe, expect, test } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from '../support/logger.js';
-import { freshNamespace, noPulsar, pulsarUrl } from '../support/pulsar.js';
+import { freshNamespace, noPulsar, pulsarAdminUrl, pulsarUrl } from '../support/pulsar.js';
 import { runCli, startCli, writeEchoConfig, type CliProcess } from '../support/cli.js';
 
 const running: CliProcess[] = [];
@@ -96,7 +96,12 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
     const namespace = await freshNamespace();
     const config = await writeEchoConfig({
       transport: 'pulsar',
-      pulsar: { brokerServiceUrl: pulsarUrl(), namespace, connectThroughServiceUrl: inject('pulsarThroughServiceUrl') },
+      pulsar: {
+        brokerServiceUrl: pulsarUrl(),
+        adminUrl: pulsarAdminUrl(),
+        namespace,
+        connectThroughServiceUrl: inject('pulsarThroughServiceUrl'),
+      },
       ...(executor ? { executor } : {}),
     });
     return { config, namespace };
@@ -159,6 +164,10 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
     const replayed = await runCli(['dlq', 'replay', 'Echo', '-c', config, '--task-id', taskId, '--idle-ms', '1500']);
     expect(replayed.code).toBe(0);
     expect(replayed.stdout).toContain('replayed 1 of 1 dead letters of Echo');
+    // The dispatching process has exited and its client deleted its result subscription: nobody would read a result.
+    expect(replayed.stderr).toMatch(
+      /the client of 1 replayed task\(s\) is gone \(sheaf-results-.*has no subscription\): replayed without a result/,
+    );
     // The worker runs it again, as retry sequence 1, and it succeeds.
     await worker.waitFor(/"succeeded":1/);
     expect((await readFile(log, 'utf8')).trim().split('\n')).toEqual([`${taskId} 0`, `${taskId} 1`]);

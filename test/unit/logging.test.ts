@@ -33,4 +33,17 @@ describe('logs from the config', () => {
     createLogger({ level: 'info', pretty: false }, forced.stream).info('ready');
     expect(JSON.parse(forced.text())).toMatchObject({ msg: 'ready' });
   });
+
+  test('errors are one line (name, message, cause) unless verbose, in JSON and in a terminal', () => {
+    const error = new Error('connection to pulsar://b:6650 failed', { cause: new Error('ECONNREFUSED') });
+    const json = capture(false);
+    createLogger({ level: 'info' }, json.stream).warn({ err: error }, 'consumer lost its connection');
+    expect(JSON.parse(json.text()).err).toBe('Error: connection to pulsar://b:6650 failed (cause: ECONNREFUSED)');
+    const tty = capture(true);
+    createLogger({ level: 'info' }, tty.stream).warn({ err: error }, 'consumer lost its connection');
+    expect(tty.text()).not.toMatch(/\n\s+at /);
+    const verbose = capture(false);
+    createLogger({ level: 'info' }, verbose.stream, true).warn({ err: error }, 'consumer lost its connection');
+    expect(JSON.parse(verbose.text()).err.stack).toMatch(/\n\s+at /);
+  });
 });

@@ -68,6 +68,17 @@ export class PulsarAdmin {
     };
   }
 
+  /** The subscriptions of a topic, or null when the topic does not exist. */
+  async subscriptions(tenant: string, namespace: string, topic: string): Promise<string[] | null> {
+    const response = await this.call(
+      'GET',
+      `persistent/${tenant}/${namespace}/${encodeURIComponent(topic)}/subscriptions`,
+      undefined,
+      [404],
+    );
+    return response.status === 404 ? null : (response.body as string[]);
+  }
+
   private async call(
     method: 'GET' | 'PUT' | 'POST' | 'DELETE',
     path: string,
