@@ -13,6 +13,7 @@ import { setupFromConfigFile, type FromConfigOptions } from '../config/from-conf
 import { strictObject, toConfigIssues } from '../config/issues.js';
 import { ConfigError, LifecycleError, SendTimeoutError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
+import { endSpan, startSendSpan } from '../telemetry/tracing.js';
 import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
 import { isAbortError, type Consumer, type Producer, type Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
@@ -290,19 +291,39 @@ export class SheafClient {
       lastError: null,
       dispatchedAt: Date.now(),
     };
+    const topic = taskTopic(target.serviceName);
+    const { span, carrier } = startSendSpan({
+      transport: this.transport.kind,
+      topic,
+      taskId: envelope.taskId,
+      service: target.serviceName,
+      method,
+      batchKey: target.meta.batchKey,
+    });
+    if (carrier) envelope.trace = carrier;
     let payload: Uint8Array;
     try {
       payload = encodeEnvelope(envelope);
     } catch (cause) {
-      throw new TypeError(`${target.serviceName}.${method}: the arguments cannot be sent as JSON (${(cause as Error).message})`, { cause });
+      const error = new TypeError(`${target.serviceName}.${method}: the arguments cannot be sent as JSON (${(cause as Error).message})`, {
+        cause,
+      });
+      endSpan(span, error);
+      throw error;
     }
     const send = async (): Promise<void> => {
-      const producer = await this.producer(target.serviceName);
-      await withTimeout(
-        producer.send({ payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': envelope.taskId } }),
-        this.sendTimeoutMs,
-        () => new SendTimeoutError(taskTopic(target.serviceName), this.sendTimeoutMs),
-      );
+      try {
+        const producer = await this.producer(target.serviceName);
+        await withTimeout(
+          producer.send({ payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': envelope.taskId } }),
+          this.sendTimeoutMs,
+          () => new SendTimeoutError(topic, this.sendTimeoutMs),
+        );
+      } catch (error) {
+        endSpan(span, error);
+        throw error;
+      }
+      endSpan(span);
     };
     this.warnIfNoInMemoryWorker(target.serviceName);
     if (target.fireAndForget) {

@@ -35,6 +35,17 @@ export interface TaskEnvelope {
   lastError: ErrorInfo | null;
   /** Epoch milliseconds at which the client dispatched the task. */
   dispatchedAt: number;
+  /**
+   * The dispatch's trace context (W3C `traceparent`/`tracestate`), when the
+   * client runs with OpenTelemetry. Optional: envelopes without it stay v1.
+   */
+  trace?: TraceCarrier;
+}
+
+/** W3C trace-context headers, as OpenTelemetry's propagator writes them. */
+export interface TraceCarrier {
+  traceparent?: string;
+  tracestate?: string;
 }
 
 export type ResultEnvelope =
@@ -105,6 +116,7 @@ const taskSchema = z.object({
   retrySequence: z.number().int().nonnegative(),
   lastError: errorInfoSchema.nullable(),
   dispatchedAt: z.number(),
+  trace: z.object({ traceparent: z.string().max(256).optional(), tracestate: z.string().max(1024).optional() }).optional(),
 });
 
 const resultSchema = z.discriminatedUnion('outcome', [

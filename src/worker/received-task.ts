@@ -14,6 +14,8 @@ export interface ReceivedTask {
   /** The message's size: what `maxBytes` counts. */
   readonly bytes: number;
   readonly batchKey: string | null;
+  /** When the worker received it (clock milliseconds): how long it waited in its aggregate. */
+  readonly receivedAt: number;
 }
 
 /** How one execution ended for one task. */

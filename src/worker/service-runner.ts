@@ -11,7 +11,11 @@
  * outcome cannot be made durable is nacked: the broker redelivers it.
  */
 import type { EventEmitter } from 'node:events';
+import type { Attributes } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import type { WorkerMetrics } from '../telemetry/metrics.js';
+import { inBatchSpan, inTaskSpan, markFailed, messagingSystem } from '../telemetry/tracing.js';
+import { taskTopic } from '../topics.js';
 import { DecodeError, MessageTooLargeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
 import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
@@ -39,6 +43,9 @@ export interface ServiceRunnerDeps {
   readonly random: () => number;
   readonly logger: Logger;
   readonly events: EventEmitter<WorkerEvents>;
+  readonly metrics: WorkerMetrics;
+  /** For span attributes (`messaging.system`). */
+  readonly transportKind: string;
   /** Called when the consume loop dies of something other than a stop. */
   readonly onFatal: (error: unknown) => void;
 }
@@ -53,6 +60,7 @@ export interface ServiceRunnerStats {
 
 export class ServiceRunner {
   private readonly name: string;
+  private readonly topic: string;
   private readonly buffer: BatchBuffer<ReceivedTask>;
   private readonly slots: Slots;
   private readonly executor: Executor;
@@ -67,6 +75,7 @@ export class ServiceRunner {
   constructor(private readonly deps: ServiceRunnerDeps) {
     const { service, clock } = deps;
     this.name = service.name;
+    this.topic = taskTopic(service.name);
     this.log = deps.logger.child({ service: service.name });
     this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.executeBatch(batch)), clock);
     this.slots = new Slots(service.concurrency);
@@ -165,7 +174,17 @@ export class ServiceRunner {
       return;
     }
     const batchKey = envelope.meta.batchKey ?? null;
-    const task: ReceivedTask = { message, envelope, method, args, input, bytes: message.payload.byteLength, batchKey };
+    const task: ReceivedTask = {
+      message,
+      envelope,
+      method,
+      args,
+      input,
+      bytes: message.payload.byteLength,
+      batchKey,
+      receivedAt: this.deps.clock.now(),
+    };
+    this.deps.metrics.taskReceived(this.name, method.name);
     if (method.batch) this.buffer.add({ method: method.name, batchKey }, task);
     else this.track(this.executeSingle(task));
   }
@@ -173,12 +192,41 @@ export class ServiceRunner {
   private async executeSingle(task: ReceivedTask): Promise<void> {
     await this.slots.acquire();
     let outcome: ExecutionOutcome;
+    const started = this.deps.clock.now();
+    const e = task.envelope;
     try {
-      outcome = await this.executor.runSingle(task);
+      outcome = await inTaskSpan(
+        {
+          ...this.spanAttributes(e.method),
+          'messaging.message.id': e.taskId,
+          'sheaf.task.retry_index': e.retryIndex,
+          ...(task.batchKey !== null ? { 'sheaf.batch.key': task.batchKey } : {}),
+        },
+        `process ${this.topic}`,
+        e.trace,
+        async (span) => {
+          const result = await this.executor.runSingle(task);
+          if (!result.ok) markFailed(span, result.error);
+          return result;
+        },
+      );
     } finally {
       this.slots.release();
     }
+    this.deps.metrics.singleExecuted(this.name, e.method, this.deps.clock.now() - started);
+    if (!outcome.ok) this.deps.metrics.executionFailed(this.name, e.method, 1);
     await this.settle(task, outcome);
+  }
+
+  private spanAttributes(method: string): Attributes {
+    return {
+      'messaging.system': messagingSystem(this.deps.transportKind),
+      'messaging.destination.name': this.topic,
+      'messaging.operation.type': 'process',
+      'messaging.operation.name': 'process',
+      'sheaf.service': this.name,
+      'sheaf.method': method,
+    };
   }
 
   private async executeBatch(batch: FlushedBatch<ReceivedTask>): Promise<void> {
@@ -186,11 +234,43 @@ export class ServiceRunner {
     const batchMethod = method.batch!.methodName;
     await this.slots.acquire();
     let execution;
+    const waitMs = batch.flushedAt - batch.openedAt;
     try {
-      execution = await this.executor.runBatch(batch, batchMethod);
+      execution = await inBatchSpan(
+        {
+          ...this.spanAttributes(method.name),
+          'messaging.batch.message_count': batch.items.length,
+          'sheaf.batch.flush_reason': batch.reason,
+          'sheaf.batch.wait_ms': waitMs,
+          'sheaf.batch.method': batchMethod,
+          ...(batch.group.batchKey !== null ? { 'sheaf.batch.key': batch.group.batchKey } : {}),
+        },
+        `process ${this.topic}`,
+        batch.items.map((task) => task.envelope.trace),
+        async (span) => {
+          const result = await this.executor.runBatch(batch, batchMethod);
+          const failed = [...result.outcomes.values()].filter((o) => !o.ok);
+          if (failed.length > 0) {
+            span.setAttribute('sheaf.batch.failed_count', failed.length);
+            markFailed(span, (failed[0] as { error: unknown }).error);
+          }
+          return result;
+        },
+      );
     } finally {
       this.slots.release();
     }
+    const failedCount = [...execution.outcomes.values()].filter((o) => !o.ok).length;
+    this.deps.metrics.executionFailed(this.name, method.name, failedCount);
+    this.deps.metrics.batchExecuted(
+      this.name,
+      method.name,
+      batch.items.length,
+      batch.bytes,
+      batch.reason,
+      execution.durationMs,
+      batch.items.map((task) => batch.flushedAt - task.receivedAt),
+    );
     const settlements = await Promise.all(batch.items.map((task) => this.settle(task, execution.outcomes.get(task.envelope.taskId)!)));
     const count = (s: TaskSettlement): number => settlements.filter((x) => x === s).length;
     const report = {
@@ -392,6 +472,7 @@ export class ServiceRunner {
   ): void {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
+    this.deps.metrics.taskSettled(this.name, method, settlement, settlement === 'failed');
     const { events } = this.deps;
     if (events.listenerCount('task') > 0) {
       events.emit('task', { taskId, service: this.name, method, batchKey, settlement, reason, attempts });

@@ -12,6 +12,7 @@
  * settle every task received, close consumers and producers. It is
  * idempotent, and a transport the worker was given stays open.
  */
+import { WorkerMetrics } from '../telemetry/metrics.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { loadServices, setupFromConfigFile, type FromConfigOptions } from '../config/from-config.js';
@@ -54,6 +55,7 @@ export class SheafWorker {
   private readonly consumers: Consumer[] = [];
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
+  private metrics: WorkerMetrics | null = null;
   /** Resources owned by the worker itself (a transport built from a config file). */
   private readonly owned: Array<() => Promise<void>> = [];
 
@@ -162,6 +164,8 @@ export class SheafWorker {
 
   private async startServices(): Promise<void> {
     const { transport, services, logger, clock, random, name } = this.options;
+    // Made at start, not at construction: an SDK registered in between is the one used.
+    this.metrics = new WorkerMetrics(this);
     for (const service of services) {
       const instance = await service.factory();
       if (instance === null || typeof instance !== 'object') {
@@ -191,6 +195,8 @@ export class SheafWorker {
         random,
         logger: this.log,
         events: this.events,
+        metrics: this.metrics,
+        transportKind: transport.kind,
         onFatal: (error) => this.fail(error),
       });
       this.runners.set(service.name, runner);
@@ -205,6 +211,7 @@ export class SheafWorker {
   }
 
   private async release(): Promise<void> {
+    this.metrics?.close();
     await Promise.all(this.consumers.map((c) => c.close().catch(() => undefined)));
     await Promise.all(this.publishers.map((p) => p.close()));
   }

@@ -26,6 +26,7 @@ export function receivedTask(taskId: string, method: MethodDefinition, input: un
     input,
     bytes: 10,
     batchKey,
+    receivedAt: 0,
   };
 }
 

@@ -34,7 +34,7 @@ async function compile(form: 'legacy' | 'standard' | 'esbuild'): Promise<Record<
   }
   mkdirSync(outDir, { recursive: true });
   const file = `${outDir}/shop-${form}.mjs`;
-  writeFileSync(file, js.replace(/from ['"]sheaf['"]/, `from '${dist}'`));
+  writeFileSync(file, js.replace(/from ['"][./]*src\/index\.js['"]/, `from '${dist}'`));
   return (await import(`${file}?t=${Date.now()}`)) as Record<string, new () => object>;
 }
 

@@ -38,6 +38,7 @@ import type { PulsarClient } from './client.js';
 import { CommandType, SubType, ValidationError, num, type KeyValue, type MessageIdData } from './commands.js';
 import type { Connection, ConnectionHandler } from './connection.js';
 import { EndpointLifecycle } from './lifecycle.js';
+import { countReconnect } from '../../telemetry/metrics.js';
 import { decodeEntry, decodePayload, wordsOf, type DecodedEntry } from './entry-decoder.js';
 import type { DecodedFrame } from './frames.js';
 import { entryIdData, formatMessageId, parseMessageId, partitionTopic } from './message-id.js';
@@ -460,6 +461,7 @@ export class PartitionConsumer implements ConnectionHandler {
   private scheduleReconnect(): void {
     if (this.lifecycle.isClosingOrClosed || this.reconnectTimer) return;
     this.lifecycle.to({ kind: 'reconnecting' });
+    countReconnect('consumer');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.client.isClosed || this.lifecycle.isClosingOrClosed) return;

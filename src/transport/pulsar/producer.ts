@@ -32,6 +32,7 @@ import { CommandType, ServerError, num, type KeyValue, type MessageMetadata } fr
 import { compress, compressionCode, ensureCodecs, type CompressionName } from './compression.js';
 import type { Connection, ConnectionHandler } from './connection.js';
 import { EndpointLifecycle } from './lifecycle.js';
+import { countReconnect } from '../../telemetry/metrics.js';
 import { isRetriable, serverError } from './errors.js';
 import { encodeBatchPayload, type DecodedFrame } from './frames.js';
 import { formatMessageId, partitionTopic } from './message-id.js';
@@ -503,6 +504,7 @@ export class PartitionProducer implements ConnectionHandler {
   private scheduleReconnect(): void {
     if (this.lifecycle.isClosingOrClosed || this.reconnectTimer) return;
     this.lifecycle.to({ kind: 'reconnecting' });
+    countReconnect('producer');
     const delay = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;

@@ -1,0 +1,136 @@
+/**
+ * Worker metrics through the OpenTelemetry metrics API. With no SDK
+ * registered the instruments are no-ops; `sheaf worker --metrics-port`
+ * registers one with a Prometheus exporter (metrics-server.ts).
+ *
+ * Names follow Prometheus conventions (a `sheaf_` prefix, units in the name,
+ * `_total` on counters). Labels are the service, the task method, a flush
+ * reason or a settlement: never a batch key, which is user data of unbounded
+ * cardinality.
+ */
+import { metrics, type Attributes, type Counter, type Histogram, type ObservableResult } from '@opentelemetry/api';
+
+const meter = () => metrics.getMeter('sheaf');
+
+/** Histogram bounds for task counts per batch. */
+const SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+/** Histogram bounds for seconds (waits and executions). */
+const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const BYTES_BUCKETS = [256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216];
+
+/** Per-service figures read when metrics are collected (observable gauges). */
+export interface GaugeSource {
+  stats(): Record<string, { inFlight: number; openAggregates: number; runningExecutions: number }>;
+}
+
+/** The instruments of one worker. */
+export class WorkerMetrics {
+  private readonly received: Counter;
+  private readonly succeeded: Counter;
+  private readonly failed: Counter;
+  private readonly retried: Counter;
+  private readonly deadLettered: Counter;
+  private readonly flushes: Counter;
+  private readonly batchSize: Histogram;
+  private readonly batchBytes: Histogram;
+  private readonly taskWait: Histogram;
+  private readonly duration: Histogram;
+  private readonly detach: Array<() => void> = [];
+  /** Attribute objects are reused: one per (service, method), not one per task. */
+  private readonly labels = new Map<string, Attributes>();
+
+  constructor(source: GaugeSource) {
+    const m = meter();
+    this.received = m.createCounter('sheaf_tasks_received_total', { description: 'task messages received by the worker' });
+    this.succeeded = m.createCounter('sheaf_tasks_succeeded_total', { description: 'tasks that succeeded (result made durable)' });
+    this.failed = m.createCounter('sheaf_tasks_failed_total', { description: 'task executions that failed (each attempt)' });
+    this.retried = m.createCounter('sheaf_tasks_retried_total', { description: 'retries scheduled' });
+    this.deadLettered = m.createCounter('sheaf_tasks_dead_lettered_total', { description: 'tasks that ended on the dead-letter topic' });
+    this.flushes = m.createCounter('sheaf_batch_flushes_total', { description: 'batches flushed, by flush reason' });
+    this.batchSize = m.createHistogram('sheaf_batch_size_tasks', {
+      description: 'tasks per executed batch',
+      advice: { explicitBucketBoundaries: SIZE_BUCKETS },
+    });
+    this.batchBytes = m.createHistogram('sheaf_batch_size_bytes', {
+      description: 'bytes per executed batch',
+      advice: { explicitBucketBoundaries: BYTES_BUCKETS },
+    });
+    this.taskWait = m.createHistogram('sheaf_task_wait_seconds', {
+      description: 'time a task waited in its aggregate before the batch was flushed',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
+    });
+    this.duration = m.createHistogram('sheaf_execution_duration_seconds', {
+      description: 'duration of one execution (a batch, or a single task)',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
+    });
+    const gauge = (
+      name: string,
+      description: string,
+      pick: (s: { inFlight: number; openAggregates: number; runningExecutions: number }) => number,
+    ) => {
+      const instrument = m.createObservableGauge(name, { description });
+      const callback = (result: ObservableResult): void => {
+        for (const [service, stats] of Object.entries(source.stats())) result.observe(pick(stats), { service });
+      };
+      instrument.addCallback(callback);
+      this.detach.push(() => instrument.removeCallback(callback));
+    };
+    gauge('sheaf_tasks_in_flight', 'tasks received and not yet settled', (s) => s.inFlight);
+    gauge('sheaf_open_aggregates', 'aggregates (method and batch key) filling now', (s) => s.openAggregates);
+    gauge('sheaf_running_executions', 'batches or single tasks executing now', (s) => s.runningExecutions);
+  }
+
+  /** Stops reporting this worker's gauges (it closed). */
+  close(): void {
+    for (const detach of this.detach.splice(0)) detach();
+  }
+
+  taskReceived(service: string, method: string): void {
+    this.received.add(1, this.label(service, method));
+  }
+
+  taskSettled(service: string, method: string | null, settlement: string, failedForGood: boolean): void {
+    const labels = this.label(service, method ?? '');
+    if (settlement === 'succeeded') this.succeeded.add(1, labels);
+    else if (settlement === 'retried') this.retried.add(1, labels);
+    if (failedForGood) this.deadLettered.add(1, labels);
+  }
+
+  executionFailed(service: string, method: string, tasks: number): void {
+    if (tasks > 0) this.failed.add(tasks, this.label(service, method));
+  }
+
+  batchExecuted(service: string, method: string, size: number, bytes: number, reason: string, durationMs: number, waitsMs: number[]): void {
+    const labels = this.label(service, method);
+    this.batchSize.record(size, labels);
+    this.batchBytes.record(bytes, labels);
+    this.duration.record(durationMs / 1000, labels);
+    this.flushes.add(1, { service, method, reason });
+    for (const wait of waitsMs) this.taskWait.record(wait / 1000, labels);
+  }
+
+  singleExecuted(service: string, method: string, durationMs: number): void {
+    this.duration.record(durationMs / 1000, this.label(service, method));
+  }
+
+  private label(service: string, method: string): Attributes {
+    const key = `${service}\u0000${method}`;
+    let labels = this.labels.get(key);
+    if (!labels) {
+      labels = { service, method };
+      this.labels.set(key, labels);
+    }
+    return labels;
+  }
+}
+
+/**
+ * Counts a producer's or consumer's reconnect (Pulsar client). The meter is
+ * looked up each time (reconnects are rare): the metrics API has no proxy, so
+ * an instrument made before an SDK was registered would stay a no-op.
+ */
+export function countReconnect(kind: 'producer' | 'consumer'): void {
+  meter()
+    .createCounter('sheaf_connection_reconnects_total', { description: 'producer and consumer reconnects to the broker' })
+    .add(1, { kind });
+}
