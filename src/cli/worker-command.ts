@@ -1,7 +1,15 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { SheafWorker } from '../worker/worker.js';
 import { ExitCode } from './exit-codes.js';
 import { closeWithin, failureLine } from './failure-line.js';
+import { loadConfigFile } from '../config/load.js';
+import { registerMetrics, startOpsServer, type OpsServer } from '../telemetry/ops-server.js';
+
+function portNumber(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`'${value}' is not a port number (0-65535)`);
+  return port;
+}
 
 export function workerCommand(program: Command): void {
   program
@@ -9,12 +17,24 @@ export function workerCommand(program: Command): void {
     .description('run the services of a sheaf.yml until SIGINT or SIGTERM, then drain: open batches run and settle before exit')
     .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
     .option('--verbose', 'print stacks with errors')
+    .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: any free port)', portNumber)
+    .option('--dashboard', 'also serve the live dashboard at /dashboard on the metrics port')
     .addHelpText(
       'after',
       '\nExit status: 0 drained and closed, 1 the worker failed or could not start, 2 bad configuration, 130 forced by a second signal.',
     )
-    .action(async (options: { config: string; verbose?: boolean }) => {
+    .action(async (options: { config: string; verbose?: boolean; metricsPort?: number; dashboard?: boolean }) => {
       const worker = await SheafWorker.fromConfigFile(options.config, { verboseErrors: options.verbose ?? false });
+      const settings = (await loadConfigFile(options.config)).config.metrics;
+      const port = options.metricsPort ?? settings?.port;
+      let ops: OpsServer | null = null;
+      if (port !== undefined) {
+        // Before start(): the worker's instruments bind to the provider registered now.
+        const { exporter } = registerMetrics();
+        const dashboard = options.dashboard ?? settings?.dashboard ?? false;
+        ops = await startOpsServer({ port, ...(settings?.host ? { host: settings.host } : {}), worker, exporter, dashboard });
+        process.stderr.write(`sheaf: metrics and health on ${ops.url} (/metrics, /healthz, /readyz${dashboard ? ', /dashboard' : ''})\n`);
+      }
       if (worker.transportKind === 'inMemory') {
         process.stderr.write(
           'sheaf: transport inMemory: only this process can reach this worker; use transport: pulsar to serve other processes\n',
@@ -29,7 +49,10 @@ export function workerCommand(program: Command): void {
         stopping = true;
         process.stderr.write(`sheaf: ${signal}; draining (send it again to exit at once)\n`);
         worker.close().then(
-          () => process.exit(ExitCode.ok),
+          async () => {
+            await ops?.close();
+            process.exit(ExitCode.ok);
+          },
           (error: unknown) => {
             process.stderr.write(`sheaf: drain failed: ${(error as Error).message}\n`);
             process.exit(ExitCode.failure);

@@ -57,6 +57,11 @@ export const sheafConfigSchema = strictObject({
       .describe('default: info'),
     pretty: z.boolean({ error: 'must be true or false' }).optional().describe('default: true in a terminal, JSON lines otherwise'),
   }).optional(),
+  metrics: strictObject({
+    port: z.number({ error: 'must be a port number' }).int().min(0).max(65535, { error: 'must be a port number (0-65535)' }).optional(),
+    host: nonEmpty('a host or address').optional(),
+    dashboard: z.boolean({ error: 'must be true or false' }).optional(),
+  }).optional(),
   services: z
     .array(
       strictObject({

@@ -13,6 +13,8 @@ export interface BatchReport {
   readonly flushReason: FlushReason;
   /** How long the first task waited in the aggregate before the flush. */
   readonly waitMs: number;
+  /** How long each task waited in the aggregate, in batch order. */
+  readonly taskWaitsMs: readonly number[];
   readonly durationMs: number;
   readonly succeeded: number;
   readonly retried: number;

@@ -262,6 +262,7 @@ export class ServiceRunner {
     }
     const failedCount = [...execution.outcomes.values()].filter((o) => !o.ok).length;
     this.deps.metrics.executionFailed(this.name, method.name, failedCount);
+    const taskWaitsMs = batch.items.map((task) => batch.flushedAt - task.receivedAt);
     this.deps.metrics.batchExecuted(
       this.name,
       method.name,
@@ -269,7 +270,7 @@ export class ServiceRunner {
       batch.bytes,
       batch.reason,
       execution.durationMs,
-      batch.items.map((task) => batch.flushedAt - task.receivedAt),
+      taskWaitsMs,
     );
     const settlements = await Promise.all(batch.items.map((task) => this.settle(task, execution.outcomes.get(task.envelope.taskId)!)));
     const count = (s: TaskSettlement): number => settlements.filter((x) => x === s).length;
@@ -282,7 +283,8 @@ export class ServiceRunner {
       size: execution.outcomes.size,
       bytes: batch.bytes,
       flushReason: batch.reason,
-      waitMs: batch.flushedAt - batch.openedAt,
+      waitMs,
+      taskWaitsMs,
       durationMs: execution.durationMs,
       succeeded: count('succeeded'),
       retried: count('retried'),

@@ -99,6 +99,13 @@ export class SheafWorker {
     return this.options.name;
   }
 
+  /** Each service's `batch.maxMessages` (how full its batches can get). */
+  batchLimits(): Record<string, { maxMessages: number; maxSeconds: number }> {
+    return Object.fromEntries(
+      this.options.services.map((s) => [s.name, { maxMessages: s.batch.maxMessages, maxSeconds: s.batch.maxSeconds }]),
+    );
+  }
+
   /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
   get transportKind(): string {
     return this.options.transport.kind;
