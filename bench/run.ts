@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { pulsarPerf } from './broker-ceiling.js';
 import { sheafClientRates } from './client-rates.js';
 import { endToEnd, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
+import { enableTelemetry } from './telemetry.js';
 import { describeMachine } from './machine.js';
 import { drawChart, markdownTable, textTable, type Row } from './report.js';
 
@@ -134,6 +135,32 @@ for (const maxMessages of [1, 10, 100, 1000]) {
     verdict: verdict(e.tasksPerSecond >= 0.35 * perfProduce100),
   });
 }
+// 3b: the cost of telemetry: OpenTelemetry SDKs registered (tracing and metrics recording, no exporter
+// attached) against none, at maxMessages 100, runs alternated and the best of two kept for each.
+for (const [name, transport, total] of [
+  ['inMemory', memory, n(300_000, 20_000)],
+  ['pulsar', pulsar, n(60_000, 5_000)],
+] as const) {
+  const best = { off: 0, on: 0 };
+  for (const mode of ['off', 'on', 'off', 'on'] as const) {
+    step(`end to end, ${name}, maxMessages 100, telemetry ${mode}, ${total} tasks`);
+    const telemetry = mode === 'on' ? enableTelemetry() : null;
+    try {
+      best[mode] = Math.max(best[mode], (await endToEnd(transport(), 100, total)).tasksPerSecond);
+    } finally {
+      await telemetry?.disable();
+    }
+  }
+  const ratio = best.on / best.off;
+  results[`telemetry-${name}`] = { ...best, ratio };
+  rows.push({
+    measure: `end to end, ${name}, maxMessages 100, tracing and metrics on, no exporter (tasks/s; % of off)`,
+    value: `${fmt(best.on)} (${(100 * ratio).toFixed(1)} % of ${fmt(best.off)})`,
+    target: '≥ 95 % of telemetry off',
+    verdict: verdict(ratio >= 0.95),
+  });
+}
+
 for (const [name, transport] of [
   ['inMemory', memory],
   ['pulsar', pulsar],

@@ -22,7 +22,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
   th { color: #5b6475; font-weight: 600; }
   .bars { display: flex; align-items: flex-end; gap: 2px; height: 40px; }
   .bar { background: #4f7cff; width: 14px; }
-  .bar span { display: none; }
+  .legend { color: #5b6475; font-size: 11px; }
   .meter { background: #eceef2; height: 8px; width: 120px; border-radius: 4px; overflow: hidden; }
   .meter div { background: #2fb37a; height: 8px; }
   .status-running { color: #2fb37a; } .status-failed { color: #d64545; }
@@ -32,7 +32,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
 <h1>Sheaf worker</h1>
 <div class="sub">status <b id="status">connecting…</b> · updated <span id="updated">never</span> · window <span id="window"></span> s</div>
 <div class="cards">
-  <div class="card">tasks settled<b id="succeeded">0</b></div>
+  <div class="card">succeeded<b id="succeeded">0</b></div>
   <div class="card">retried<b id="retried">0</b></div>
   <div class="card">dead-lettered<b id="dead">0</b></div>
   <div class="card">in flight<b id="inflight">0</b></div>
@@ -56,7 +56,11 @@ export const DASHBOARD_PAGE = `<!doctype html>
       bar.title = label + ': ' + count;
       wrap.append(bar);
     }
-    return wrap;
+    const box = document.createElement('div');
+    const legend = document.createElement('div'); legend.className = 'legend';
+    legend.textContent = Object.entries(buckets).map(([label, count]) => label + ': ' + count).join('  ');
+    box.append(wrap, legend);
+    return box;
   }
   function fill(ratio) {
     const meter = document.createElement('div'); meter.className = 'meter';
