@@ -52,17 +52,18 @@ export class PendingTask<R = unknown> implements TaskHandle<R> {
     readonly id: string,
     readonly serviceName: string,
     readonly methodName: string,
-    private readonly defaultTimeoutMs: number | undefined,
-    /** Called when the client should stop waiting for this task (a timeout). */
-    private readonly forget: (task: PendingTask<R>) => void,
+    /** When the client stops waiting by default (epoch ms), or Infinity. Checked by the client's one timer. */
+    readonly deadline: number,
+    /** The client's (shared) way to forget a task it stopped waiting for. */
+    private readonly forget: (task: PendingTask) => void,
   ) {
     // The result may never be asked for: a failure must not then surface as an unhandled rejection.
     this.outcome.promise.catch(() => undefined);
   }
 
   result(options: ResultOptions = {}): Promise<R> {
-    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
-    const { signal } = options;
+    const { timeoutMs, signal } = options;
+    // The default wait needs nothing per call: the client's one timer expires the task at its deadline.
     if (timeoutMs === undefined && !signal) return this.outcome.promise;
     if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<R>((resolve, reject) => {
@@ -78,11 +79,8 @@ export class PendingTask<R = unknown> implements TaskHandle<R> {
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
           signal?.removeEventListener('abort', onAbort);
-          const error = new ResultTimeoutError(this.id, this.serviceName, this.methodName, timeoutMs);
-          // Stop waiting for good: every other caller of result() gets the same answer, and the client forgets the task.
-          this.outcome.reject(error);
-          this.forget(this);
-          reject(error);
+          this.expire(timeoutMs);
+          this.outcome.promise.catch(reject);
         }, timeoutMs);
       }
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -97,6 +95,12 @@ export class PendingTask<R = unknown> implements TaskHandle<R> {
         },
       );
     });
+  }
+
+  /** Stops waiting for good: every caller of result() gets a ResultTimeoutError, and the client forgets the task. */
+  expire(waitedMs: number): void {
+    this.outcome.reject(new ResultTimeoutError(this.id, this.serviceName, this.methodName, waitedMs));
+    this.forget(this);
   }
 
   settle(result: ResultEnvelope): void {

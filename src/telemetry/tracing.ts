@@ -27,7 +27,9 @@ import {
 } from '@opentelemetry/api';
 import type { TraceCarrier } from '../wire/envelopes.js';
 
-const tracer = () => trace.getTracer('sheaf');
+// A ProxyTracer: it follows whatever provider is registered later, so one can be kept.
+const sheafTracer = trace.getTracer('sheaf');
+const tracer = () => sheafTracer;
 
 /** `messaging.system` for a transport kind. */
 export function messagingSystem(transportKind: string): string {
@@ -49,7 +51,6 @@ export function startSendSpan(attributes: {
       'messaging.system': messagingSystem(attributes.transport),
       'messaging.destination.name': attributes.topic,
       'messaging.operation.type': 'send',
-      'messaging.operation.name': 'send',
       'messaging.message.id': attributes.taskId,
       'sheaf.service': attributes.service,
       'sheaf.method': attributes.method,

@@ -223,7 +223,6 @@ export class ServiceRunner {
       'messaging.system': messagingSystem(this.deps.transportKind),
       'messaging.destination.name': this.topic,
       'messaging.operation.type': 'process',
-      'messaging.operation.name': 'process',
       'sheaf.service': this.name,
       'sheaf.method': method,
     };
