@@ -45,19 +45,18 @@ export function startSendSpan(attributes: {
   method: string;
   batchKey: string | undefined;
 }): { span: Span; carrier: TraceCarrier | undefined } {
-  const span = tracer().startSpan(`send ${attributes.topic}`, {
-    kind: SpanKind.PRODUCER,
-    attributes: {
-      'messaging.system': messagingSystem(attributes.transport),
-      'messaging.destination.name': attributes.topic,
-      'messaging.operation.type': 'send',
-      'messaging.message.id': attributes.taskId,
-      'sheaf.service': attributes.service,
-      'sheaf.method': attributes.method,
-      ...(attributes.batchKey !== undefined ? { 'sheaf.batch.key': attributes.batchKey } : {}),
-    },
-  });
+  const span = tracer().startSpan(`send ${attributes.topic}`, { kind: SpanKind.PRODUCER });
+  // Every dispatch passes here: with no SDK (or a span sampled out) build nothing more.
   if (!span.isRecording()) return { span, carrier: undefined };
+  span.setAttributes({
+    'messaging.system': messagingSystem(attributes.transport),
+    'messaging.destination.name': attributes.topic,
+    'messaging.operation.type': 'send',
+    'messaging.message.id': attributes.taskId,
+    'sheaf.service': attributes.service,
+    'sheaf.method': attributes.method,
+    ...(attributes.batchKey !== undefined ? { 'sheaf.batch.key': attributes.batchKey } : {}),
+  });
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(context.active(), span), carrier);
   return { span, carrier: carrier.traceparent ? (carrier as TraceCarrier) : undefined };

@@ -126,6 +126,12 @@ export interface Consumer {
 export interface Transport {
   /** `inMemory`, `pulsar`, ...: for logs and error messages. */
   readonly kind: string;
+  /**
+   * True when every `send` settles within a bound of the transport's own (a
+   * send timeout, or sends that never wait). The client then adds no timeout
+   * of its own unless asked to (`sendTimeoutSeconds`).
+   */
+  readonly sendsBounded?: boolean;
   createProducer(topic: string): Promise<Producer>;
   subscribe(options: SubscribeOptions): Promise<Consumer>;
   /** Creates the durable subscription if it does not exist, so messages are kept for it. */

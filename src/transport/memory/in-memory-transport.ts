@@ -39,6 +39,8 @@ interface Entry {
 
 export class InMemoryTransport implements Transport {
   readonly kind = 'inMemory';
+  /** Sends complete at once: nothing here waits on a broker. */
+  readonly sendsBounded = true;
   private readonly topics = new Map<string, MemoryTopic>();
   private readonly consumers = new Set<MemoryConsumer>();
   private closed = false;

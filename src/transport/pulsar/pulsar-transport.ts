@@ -123,6 +123,8 @@ const optionsSchema = strictObject({
 
 export class PulsarTransport implements Transport {
   readonly kind = 'pulsar';
+  /** True unless producer.sendTimeoutSeconds is 0: every send then ends within it. */
+  readonly sendsBounded: boolean;
   private readonly client: PulsarClient;
   private readonly prefix: string;
   /** The tenant and namespace of logical topic names. */
@@ -159,6 +161,7 @@ export class PulsarTransport implements Transport {
       ...(p.routingMode !== undefined ? { routingMode: p.routingMode } : {}),
       ...(p.hashingScheme !== undefined ? { hashingScheme: p.hashingScheme } : {}),
     };
+    this.sendsBounded = p.sendTimeoutSeconds !== 0;
     const c = o.consumer ?? {};
     this.consumerSettings = {
       nackRedeliveryDelayMs: this.nackDelayMs,
