@@ -5,8 +5,10 @@
  * their aggregates (p50/p99), retries and dead letters; the busiest batch
  * keys of the last seconds; and the worker's in-flight figures.
  *
- * Memory is bounded by the window: old batch and task records are dropped on
- * every snapshot, whatever the number of keys.
+ * Memory is bounded whatever the load or the number of keys: events are
+ * folded into one bucket per second (counts, not records), each bucket keeps
+ * at most `WAIT_SAMPLES` task waits (a reservoir sample) and `KEYS_PER_SECOND`
+ * batch keys, and buckets older than the window are dropped.
  */
 import type { BatchReport, TaskReport } from '../worker/events.js';
 
@@ -46,26 +48,76 @@ export interface DashboardSnapshot {
   readonly status: string;
   readonly services: Record<string, { inFlight: number; openAggregates: number; runningExecutions: number }>;
   readonly methods: MethodFigures[];
-  /** The busiest batch keys over the last `busyWindowSeconds`, by tasks. */
+  /** The busiest batch keys over the last `busyWindowMs`, by tasks. */
   readonly busiestKeys: Array<{ service: string; method: string; batchKey: string; tasks: number }>;
   readonly totals: { received: number; succeeded: number; retried: number; deadLettered: number };
 }
 
 const SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+const WAIT_SAMPLES = 512;
+const KEYS_PER_SECOND = 1000;
+
+/** One service method's events in one second. */
+interface MethodSecond {
+  settled: number;
+  succeeded: number;
+  retried: number;
+  deadLettered: number;
+  batches: number;
+  sizeSum: number;
+  fillSum: number;
+  sizeBuckets: Record<string, number>;
+  flushReasons: Record<string, number>;
+  waits: number[];
+  waitsSeen: number;
+  keys: Map<string, number>;
+}
+
+interface Second {
+  readonly at: number;
+  readonly methods: Map<string, MethodSecond>;
+}
 
 export class DashboardModel {
-  private batches: Array<{ at: number; report: BatchReport }> = [];
-  private tasks: Array<{ at: number; report: TaskReport }> = [];
+  private readonly seconds: Second[] = [];
   private readonly totals = { received: 0, succeeded: 0, retried: 0, deadLettered: 0 };
   private readonly onBatch = (report: BatchReport): void => {
-    this.batches.push({ at: this.now(), report });
+    const slot = this.slot(report.service, report.method);
+    const maxMessages = this.source.batchLimits()[report.service]?.maxMessages ?? 1;
+    slot.batches += 1;
+    slot.sizeSum += report.size;
+    slot.fillSum += report.size / maxMessages;
+    const label = sizeLabel(report.size);
+    slot.sizeBuckets[label] = (slot.sizeBuckets[label] ?? 0) + 1;
+    slot.flushReasons[report.flushReason] = (slot.flushReasons[report.flushReason] ?? 0) + 1;
+    for (const wait of report.taskWaitsMs) {
+      // Reservoir sampling: every wait of the second has the same chance to be kept.
+      slot.waitsSeen += 1;
+      if (slot.waits.length < WAIT_SAMPLES) slot.waits.push(wait);
+      else {
+        const at = Math.floor(this.random() * slot.waitsSeen);
+        if (at < WAIT_SAMPLES) slot.waits[at] = wait;
+      }
+    }
+    if (report.batchKey !== null && (slot.keys.has(report.batchKey) || slot.keys.size < KEYS_PER_SECOND)) {
+      slot.keys.set(report.batchKey, (slot.keys.get(report.batchKey) ?? 0) + report.size);
+    }
   };
   private readonly onTask = (report: TaskReport): void => {
-    this.tasks.push({ at: this.now(), report });
-    this.totals.received += report.settlement === 'redelivered' ? 0 : 1;
-    if (report.settlement === 'succeeded') this.totals.succeeded += 1;
-    if (report.settlement === 'retried') this.totals.retried += 1;
-    if (report.settlement === 'failed') this.totals.deadLettered += 1;
+    if (report.settlement === 'redelivered') return;
+    this.totals.received += 1;
+    const slot = report.method ? this.slot(report.service, report.method) : null;
+    if (slot) slot.settled += 1;
+    if (report.settlement === 'succeeded') {
+      this.totals.succeeded += 1;
+      if (slot) slot.succeeded += 1;
+    } else if (report.settlement === 'retried') {
+      this.totals.retried += 1;
+      if (slot) slot.retried += 1;
+    } else if (report.settlement === 'failed') {
+      this.totals.deadLettered += 1;
+      if (slot) slot.deadLettered += 1;
+    }
   };
 
   constructor(
@@ -73,6 +125,7 @@ export class DashboardModel {
     private readonly windowMs = 60_000,
     private readonly busyWindowMs = 10_000,
     private readonly now: () => number = Date.now,
+    private readonly random: () => number = Math.random,
   ) {
     source.events.on('batch', this.onBatch);
     source.events.on('task', this.onTask);
@@ -85,74 +138,108 @@ export class DashboardModel {
 
   snapshot(): DashboardSnapshot {
     const now = this.now();
-    const since = now - this.windowMs;
-    this.batches = this.batches.filter((b) => b.at >= since);
-    this.tasks = this.tasks.filter((t) => t.at >= since);
-    const seconds = Math.max(1, Math.min(this.windowMs, now - (this.batches[0]?.at ?? this.tasks[0]?.at ?? now)) / 1000);
-    const limits = this.source.batchLimits();
-    const methods = new Map<string, { batches: BatchReport[]; tasks: TaskReport[] }>();
-    const slot = (service: string, method: string) => {
-      const key = `${service}\u0000${method}`;
-      let entry = methods.get(key);
-      if (!entry) {
-        entry = { batches: [], tasks: [] };
-        methods.set(key, entry);
+    this.dropOlderThan(now - this.windowMs);
+    const spanSeconds = Math.max(1, Math.min(this.windowMs, now - (this.seconds[0]?.at ?? now)) / 1000);
+    const merged = new Map<string, MethodSecond>();
+    const busy = new Map<string, { service: string; method: string; batchKey: string; tasks: number }>();
+    for (const second of this.seconds) {
+      const recent = second.at >= now - this.busyWindowMs;
+      for (const [key, s] of second.methods) {
+        const m = merged.get(key) ?? emptyMethodSecond();
+        merged.set(key, m);
+        m.settled += s.settled;
+        m.succeeded += s.succeeded;
+        m.retried += s.retried;
+        m.deadLettered += s.deadLettered;
+        m.batches += s.batches;
+        m.sizeSum += s.sizeSum;
+        m.fillSum += s.fillSum;
+        for (const [label, n] of Object.entries(s.sizeBuckets)) m.sizeBuckets[label] = (m.sizeBuckets[label] ?? 0) + n;
+        for (const [reason, n] of Object.entries(s.flushReasons)) m.flushReasons[reason] = (m.flushReasons[reason] ?? 0) + n;
+        m.waits.push(...s.waits);
+        if (!recent) continue;
+        const [service, method] = key.split('\u0000') as [string, string];
+        for (const [batchKey, tasks] of s.keys) {
+          const id = `${key}\u0000${batchKey}`;
+          const entry = busy.get(id) ?? { service, method, batchKey, tasks: 0 };
+          entry.tasks += tasks;
+          busy.set(id, entry);
+        }
       }
-      return entry;
-    };
-    for (const { report } of this.batches) slot(report.service, report.method).batches.push(report);
-    for (const { report } of this.tasks) if (report.method) slot(report.service, report.method).tasks.push(report);
-    const figures: MethodFigures[] = [...methods].map(([key, { batches, tasks }]) => {
+    }
+    const methods: MethodFigures[] = [...merged].map(([key, m]) => {
       const [service, method] = key.split('\u0000') as [string, string];
-      const waits = batches.flatMap((b) => b.taskWaitsMs).sort((a, b) => a - b);
-      const maxMessages = limits[service]?.maxMessages ?? 1;
-      const sizeBuckets: Record<string, number> = {};
-      const flushReasons: Record<string, number> = {};
-      for (const b of batches) {
-        const bucket = SIZE_BUCKETS.find((upper) => b.size <= upper) ?? Infinity;
-        const label = bucket === Infinity ? `>${SIZE_BUCKETS.at(-1)}` : `≤${bucket}`;
-        sizeBuckets[label] = (sizeBuckets[label] ?? 0) + 1;
-        flushReasons[b.flushReason] = (flushReasons[b.flushReason] ?? 0) + 1;
-      }
-      const settledNow = tasks.filter((t) => t.settlement !== 'redelivered').length;
+      const waits = m.waits.sort((a, b) => a - b);
       return {
         service,
         method,
-        tasksPerSecond: round(settledNow / seconds),
-        batches: batches.length,
-        sizeBuckets,
-        meanBatchSize: round(mean(batches.map((b) => b.size))),
-        fillRatio: round(mean(batches.map((b) => b.size / maxMessages))),
-        flushReasons,
+        tasksPerSecond: round(m.settled / spanSeconds),
+        batches: m.batches,
+        sizeBuckets: m.sizeBuckets,
+        meanBatchSize: round(m.batches === 0 ? 0 : m.sizeSum / m.batches),
+        fillRatio: round(m.batches === 0 ? 0 : m.fillSum / m.batches),
+        flushReasons: m.flushReasons,
         waitP50Ms: round(quantile(waits, 0.5)),
         waitP99Ms: round(quantile(waits, 0.99)),
-        retried: tasks.filter((t) => t.settlement === 'retried').length,
-        deadLettered: tasks.filter((t) => t.settlement === 'failed').length,
-        succeeded: tasks.filter((t) => t.settlement === 'succeeded').length,
+        retried: m.retried,
+        deadLettered: m.deadLettered,
+        succeeded: m.succeeded,
       };
     });
-    const busy = new Map<string, { service: string; method: string; batchKey: string; tasks: number }>();
-    for (const { at, report } of this.batches) {
-      if (at < now - this.busyWindowMs || report.batchKey === null) continue;
-      const key = `${report.service}\u0000${report.method}\u0000${report.batchKey}`;
-      const entry = busy.get(key) ?? { service: report.service, method: report.method, batchKey: report.batchKey, tasks: 0 };
-      entry.tasks += report.size;
-      busy.set(key, entry);
-    }
     return {
       at: now,
       windowSeconds: this.windowMs / 1000,
       status: this.source.state.status,
       services: this.source.stats(),
-      methods: figures.sort((a, b) => `${a.service}.${a.method}`.localeCompare(`${b.service}.${b.method}`)),
+      methods: methods.sort((a, b) => `${a.service}.${a.method}`.localeCompare(`${b.service}.${b.method}`)),
       busiestKeys: [...busy.values()].sort((a, b) => b.tasks - a.tasks).slice(0, 20),
       totals: { ...this.totals },
     };
   }
+
+  /** The bucket of this second for one service method. */
+  private slot(service: string, method: string): MethodSecond {
+    const at = Math.floor(this.now() / 1000) * 1000;
+    let second = this.seconds.at(-1);
+    if (!second || second.at !== at) {
+      second = { at, methods: new Map() };
+      this.seconds.push(second);
+      this.dropOlderThan(at - this.windowMs);
+    }
+    const key = `${service}\u0000${method}`;
+    let slot = second.methods.get(key);
+    if (!slot) {
+      slot = emptyMethodSecond();
+      second.methods.set(key, slot);
+    }
+    return slot;
+  }
+
+  private dropOlderThan(cutoff: number): void {
+    while (this.seconds.length > 0 && this.seconds[0]!.at < cutoff) this.seconds.shift();
+  }
 }
 
-function mean(values: number[]): number {
-  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
+function emptyMethodSecond(): MethodSecond {
+  return {
+    settled: 0,
+    succeeded: 0,
+    retried: 0,
+    deadLettered: 0,
+    batches: 0,
+    sizeSum: 0,
+    fillSum: 0,
+    sizeBuckets: {},
+    flushReasons: {},
+    waits: [],
+    waitsSeen: 0,
+    keys: new Map(),
+  };
+}
+
+function sizeLabel(size: number): string {
+  const upper = SIZE_BUCKETS.find((bound) => size <= bound);
+  return upper === undefined ? `>${SIZE_BUCKETS.at(-1)}` : `≤${upper}`;
 }
 
 function quantile(sorted: number[], q: number): number {
