@@ -11,10 +11,11 @@ import { promisify } from 'node:util';
 import { InMemoryTransport } from '../src/transport/memory/in-memory-transport.js';
 import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
 import { pino } from 'pino';
-import { pulsarPerf } from './broker-ceiling.js';
+import { pulsarHome, pulsarPerf } from './broker-ceiling.js';
 import { sheafClientRates } from './client-rates.js';
 import { endToEnd, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
 import { enableTelemetry } from './telemetry.js';
+import { acrossProcesses, clientProcess, javaClasspath, javaDrain, workerAlone, type WorkerAlone } from './processes.js';
 import { describeMachine } from './machine.js';
 import { drawChart, markdownTable, textTable, type Row } from './report.js';
 
@@ -48,6 +49,9 @@ async function broker(): Promise<{ url: string; adminUrl: string; version: strin
 }
 
 const { url, adminUrl, version } = await broker();
+// The process benchmarks run `sheaf worker` from dist/.
+step('building dist/');
+await run('npm', ['run', '--silent', 'build'], { cwd: root });
 const namespace = `bench-${randomUUID().slice(0, 8)}`;
 const created = await fetch(`${adminUrl}/admin/v2/namespaces/public/${namespace}`, { method: 'PUT' });
 if (!created.ok) throw new Error(`cannot create namespace public/${namespace}: ${created.status}`);
@@ -135,6 +139,67 @@ for (const maxMessages of [1, 10, 100, 1000]) {
     verdict: verdict(e.tasksPerSecond >= 0.35 * perfProduce100),
   });
 }
+// 3a: process by process, as users deploy it (issue 12's measurements): a worker process alone draining
+// preloaded tasks, the Java client's batchReceive draining the same, one client process, and client and
+// worker in processes of their own.
+{
+  const consume100 = (results['client-100'] as { sheafBatched: { consume: number } }).sheafBatched.consume;
+  const brokerRef = { url, namespace };
+  const alone: Record<number, WorkerAlone> = {};
+  for (const maxMessages of [1, 100, 1000]) {
+    const count = n(maxMessages === 1 ? 20_000 : 60_000, 5_000);
+    step(`worker alone, pulsar, maxMessages ${maxMessages}, ${count} preloaded tasks`);
+    const w = await workerAlone(brokerRef, maxMessages, count);
+    alone[maxMessages] = w;
+    results[`worker-alone-${maxMessages}`] = w;
+    const target =
+      maxMessages === 100
+        ? {
+            text: `≥ 100,000 tasks/s or ≥ 40 % of the client's consume (${fmt(0.4 * consume100)})`,
+            ok: w.tasksPerSecond >= 100_000 || w.tasksPerSecond >= 0.4 * consume100,
+          }
+        : null;
+    rows.push({
+      measure: `worker alone, pulsar, maxMessages ${maxMessages} (tasks/s)`,
+      value: `${fmt(w.tasksPerSecond)} (${w.cpuSecondsPer1000.toFixed(3)} CPU s per 1,000 tasks)`,
+      target: target?.text ?? '',
+      verdict: target ? verdict(target.ok) : '',
+    });
+  }
+  const drainCount = n(60_000, 5_000);
+  step(`Java client batchReceive drain, ${drainCount} preloaded tasks`);
+  const java = await javaDrain(brokerRef, await javaClasspath(pulsarHome(version)), drainCount);
+  results.javaBatchReceiveDrain = java;
+  const ratio = alone[100]!.tasksPerSecond / java;
+  rows.push({ measure: 'Java client batchReceive drain, maxMessages 100 (tasks/s)', value: fmt(java), target: 'peer', verdict: '' });
+  rows.push({
+    measure: 'worker alone against the Java batchReceive drain, maxMessages 100 (ratio)',
+    value: `${ratio.toFixed(2)} ×`,
+    target: '≥ 0.7 ×',
+    verdict: verdict(ratio >= 0.7),
+  });
+  const dispatchCount = n(60_000, 5_000);
+  step(`client alone, fire-and-forget dispatch, ${dispatchCount} tasks`);
+  const dispatch = await clientProcess(brokerRef, 'NobodyServes', 'dispatch', dispatchCount);
+  results.clientAloneDispatch = dispatch.tasksPerSecond;
+  rows.push({
+    measure: 'client alone, pulsar, fire-and-forget dispatch (tasks/s)',
+    value: fmt(dispatch.tasksPerSecond),
+    target: '',
+    verdict: '',
+  });
+  const acrossCount = n(60_000, 5_000);
+  step(`end to end across processes, pulsar, maxMessages 100, ${acrossCount} tasks`);
+  const across = await acrossProcesses(brokerRef, acrossCount);
+  results.acrossProcesses = across;
+  rows.push({
+    measure: 'end to end across processes, pulsar, maxMessages 100 (tasks/s; p50 / p99)',
+    value: `${fmt(across.tasksPerSecond)} (${fmt(across.p50Ms)} / ${fmt(across.p99Ms)} ms)`,
+    target: `≥ 25 % of pulsar-perf produce (${fmt(0.25 * perfProduce100)})`,
+    verdict: verdict(across.tasksPerSecond >= 0.25 * perfProduce100),
+  });
+}
+
 // 3b: the cost of telemetry: OpenTelemetry SDKs registered (tracing and metrics recording, no exporter
 // attached) against none, at maxMessages 100, runs alternated and the best of two kept for each.
 for (const [name, transport, total] of [

@@ -5,6 +5,9 @@
 //   produce  url= topic= count= [size=] [batching=] [compression=] [chunking=] [chunkMaxMessageSize=]
 //            [keys=] [orderingKeys=] [eventTime=] [hashing=] [from=]
 //   consume  url= topic= subscription= [count=] [idleMs=] [type=] [batchIndexAck=] [ack=all|even|none]
+//   drain    url= topic= subscription= count= [maxNumMessages=100] [timeoutMs=100]
+//            batchReceive until `count` messages, one acknowledge() per batch; prints
+//            {"count":…,"seconds":…} timed from the first message to the last ack
 //
 // Every message is one JSON line on stdout; `consume` prints READY once it is
 // subscribed and DONE at the end. Payloads are deterministic (see payload()),
@@ -18,7 +21,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import org.apache.pulsar.client.api.BatchReceivePolicy;
 import org.apache.pulsar.client.api.BatcherBuilder;
+import org.apache.pulsar.client.api.Messages;
 import org.apache.pulsar.client.api.CompressionType;
 import org.apache.pulsar.client.api.Consumer;
 import org.apache.pulsar.client.api.ConsumerBuilder;
@@ -47,6 +52,7 @@ public final class Interop {
       switch (args[0]) {
         case "produce" -> produce(client, o);
         case "consume" -> consume(client, o);
+        case "drain" -> drain(client, o);
         default -> throw new IllegalArgumentException("unknown command " + args[0]);
       }
     }
@@ -159,6 +165,38 @@ public final class Interop {
         if (ack.equals("all") || (ack.equals("even") && index % 2 == 0)) consumer.acknowledge(m);
         got++;
       }
+      System.out.println("DONE " + got);
+    }
+  }
+
+  /** What a Pulsar user writes instead of Sheaf: batchReceive, one ack call per batch (bench/). */
+  static void drain(PulsarClient client, Map<String, String> o) throws Exception {
+    int count = Integer.parseInt(o.get("count"));
+    BatchReceivePolicy policy = BatchReceivePolicy.builder()
+        .maxNumMessages(Integer.parseInt(o.getOrDefault("maxNumMessages", "100")))
+        .timeout(Integer.parseInt(o.getOrDefault("timeoutMs", "100")), TimeUnit.MILLISECONDS)
+        .build();
+    try (Consumer<byte[]> consumer = client.newConsumer()
+        .topic(o.get("topic"))
+        .subscriptionName(o.get("subscription"))
+        .subscriptionType(SubscriptionType.Shared)
+        .subscriptionInitialPosition(SubscriptionInitialPosition.Earliest)
+        .batchReceivePolicy(policy)
+        .receiverQueueSize(1000)
+        .subscribe()) {
+      System.out.println("READY");
+      System.out.flush();
+      int got = 0;
+      long started = 0;
+      while (got < count) {
+        Messages<byte[]> batch = consumer.batchReceive();
+        if (batch.size() == 0) continue;
+        if (started == 0) started = System.nanoTime();
+        got += batch.size();
+        consumer.acknowledge(batch);
+      }
+      double seconds = (System.nanoTime() - started) / 1e9;
+      System.out.println("{\"count\":" + got + ",\"seconds\":" + seconds + "}");
       System.out.println("DONE " + got);
     }
   }
