@@ -100,6 +100,13 @@ describe('entry decoding', () => {
     expect(entry.raw.length).toBeGreaterThan(0);
   });
 
+  test('a SNAPPY stream claiming another length than its metadata is refused before the decoder allocates it', () => {
+    // Varint 0xffffffff: a hostile 4 GiB claim.
+    const hostile = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]);
+    const entry = decodeEntry(frameOf(meta({ compression: CompressionType.SNAPPY, uncompressed_size: 10 }), hostile), undefined, limits);
+    expect(entry.kind === 'undecodable' && entry.reason).toMatch(/SNAPPY stream claims 4294967295 bytes, but its metadata says 10/);
+  });
+
   test('metadata that does not decode is undecodable too, not a thrown error', () => {
     const raw = encodePayloadFrame(
       { type: CommandType.MESSAGE, message: { consumer_id: 1, message_id: { ledgerId: 1, entryId: 2 } } },

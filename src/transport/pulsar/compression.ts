@@ -121,8 +121,18 @@ function decode(compression: number, payload: Buffer, uncompressedSize: number):
       const out = zstdDecompress(payload, new Uint8Array(uncompressedSize));
       return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
     }
-    case CompressionType.SNAPPY:
+    case CompressionType.SNAPPY: {
+      // Raw snappy starts with the uncompressed length (a varint), which the decoder allocates:
+      // refuse a stream that claims more than its metadata before any allocation.
+      const claimed = snappyLength(payload);
+      if (claimed !== uncompressedSize) {
+        throw new DecompressionError(
+          compression,
+          `SNAPPY stream claims ${claimed ?? 'no'} bytes, but its metadata says ${uncompressedSize}`,
+        );
+      }
       return snappy().uncompressSync(payload, { asBuffer: true }) as Buffer;
+    }
     default:
       throw new DecompressionError(compression, `unknown compression type ${compression}`);
   }
@@ -145,6 +155,17 @@ export function compress(name: CompressionName, payload: Uint8Array): Uint8Array
     case 'snappy':
       return snappy().compressSync(input);
   }
+}
+
+/** The uncompressed length at the head of a raw snappy stream (a little-endian base-128 varint, at most 5 bytes). */
+function snappyLength(payload: Buffer): number | null {
+  let length = 0;
+  for (let i = 0; i < 5 && i < payload.length; i++) {
+    const byte = payload[i]!;
+    length += (byte & 0x7f) * 2 ** (7 * i);
+    if ((byte & 0x80) === 0) return length;
+  }
+  return null;
 }
 
 function codecName(compression: number): string {
