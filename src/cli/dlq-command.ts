@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { positiveInt } from './arguments.js';
-import { setupFromConfigFile, type ConfigSetup } from '../config/from-config.js';
+import { configuredToken, setupFromConfigFile, type ConfigSetup } from '../config/from-config.js';
 import { ConfigError } from '../errors.js';
 import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
@@ -184,7 +184,8 @@ async function clientsGone(chosen: ReadLetter[], setup: ConfigSetup): Promise<Se
     process.stderr.write('sheaf: set pulsar.adminUrl to check whether the clients that dispatched these tasks still listen for results\n');
     return gone;
   }
-  const admin = new PulsarAdmin({ adminUrl: p.adminUrl, ...(p.authentication?.token ? { token: p.authentication.token } : {}) });
+  const token = configuredToken(setup.loaded);
+  const admin = new PulsarAdmin({ adminUrl: p.adminUrl, ...(token !== undefined ? { token } : {}) });
   for (const [topic, count] of replyTopics) {
     const subscriptions = await admin.subscriptions(p.tenant ?? 'public', p.namespace ?? 'default', topic);
     if (subscriptions === null || subscriptions.length === 0) {

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
+import { configuredToken } from '../config/from-config.js';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import { PulsarAdmin } from '../transport/pulsar/admin.js';
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
 import { ExitCode } from './exit-codes.js';
 import { failureLine } from './failure-line.js';
 
@@ -41,14 +40,14 @@ export function setupCommand(program: Command): void {
           },
         );
       }
-      const tokenFile = p.authentication?.tokenFile;
-      const token =
-        p.authentication?.token ??
-        (tokenFile ? (await readFile(isAbsolute(tokenFile) ? tokenFile : resolve(loaded.directory, tokenFile), 'utf8')).trim() : undefined);
+      const token = configuredToken(loaded);
       const tenant = p.tenant ?? 'public';
       const namespace = p.namespace ?? 'default';
       try {
-        const report = await new PulsarAdmin({ adminUrl: p.adminUrl, ...(token ? { token } : {}) }).ensureNamespace(tenant, namespace);
+        const report = await new PulsarAdmin({ adminUrl: p.adminUrl, ...(token !== undefined ? { token } : {}) }).ensureNamespace(
+          tenant,
+          namespace,
+        );
         process.stdout.write(`tenant ${tenant}: ${report.tenant}\nnamespace ${tenant}/${namespace}: ${report.namespace}\n`);
         for (const policy of report.policies) process.stdout.write(`policy: ${policy}\n`);
       } catch (error) {

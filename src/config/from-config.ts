@@ -43,6 +43,21 @@ export function createLogger(logs: SheafConfig['logs'], stream: NodeJS.WritableS
   return pino(options, pinoPretty({ colorize: Boolean((stream as NodeJS.WriteStream).isTTY), destination: stream, sync: true }));
 }
 
+/**
+ * The token of `pulsar.authentication`: the string itself, or a function that
+ * reads `tokenFile` (resolved from the config's folder) each time it is asked,
+ * so a rotated file is picked up. Undefined without authentication. Used by
+ * the transport and by the admin calls of `sheaf setup` and `dlq replay`.
+ */
+export function configuredToken(loaded: LoadedConfig): string | (() => Promise<string>) | undefined {
+  const auth = loaded.config.pulsar?.authentication;
+  if (!auth) return undefined;
+  if (auth.token) return auth.token;
+  if (!auth.tokenFile) return undefined;
+  const file = resolveFrom(loaded.directory, auth.tokenFile);
+  return async () => (await readFile(file, 'utf8')).trim();
+}
+
 export async function createTransport(loaded: LoadedConfig, logger: Logger): Promise<Transport> {
   const { config, directory } = loaded;
   if ((config.transport ?? 'inMemory') === 'inMemory') return new InMemoryTransport();
@@ -60,8 +75,8 @@ export async function createTransport(loaded: LoadedConfig, logger: Logger): Pro
     }
   };
   const [ca, cert, key] = await Promise.all([readPem('caFile'), readPem('certFile'), readPem('keyFile')]);
-  const tokenFile = p.authentication?.tokenFile ? resolveFrom(directory, p.authentication.tokenFile) : undefined;
-  if (p.authentication && !p.authentication.token && !tokenFile) {
+  const token = configuredToken(loaded);
+  if (p.authentication && token === undefined) {
     issues.push({ path: 'pulsar.authentication', message: 'needs token or tokenFile' });
   }
   if (issues.length > 0) throw new ConfigError(issues, { source: loaded.path });
@@ -69,9 +84,7 @@ export async function createTransport(loaded: LoadedConfig, logger: Logger): Pro
     brokerServiceUrl: p.brokerServiceUrl,
     ...(p.tenant ? { tenant: p.tenant } : {}),
     ...(p.namespace ? { namespace: p.namespace } : {}),
-    ...(p.authentication
-      ? { authentication: { token: p.authentication.token ?? (async () => (await readFile(tokenFile!, 'utf8')).trim()) } }
-      : {}),
+    ...(token !== undefined ? { authentication: { token } } : {}),
     ...(p.tls
       ? {
           tls: {
