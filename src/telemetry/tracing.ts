@@ -83,15 +83,17 @@ function dispatchContext(carrier: TraceCarrier | undefined): Context {
  * says how many failed.
  */
 export async function inBatchSpan<T>(
-  attributes: Attributes,
+  attributes: () => Attributes,
   name: string,
-  carriers: ReadonlyArray<TraceCarrier | undefined>,
+  carriers: () => Iterable<TraceCarrier | undefined>,
   run: (span: Span) => Promise<T>,
 ): Promise<T> {
-  const span = tracer().startSpan(name, { kind: SpanKind.CONSUMER, attributes });
+  const span = tracer().startSpan(name, { kind: SpanKind.CONSUMER });
+  // Attributes and links are built only for a recording span: with no SDK, a batch costs no allocations here.
   if (span.isRecording()) {
+    span.setAttributes(attributes());
     const links: Link[] = [];
-    for (const carrier of carriers) {
+    for (const carrier of carriers()) {
       const spanContext = trace.getSpanContext(dispatchContext(carrier));
       if (spanContext) links.push({ context: spanContext });
     }
@@ -102,13 +104,14 @@ export async function inBatchSpan<T>(
 
 /** Runs one single-task execution in a CONSUMER span, a child of the task's dispatch span. */
 export async function inTaskSpan<T>(
-  attributes: Attributes,
+  attributes: () => Attributes,
   name: string,
   carrier: TraceCarrier | undefined,
   run: (span: Span) => Promise<T>,
 ): Promise<T> {
   const parent = dispatchContext(carrier);
-  const span = tracer().startSpan(name, { kind: SpanKind.CONSUMER, attributes }, parent);
+  const span = tracer().startSpan(name, { kind: SpanKind.CONSUMER }, parent);
+  if (span.isRecording()) span.setAttributes(attributes());
   return runIn(span, trace.setSpan(parent, span), run);
 }
 

@@ -196,12 +196,12 @@ export class ServiceRunner {
     const e = task.envelope;
     try {
       outcome = await inTaskSpan(
-        {
+        () => ({
           ...this.spanAttributes(e.method),
           'messaging.message.id': e.taskId,
           'sheaf.task.retry_index': e.retryIndex,
           ...(task.batchKey !== null ? { 'sheaf.batch.key': task.batchKey } : {}),
-        },
+        }),
         `process ${this.topic}`,
         e.trace,
         async (span) => {
@@ -233,25 +233,32 @@ export class ServiceRunner {
     const batchMethod = method.batch!.methodName;
     await this.slots.acquire();
     let execution;
+    let failedCount = 0;
     const waitMs = batch.flushedAt - batch.openedAt;
     try {
       execution = await inBatchSpan(
-        {
+        () => ({
           ...this.spanAttributes(method.name),
           'messaging.batch.message_count': batch.items.length,
           'sheaf.batch.flush_reason': batch.reason,
           'sheaf.batch.wait_ms': waitMs,
           'sheaf.batch.method': batchMethod,
           ...(batch.group.batchKey !== null ? { 'sheaf.batch.key': batch.group.batchKey } : {}),
-        },
+        }),
         `process ${this.topic}`,
-        batch.items.map((task) => task.envelope.trace),
+        () => batch.items.map((task) => task.envelope.trace),
         async (span) => {
           const result = await this.executor.runBatch(batch, batchMethod);
-          const failed = [...result.outcomes.values()].filter((o) => !o.ok);
-          if (failed.length > 0) {
-            span.setAttribute('sheaf.batch.failed_count', failed.length);
-            markFailed(span, (failed[0] as { error: unknown }).error);
+          // Counted once, while the span is open; the metrics below use the same count.
+          let firstError: unknown;
+          for (const outcome of result.outcomes.values()) {
+            if (outcome.ok) continue;
+            if (failedCount === 0) firstError = outcome.error;
+            failedCount += 1;
+          }
+          if (failedCount > 0) {
+            span.setAttribute('sheaf.batch.failed_count', failedCount);
+            markFailed(span, firstError);
           }
           return result;
         },
@@ -259,7 +266,6 @@ export class ServiceRunner {
     } finally {
       this.slots.release();
     }
-    const failedCount = [...execution.outcomes.values()].filter((o) => !o.ok).length;
     this.deps.metrics.executionFailed(this.name, method.name, failedCount);
     const taskWaitsMs = batch.items.map((task) => batch.flushedAt - task.receivedAt);
     this.deps.metrics.batchExecuted(
