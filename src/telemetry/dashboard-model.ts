@@ -81,9 +81,11 @@ interface Second {
 export class DashboardModel {
   private readonly seconds: Second[] = [];
   private readonly totals = { received: 0, succeeded: 0, retried: 0, deadLettered: 0 };
+  /** A worker's services and their settings do not change after it is built: read once, not per batch. */
+  private readonly limits: Record<string, { maxMessages: number }>;
   private readonly onBatch = (report: BatchReport): void => {
     const slot = this.slot(report.service, report.method);
-    const maxMessages = this.source.batchLimits()[report.service]?.maxMessages ?? 1;
+    const maxMessages = this.limits[report.service]?.maxMessages ?? 1;
     slot.batches += 1;
     slot.sizeSum += report.size;
     slot.fillSum += report.size / maxMessages;
@@ -127,6 +129,7 @@ export class DashboardModel {
     private readonly now: () => number = Date.now,
     private readonly random: () => number = Math.random,
   ) {
+    this.limits = source.batchLimits();
     source.events.on('batch', this.onBatch);
     source.events.on('task', this.onTask);
   }

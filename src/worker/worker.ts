@@ -100,10 +100,8 @@ export class SheafWorker {
   }
 
   /** Each service's `batch.maxMessages` (how full its batches can get). */
-  batchLimits(): Record<string, { maxMessages: number; maxSeconds: number }> {
-    return Object.fromEntries(
-      this.options.services.map((s) => [s.name, { maxMessages: s.batch.maxMessages, maxSeconds: s.batch.maxSeconds }]),
-    );
+  batchLimits(): Record<string, { maxMessages: number }> {
+    return Object.fromEntries(this.options.services.map((s) => [s.name, { maxMessages: s.batch.maxMessages }]));
   }
 
   /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
