@@ -111,7 +111,19 @@ export class PulsarAdmin {
           : '';
       throw new PulsarAdminError(what, response.status, `the admin API refused ${what}: ${response.status} ${brokerReason(text)}${hint}`);
     }
-    return { status: response.status, body: text ? (JSON.parse(text) as unknown) : undefined };
+    if (!text) return { status: response.status, body: undefined };
+    try {
+      return { status: response.status, body: JSON.parse(text) as unknown };
+    } catch (error) {
+      throw new PulsarAdminError(
+        what,
+        response.status,
+        `the admin API answered ${what} with something that is not JSON; check pulsar.adminUrl`,
+        {
+          cause: error,
+        },
+      );
+    }
   }
 }
 
