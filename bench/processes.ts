@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
 import { taskTopic, WORKER_SUBSCRIPTION } from '../src/topics.js';
 import { encodeEnvelope, type TaskEnvelope } from '../src/wire/envelopes.js';
+import { rawTask } from '../test/support/tasks.js';
 
 const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
@@ -38,21 +39,7 @@ export async function loadTasks(broker: Broker, service: string, count: number, 
     const sends: Promise<string>[] = [];
     for (let i = 0; i < count; i++) {
       const key = `k${i % 8}`;
-      const task: TaskEnvelope = {
-        v: 1,
-        kind: 'task',
-        taskId: `t-${i}`,
-        service,
-        method: 'run',
-        args: [i],
-        meta: { batchKey: key },
-        tags: [],
-        replyTo: null,
-        retryIndex: 0,
-        retrySequence: 0,
-        lastError: null,
-        dispatchedAt: Date.now(),
-      };
+      const task: TaskEnvelope = { ...rawTask(`t-${i}`, service, 'run', [i]), meta: { batchKey: key } };
       sends.push(producer.send({ payload: encodeEnvelope(task), key }));
       if (sends.length >= 10_000) await Promise.all(sends.splice(0));
     }
