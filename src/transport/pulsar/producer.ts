@@ -437,14 +437,15 @@ export class PartitionProducer implements ConnectionHandler {
   private checkTimeouts(): void {
     if (this.sendTimeoutMs <= 0) return;
     const cutoff = Date.now() - this.sendTimeoutMs;
-    const expired: InFlightSend[] = [];
+    // A Set: the chunks of one message share a group, which must be counted (and failed) once.
+    const expired = new Set<InFlightSend>();
     for (const send of this.inFlight.values()) {
       if (send.queuedAt > cutoff) break; // insertion order is queue order: the rest are younger
-      expired.push(...(send.chunk ? send.chunk.group.sends : [send]));
+      for (const s of send.chunk ? send.chunk.group.sends : [send]) expired.add(s);
     }
-    if (expired.length > 0) {
-      this.client.logger.warn({ topic: this.topic, messages: expired.length }, 'sends not confirmed within the send timeout; failing them');
-      this.fail(expired, new SendTimeoutError(this.topic, this.sendTimeoutMs));
+    if (expired.size > 0) {
+      this.client.logger.warn({ topic: this.topic, sends: expired.size }, 'sends not confirmed within the send timeout; failing them');
+      this.fail([...expired], new SendTimeoutError(this.topic, this.sendTimeoutMs));
     }
     while (this.roomWaiters.length > 0 && this.roomWaiters.peek()!.since <= cutoff) {
       this.roomWaiters.shift()!.fail(new SendTimeoutError(this.topic, this.sendTimeoutMs));
