@@ -15,10 +15,10 @@ import { ConfigError, LifecycleError, SendTimeoutError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
 import { endSpan, startSendSpan } from '../telemetry/tracing.js';
 import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
-import { isAbortError, type Consumer, type Producer, type Transport } from '../transport/transport.js';
+import { isAbortError, type Consumer, type Producer, type ReceivedMessage, type Transport } from '../transport/transport.js';
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
-import { decodeResult, encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
 import { FireAndForgetHandle, PendingTask, type TaskHandle } from './task-handle.js';
 
 export interface ClientOptions {
@@ -168,7 +168,7 @@ export class SheafClient {
       subscription: CLIENT_SUBSCRIPTION,
       maxUnacked: o.maxUnackedResults ?? 1000,
     });
-    client.loop = client.receiveResults(client.consumer);
+    client.loop = client.receiveResults(client.consumer, o.maxUnackedResults ?? 1000);
     return client;
   }
 
@@ -307,6 +307,8 @@ export class SheafClient {
       lastError: null,
       dispatchedAt: Date.now(),
     };
+    // This client reads result batches; fire-and-forget tasks get no result at all.
+    if (!target.fireAndForget) envelope.resultBatches = true;
     const topic = taskTopic(target.serviceName);
     const { span, carrier } = startSendSpan({
       transport: this.transport.kind,
@@ -415,33 +417,44 @@ export class SheafClient {
     return producer;
   }
 
-  private async receiveResults(consumer: Consumer): Promise<void> {
+  private async receiveResults(consumer: Consumer, batchSize: number): Promise<void> {
     const signal = this.stop.signal;
     while (!signal.aborted) {
-      let message;
+      let messages;
       try {
-        message = await consumer.receive(signal);
+        messages = await consumer.receiveMany(batchSize, signal);
       } catch (error) {
         if (signal.aborted || isAbortError(error)) return;
         this.log.error({ err: error }, 'receiving results failed; results wait on the topic until the client reconnects');
         return;
       }
-      try {
-        const result = decodeResult(message.payload);
-        const task = this.pending.get(result.taskId);
-        if (task) {
-          this.pending.delete(result.taskId);
-          task.settle(result);
-        } else {
-          this.log.debug(
-            { taskId: result.taskId },
-            'ignoring a result for a task this client is not waiting for (already settled, or dispatched by an earlier client)',
-          );
-        }
-      } catch (error) {
-        this.log.error({ err: error, messageId: message.id }, 'a result message could not be read; dropping it');
+      for (const message of messages) this.settleFrom(message);
+      await consumer
+        .ackAll(messages)
+        .catch((error: unknown) => this.log.warn({ err: error }, 'acking results failed; they may arrive again'));
+    }
+  }
+
+  /** Settles the tasks one result message answers (a result, or a worker's batch of results). */
+  private settleFrom(message: ReceivedMessage): void {
+    let results: readonly ResultEnvelope[];
+    try {
+      results = decodeResults(message.payload);
+    } catch (error) {
+      this.log.error({ err: error, messageId: message.id }, 'a result message could not be read; dropping it');
+      return;
+    }
+    for (const result of results) {
+      const task = this.pending.get(result.taskId);
+      if (task) {
+        this.pending.delete(result.taskId);
+        task.settle(result);
+      } else {
+        this.log.debug(
+          { taskId: result.taskId },
+          'ignoring a result for a task this client is not waiting for (already settled, or dispatched by an earlier client)',
+        );
       }
-      await consumer.ack(message).catch((error: unknown) => this.log.warn({ err: error }, 'acking a result failed; it may arrive again'));
     }
   }
 }

@@ -109,8 +109,20 @@ export interface Consumer {
    * and with `TransportClosedError` once the consumer is closed.
    */
   receive(signal?: AbortSignal): Promise<ReceivedMessage>;
+  /**
+   * Between 1 and `max` messages: those already delivered to this consumer,
+   * or else the next one and any that arrived with it. It never waits to fill
+   * up. Rejects as `receive` does (an abort loses nothing). For consume loops:
+   * one promise for many messages.
+   */
+  receiveMany(max: number, signal?: AbortSignal): Promise<ReceivedMessage[]>;
   /** Settles the message for good. Acking twice is harmless. */
   ack(message: ReceivedMessage): Promise<void>;
+  /**
+   * Settles many messages for good, as one command where the broker allows
+   * (Pulsar's ACK carries many message ids). Same rules as `ack`.
+   */
+  ackAll(messages: readonly ReceivedMessage[]): Promise<void>;
   /** Hands the message back for redelivery after `delayMs` (default: the transport's). */
   nack(message: ReceivedMessage, delayMs?: number): void;
   /** Stops delivery; everything not acked is redelivered to other consumers. */

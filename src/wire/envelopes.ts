@@ -40,6 +40,12 @@ export interface TaskEnvelope {
    * client runs with OpenTelemetry. Optional: envelopes without it stay v1.
    */
   trace?: TraceCarrier;
+  /**
+   * Set by clients that read result batches (`kind: 'resultBatch'`): a worker
+   * then answers all the tasks of one batch for this client in one message.
+   * Without it (older clients) every result travels alone. Optional: v1.
+   */
+  resultBatches?: boolean;
 }
 
 /** W3C trace-context headers, as OpenTelemetry's propagator writes them. */
@@ -70,6 +76,17 @@ export type ResultEnvelope =
       error: ErrorInfo;
       attempts: number;
     };
+
+/**
+ * The results of several tasks for one client in one message: what a worker
+ * sends for a batch to a client whose tasks say `resultBatches`. Each entry is
+ * a whole result envelope, so a reader settles them exactly as single results.
+ */
+export interface ResultBatchEnvelope {
+  v: 1;
+  kind: 'resultBatch';
+  results: ResultEnvelope[];
+}
 
 /** Why a task ended on the dead-letter topic. */
 export const DEAD_LETTER_REASONS = [
@@ -117,6 +134,7 @@ const taskSchema = z.object({
   lastError: errorInfoSchema.nullable(),
   dispatchedAt: z.number(),
   trace: z.object({ traceparent: z.string().max(256).optional(), tracestate: z.string().max(1024).optional() }).optional(),
+  resultBatches: z.boolean().optional(),
 });
 
 const resultSchema = z.discriminatedUnion('outcome', [
@@ -143,6 +161,12 @@ const resultSchema = z.discriminatedUnion('outcome', [
   }),
 ]);
 
+const resultBatchSchema = z.object({
+  v: z.literal(1),
+  kind: z.literal('resultBatch'),
+  results: z.array(resultSchema).min(1),
+});
+
 const deadLetterSchema = z.object({
   v: z.literal(1),
   kind: z.literal('deadLetter'),
@@ -156,7 +180,7 @@ const deadLetterSchema = z.object({
   deadAt: z.number(),
 });
 
-export function encodeEnvelope(envelope: TaskEnvelope | ResultEnvelope | DeadLetterEnvelope): Uint8Array {
+export function encodeEnvelope(envelope: TaskEnvelope | ResultEnvelope | ResultBatchEnvelope | DeadLetterEnvelope): Uint8Array {
   // Buffer.from is Node's native UTF-8 encoder: faster than TextEncoder on this hot path.
   return Buffer.from(JSON.stringify(envelope), 'utf8');
 }
@@ -169,6 +193,12 @@ function utf8(payload: Uint8Array): string {
 
 export const decodeTask = (payload: Uint8Array): TaskEnvelope => decode(payload, 'task', taskSchema);
 export const decodeResult = (payload: Uint8Array): ResultEnvelope => decode(payload, 'result', resultSchema) as ResultEnvelope;
+/** The results a result message holds: one (`kind: 'result'`) or a worker's batch (`kind: 'resultBatch'`). */
+export function decodeResults(payload: Uint8Array): readonly ResultEnvelope[] {
+  const raw = parseEnvelope(payload, 'result');
+  if ((raw as { kind?: unknown }).kind === 'resultBatch') return check(raw, 'resultBatch', resultBatchSchema).results as ResultEnvelope[];
+  return [check(raw, 'result', resultSchema) as ResultEnvelope];
+}
 export const decodeDeadLetter = (payload: Uint8Array): DeadLetterEnvelope => decode(payload, 'deadLetter', deadLetterSchema);
 
 /**
@@ -192,6 +222,11 @@ export function salvageTaskFields(payload: Uint8Array): { taskId?: string; reply
 }
 
 function decode<T>(payload: Uint8Array, kind: string, schema: z.ZodType<T>): T {
+  return check(parseEnvelope(payload, kind), kind, schema);
+}
+
+/** The payload as a JSON object of this wire version, or a DecodeError saying what it is instead. */
+function parseEnvelope(payload: Uint8Array, kind: string): object {
   let text: string;
   try {
     text = utf8(payload);
@@ -207,14 +242,19 @@ function decode<T>(payload: Uint8Array, kind: string, schema: z.ZodType<T>): T {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new DecodeError(`${kind} payload is not a JSON object`);
   }
-  const header = raw as { v?: unknown; kind?: unknown };
+  const header = raw as { v?: unknown };
   if (header.v !== WIRE_VERSION) {
     throw new DecodeError(
       `${kind} envelope has wire version ${JSON.stringify(header.v)}; this Sheaf reads version ${WIRE_VERSION} (upgrade the worker if the sender is newer)`,
     );
   }
-  if (header.kind !== kind) {
-    throw new DecodeError(`expected a ${kind} envelope, got kind ${JSON.stringify(header.kind)}`);
+  return raw;
+}
+
+function check<T>(raw: object, kind: string, schema: z.ZodType<T>): T {
+  const found = (raw as { kind?: unknown }).kind;
+  if (found !== kind) {
+    throw new DecodeError(`expected a ${kind} envelope, got kind ${JSON.stringify(found)}`);
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {

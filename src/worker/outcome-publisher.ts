@@ -8,7 +8,20 @@ import type { Logger } from 'pino';
 import { deadLetterTopic, taskTopic } from '../topics.js';
 import type { Producer, Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
-import { encodeEnvelope, type DeadLetterEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+import {
+  encodeEnvelope,
+  type DeadLetterEnvelope,
+  type ResultBatchEnvelope,
+  type ResultEnvelope,
+  type TaskEnvelope,
+} from '../wire/envelopes.js';
+
+/** A result as it travels: a successful value through class-transformer when it is a class instance. */
+function wireResult(result: ResultEnvelope): ResultEnvelope {
+  if (result.outcome !== 'succeeded') return result;
+  const value = toPlain(result.value);
+  return value === result.value ? result : { ...result, value };
+}
 
 /** Result producers kept open at once; the least recently used is closed past this. */
 const MAX_RESULT_PRODUCERS = 256;
@@ -32,9 +45,19 @@ export class OutcomePublisher {
   }
 
   async publishResult(replyTo: string, result: ResultEnvelope): Promise<void> {
-    const envelope = result.outcome === 'succeeded' ? { ...result, value: toPlain(result.value) } : result;
     const producer = await this.resultProducer(replyTo);
-    await producer.send({ payload: encodeEnvelope(envelope), properties: { 'sheaf-task-id': result.taskId } });
+    await producer.send({ payload: encodeEnvelope(wireResult(result)), properties: { 'sheaf-task-id': result.taskId } });
+  }
+
+  /**
+   * Several results for one client as one message (`resultBatch`), for a
+   * client whose tasks say it reads them. Rejects with `MessageTooLargeError`
+   * when they do not fit in one message; nothing is sent then.
+   */
+  async publishResults(replyTo: string, results: readonly ResultEnvelope[]): Promise<void> {
+    const producer = await this.resultProducer(replyTo);
+    const envelope: ResultBatchEnvelope = { v: 1, kind: 'resultBatch', results: results.map(wireResult) };
+    await producer.send({ payload: encodeEnvelope(envelope), properties: { 'sheaf-result-count': String(results.length) } });
   }
 
   /** Publishes the next attempt of a task, delivered after `delayMs`. */

@@ -16,13 +16,12 @@ import type { Logger } from 'pino';
 import type { WorkerMetrics } from '../telemetry/metrics.js';
 import { inBatchSpan, inTaskSpan, markFailed, messagingSystem } from '../telemetry/tracing.js';
 import { taskTopic } from '../topics.js';
-import { DecodeError, MessageTooLargeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
+import { DecodeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
 import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { deferred, type Deferred } from '../util/deferred.js';
-import { toErrorInfo, type ErrorInfo } from '../wire/error-info.js';
-import { decodeTask, salvageTaskFields, type DeadLetterReason, type TaskEnvelope } from '../wire/envelopes.js';
+import { decodeTask, type TaskEnvelope } from '../wire/envelopes.js';
 import { BatchBuffer, type FlushedBatch } from './batch-buffer.js';
 import type { WorkerEvents, TaskSettlement } from './events.js';
 import { Executor } from './executor.js';
@@ -30,6 +29,7 @@ import type { CompiledService } from './options.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import { RetryPolicy } from './retry-policy.js';
+import { Settler, type SettledTask } from './settler.js';
 import { Slots } from './slots.js';
 
 export interface ServiceRunnerDeps {
@@ -64,7 +64,7 @@ export class ServiceRunner {
   private readonly buffer: BatchBuffer<ReceivedTask>;
   private readonly slots: Slots;
   private readonly executor: Executor;
-  private readonly retryPolicy: RetryPolicy;
+  private readonly settler: Settler;
   private readonly log: Logger;
   private readonly stop = new AbortController();
   private readonly tracked = new Set<Promise<void>>();
@@ -80,7 +80,16 @@ export class ServiceRunner {
     this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.executeBatch(batch)), clock);
     this.slots = new Slots(service.concurrency);
     this.executor = new Executor(service.name, deps.instance, service.timeoutMs, clock);
-    this.retryPolicy = new RetryPolicy(service.retry, deps.random);
+    this.settler = new Settler({
+      serviceName: service.name,
+      workerName: deps.workerName,
+      publisher: deps.publisher,
+      consumer: deps.consumer,
+      retryPolicy: new RetryPolicy(service.retry, deps.random),
+      clock,
+      log: this.log,
+      onSettled: (task) => this.settled(task),
+    });
   }
 
   get stats(): ServiceRunnerStats {
@@ -119,15 +128,16 @@ export class ServiceRunner {
         this.room = null;
         continue;
       }
-      let message: ReceivedMessage;
+      let messages: ReceivedMessage[];
       try {
-        message = await consumer.receive(signal);
+        // Everything already delivered, in one promise: per-message promises were a fixed cost per task.
+        messages = await consumer.receiveMany(service.maxUnacked - this.inFlight, signal);
       } catch (error) {
-        if (signal.aborted || isAbortError(error)) return; // stopping: the message stays with the broker
+        if (signal.aborted || isAbortError(error)) return; // stopping: the messages stay with the broker
         throw error;
       }
-      this.inFlight += 1;
-      this.accept(message);
+      this.inFlight += messages.length;
+      for (const message of messages) this.accept(message);
     }
   }
 
@@ -136,25 +146,25 @@ export class ServiceRunner {
     if (message.undecodable !== undefined) {
       // The transport could not read the message itself (compression, encryption, corruption): its bytes are kept.
       const error = new DecodeError(`the transport could not decode the message: ${message.undecodable}`);
-      this.track(this.deadLetterNeverRunnable(message, null, 'undecodable', error));
+      this.track(this.settler.deadLetterNeverRunnable(message, null, 'undecodable', error));
       return;
     }
     let envelope: TaskEnvelope;
     try {
       envelope = decodeTask(message.payload);
     } catch (error) {
-      this.track(this.deadLetterNeverRunnable(message, null, 'undecodable', error));
+      this.track(this.settler.deadLetterNeverRunnable(message, null, 'undecodable', error));
       return;
     }
     if (envelope.service !== this.name) {
       const error = new UnknownServiceError(envelope.service, this.name);
-      this.track(this.deadLetterNeverRunnable(message, envelope, 'unknownService', error));
+      this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'unknownService', error));
       return;
     }
     const method = this.deps.definition.methods.get(envelope.method);
     if (!method) {
       const error = new UnknownMethodError(this.name, envelope.method, [...this.deps.definition.methods.keys()]);
-      this.track(this.deadLetterNeverRunnable(message, envelope, 'unknownMethod', error));
+      this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'unknownMethod', error));
       return;
     }
     let args: unknown[];
@@ -170,7 +180,7 @@ export class ServiceRunner {
               `${this.name}.${method.name}: arguments could not be prepared: ${(cause as Error)?.message ?? String(cause)}`,
               { cause },
             );
-      this.track(this.deadLetterNeverRunnable(message, envelope, 'wrongArguments', error));
+      this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'wrongArguments', error));
       return;
     }
     const batchKey = envelope.meta.batchKey ?? null;
@@ -215,7 +225,7 @@ export class ServiceRunner {
     }
     this.deps.metrics.singleExecuted(this.name, e.method, this.deps.clock.now() - started);
     if (!outcome.ok) this.deps.metrics.executionFailed(this.name, e.method, 1);
-    await this.settle(task, outcome);
+    await this.settler.settle([task], [outcome]);
   }
 
   private spanAttributes(method: string): Attributes {
@@ -277,7 +287,10 @@ export class ServiceRunner {
       execution.durationMs,
       taskWaitsMs,
     );
-    const settlements = await Promise.all(batch.items.map((task) => this.settle(task, execution.outcomes.get(task.envelope.taskId)!)));
+    const settlements = await this.settler.settle(
+      batch.items,
+      batch.items.map((task) => execution.outcomes.get(task.envelope.taskId)!),
+    );
     const count = (s: TaskSettlement): number => settlements.filter((x) => x === s).length;
     const report = {
       service: this.name,
@@ -319,170 +332,13 @@ export class ServiceRunner {
     this.deps.events.emit('batch', report);
   }
 
-  /** Makes one task's outcome durable, then acks its message; nacks it when that fails. */
-  private async settle(task: ReceivedTask, outcome: ExecutionOutcome): Promise<TaskSettlement> {
-    const { publisher, consumer, clock } = this.deps;
-    const e = task.envelope;
-    const attempts = e.retryIndex + 1;
-    let settlement: TaskSettlement;
-    let reason: DeadLetterReason | null = null;
-    try {
-      if (outcome.ok) {
-        settlement = 'succeeded';
-        if (e.replyTo) {
-          try {
-            await publisher.publishResult(e.replyTo, {
-              v: 1,
-              kind: 'result',
-              taskId: e.taskId,
-              service: e.service,
-              method: e.method,
-              outcome: 'succeeded',
-              value: outcome.value,
-              attempts,
-            });
-          } catch (error) {
-            if (!(error instanceof MessageTooLargeError)) throw error;
-            // Running it again would give the same result: the task fails for good, without a retry loop.
-            reason = 'resultTooLarge';
-            await this.publishFailure({
-              reason,
-              detail: `the result (${error.size} bytes) is over the broker's limit of ${error.limit} bytes; return less, or store it elsewhere and return a reference`,
-              error: toErrorInfo(error),
-              attempts,
-              task: e,
-              payloadBase64: null,
-              client: e,
-            });
-            settlement = 'failed';
-          }
-        }
-      } else {
-        const error = toErrorInfo(outcome.error);
-        const decision = this.retryPolicy.decide(outcome.error, e.retryIndex);
-        if (decision.retry) {
-          await publisher.publishRetry({ ...e, retryIndex: e.retryIndex + 1, lastError: error }, clock.now() + decision.delayMs);
-          settlement = 'retried';
-        } else {
-          reason = decision.reason;
-          await this.publishFailure({
-            reason,
-            detail: reason === 'nonRetryable' ? `${error.name} is not retried` : `failed ${attempts} times; retries exhausted`,
-            error,
-            attempts,
-            task: e,
-            payloadBase64: null,
-            client: e,
-          });
-          settlement = 'failed';
-        }
-      }
-      await consumer.ack(task.message);
-    } catch (error) {
-      settlement = this.handBack(task.message, error);
-    }
-    this.settled(e.taskId, e.method, task.batchKey, settlement, reason, attempts);
-    return settlement;
-  }
-
-  /** A task that can never run: dead-lettered with the reason, its client told, never retried. */
-  private async deadLetterNeverRunnable(
-    message: ReceivedMessage,
-    envelope: TaskEnvelope | null,
-    reason: DeadLetterReason,
-    cause: unknown,
-  ): Promise<void> {
-    const error = toErrorInfo(cause);
-    this.log.warn(
-      { reason, taskId: envelope?.taskId, messageId: message.id, error: error.message },
-      'task can never run; dead-lettering it',
-    );
-    const salvaged = envelope ?? salvageTaskFields(message.payload);
-    let settlement: TaskSettlement = 'failed';
-    try {
-      await this.publishFailure({
-        reason,
-        detail: error.message,
-        error,
-        attempts: 0,
-        task: envelope,
-        // Unreadable bytes are kept, so nothing is lost.
-        payloadBase64: envelope ? null : Buffer.from(message.payload).toString('base64'),
-        client: salvaged,
-      });
-      await this.deps.consumer.ack(message);
-    } catch (publishError) {
-      settlement = this.handBack(message, publishError);
-    }
-    this.settled(
-      salvaged.taskId ?? `message:${message.id}`,
-      salvaged.method ?? null,
-      envelope?.meta.batchKey ?? null,
-      settlement,
-      reason,
-      0,
-    );
-  }
-
-  /** A task that ends here: its dead letter, then (when the client is known) its failure result. */
-  private async publishFailure(failure: {
-    reason: DeadLetterReason;
-    detail: string;
-    error: ErrorInfo;
-    attempts: number;
-    task: TaskEnvelope | null;
-    payloadBase64: string | null;
-    client: { replyTo?: string | null; taskId?: string; service?: string; method?: string };
-  }): Promise<void> {
-    const { publisher, workerName, clock } = this.deps;
-    const { reason, detail, error, attempts, task, payloadBase64, client } = failure;
-    await publisher.publishDeadLetter({
-      v: 1,
-      kind: 'deadLetter',
-      reason,
-      detail,
-      task,
-      payloadBase64,
-      error,
-      attempts,
-      worker: workerName,
-      deadAt: clock.now(),
-    });
-    if (client.replyTo && client.taskId) {
-      await publisher.publishResult(client.replyTo, {
-        v: 1,
-        kind: 'result',
-        taskId: client.taskId,
-        service: client.service ?? this.name,
-        method: client.method ?? '',
-        outcome: 'failed',
-        reason,
-        error,
-        attempts,
-      });
-    }
-  }
-
-  private handBack(message: ReceivedMessage, error: unknown): TaskSettlement {
-    this.log.error({ err: error, messageId: message.id }, 'could not make a task outcome durable; handing the message back for redelivery');
-    this.deps.consumer.nack(message);
-    return 'redelivered';
-  }
-
-  private settled(
-    taskId: string,
-    method: string | null,
-    batchKey: string | null,
-    settlement: TaskSettlement,
-    reason: DeadLetterReason | null,
-    attempts: number,
-  ): void {
+  private settled(task: SettledTask): void {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
-    this.deps.metrics.taskSettled(this.name, method, settlement, settlement === 'failed');
+    this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed');
     const { events } = this.deps;
     if (events.listenerCount('task') > 0) {
-      events.emit('task', { taskId, service: this.name, method, batchKey, settlement, reason, attempts });
+      events.emit('task', { ...task, service: this.name });
     }
   }
 

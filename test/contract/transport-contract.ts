@@ -146,6 +146,43 @@ export function describeTransportContract(target: ContractTarget): void {
       expect(text(await c.receive())).toBe('after abort');
     });
 
+    test('receiveMany gives 1 to max messages at a time, in order, and waits for the next when none is there', async () => {
+      const c = await consumer('s', 20);
+      const producer = await transport.createProducer(topic);
+      await Promise.all([...Array(7).keys()].map((i) => producer.send({ payload: bytes(`m${i}`) })));
+      const got: string[] = [];
+      while (got.length < 7) {
+        const many = await c.receiveMany(3);
+        expect(many.length).toBeGreaterThanOrEqual(1);
+        expect(many.length).toBeLessThanOrEqual(3);
+        got.push(...many.map(text));
+      }
+      expect(got.sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+      const waiting = c.receiveMany(10);
+      await producer.send({ payload: bytes('late') });
+      expect((await waiting).map(text)).toEqual(['late']);
+      const controller = new AbortController();
+      const aborted = c.receiveMany(10, controller.signal);
+      controller.abort();
+      await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    });
+
+    test('ackAll settles every message it names, and only those', async () => {
+      const first = await consumer('s', 10);
+      const producer = await transport.createProducer(topic);
+      for (const name of ['a', 'b', 'c']) await producer.send({ payload: bytes(name) });
+      const held = [await first.receive(), await first.receive(), await first.receive()];
+      await first.ackAll(held.filter((m) => text(m) !== 'b'));
+      await first.close();
+      const second = await consumer('s', 10);
+      const again = await second.receive();
+      expect(text(again)).toBe('b');
+      await second.ackAll([again]);
+      await producer.send({ payload: bytes('next') });
+      // Had anything else come back, it would arrive before 'next'.
+      expect(text(await second.receive())).toBe('next');
+    });
+
     test('a closed consumer rejects receive, and so do waiting receives', async () => {
       const c = await consumer('s', 10);
       const waiting = c.receive();

@@ -104,6 +104,7 @@ for (const target of transportTargets()) {
       }
       // Both methods ran, for every key, and most batches filled up under load.
       expect(new Set(impl.seen.map((b) => `${b.method}/${b.batchKey}`)).size).toBe(8);
+      await system!.batched(400);
       expect(batches.filter((b) => b.flushReason === 'maxMessages').length).toBeGreaterThan(batches.length / 2);
       expect(batches.every((b) => b.succeeded === b.size && b.failed === 0)).toBe(true);
     });
@@ -113,6 +114,7 @@ for (const target of transportTargets()) {
       const { client, batches } = await start(impl, { maxMessages: 100, maxSeconds: 0.05 });
       const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'solo' } });
       expect(await Promise.all([greeter.greet('a'), greeter.greet('b'), greeter.greet('c')])).toEqual(['hello a', 'hello b', 'hello c']);
+      await system!.batched(3);
       expect(batches.map((b) => [b.flushReason, b.size])).toEqual([['maxSeconds', 3]]);
     });
 
@@ -122,6 +124,7 @@ for (const target of transportTargets()) {
       const greeter = client.service<Greeter>('Greeter', { meta: { batchKey: 'big' } });
       const name = 'x'.repeat(1000);
       await Promise.all([...Array(20)].map(() => greeter.greet(name)));
+      await system!.batched(20);
       expect(batches.reduce((n, b) => n + b.size, 0)).toBe(20);
       expect(batches.some((b) => b.flushReason === 'maxBytes')).toBe(true);
       for (const b of batches) expect(b.bytes).toBeLessThanOrEqual(4096);

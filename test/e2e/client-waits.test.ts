@@ -110,7 +110,7 @@ for (const target of transportTargets()) {
         ...['d', 'e', 'f'].map((t) => system!.client.dispatch(notes, { batchKey: 'k2' }).add(t)),
       ]);
       expect(await Promise.all(handles.map((h) => h.result()))).toEqual(['k1:a', 'k1:b', 'k1:c', 'k2:d', 'k2:e', 'k2:f']);
-      expect(system.batches.map((b) => [b.batchKey, b.size]).sort()).toEqual([
+      expect((await system.batched(6)).map((b) => [b.batchKey, b.size]).sort()).toEqual([
         ['k1', 3],
         ['k2', 3],
       ]);

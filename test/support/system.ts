@@ -16,6 +16,12 @@ export interface System {
   readonly batches: BatchReport[];
   /** Every task settlement, in order. */
   readonly settlements: TaskReport[];
+  /**
+   * Resolves with the batch reports once they hold `tasks` tasks in all. A
+   * client may see its results before the worker reports the batch (results
+   * are published before the acks), so tests that read reports wait here.
+   */
+  batched(tasks: number): Promise<BatchReport[]>;
   stop(): Promise<void>;
 }
 
@@ -37,6 +43,18 @@ export async function startSystem(
     client,
     batches,
     settlements,
+    batched(tasks) {
+      const done = (): boolean => batches.reduce((n, b) => n + b.size, 0) >= tasks;
+      if (done()) return Promise.resolve(batches);
+      return new Promise((resolve) => {
+        const check = (): void => {
+          if (!done()) return;
+          worker.events.off('batch', check);
+          resolve(batches);
+        };
+        worker.events.on('batch', check);
+      });
+    },
     async stop() {
       await worker.close();
       await client.close();

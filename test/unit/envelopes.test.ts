@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeResult, decodeTask, encodeEnvelope, salvageTaskFields, type TaskEnvelope } from '../../src/wire/envelopes.js';
+import { decodeResult, decodeResults, decodeTask, encodeEnvelope, salvageTaskFields, type TaskEnvelope } from '../../src/wire/envelopes.js';
 import { fromErrorInfo, toErrorInfo } from '../../src/wire/error-info.js';
 import { DecodeError } from '../../src/errors.js';
 
@@ -72,5 +72,28 @@ describe('envelopes', () => {
   test('a thrown non-error is described', () => {
     expect(toErrorInfo('plain string')).toEqual({ name: 'NonErrorThrown', message: 'plain string' });
     expect(toErrorInfo({ code: 1 })).toEqual({ name: 'NonErrorThrown', message: '{"code":1}' });
+  });
+
+  test('decodeResults reads a single result and a batch of results; a bad batch is a DecodeError naming the entry', () => {
+    const ok = (taskId: string) => ({
+      v: 1 as const,
+      kind: 'result' as const,
+      taskId,
+      service: 'S',
+      method: 'm',
+      outcome: 'succeeded' as const,
+      value: taskId,
+      attempts: 1,
+    });
+    expect(decodeResults(encodeEnvelope(ok('a'))).map((r) => r.taskId)).toEqual(['a']);
+    const batch = encodeEnvelope({ v: 1, kind: 'resultBatch', results: [ok('a'), ok('b'), ok('c')] });
+    expect(decodeResults(batch).map((r) => r.taskId)).toEqual(['a', 'b', 'c']);
+    // A batch is not a single result: readers of one kind never mistake the other.
+    expect(() => decodeResult(batch)).toThrow(/expected a result envelope, got kind "resultBatch"/);
+    const bad = Buffer.from(JSON.stringify({ v: 1, kind: 'resultBatch', results: [ok('a'), { ...ok('b'), taskId: '' }] }));
+    expect(() => decodeResults(bad)).toThrow(DecodeError);
+    expect(() => decodeResults(bad)).toThrow(/results\.1\.taskId/);
+    expect(() => decodeResults(Buffer.from(JSON.stringify({ v: 1, kind: 'resultBatch', results: [] })))).toThrow(/results/);
+    expect(() => decodeResults(Buffer.from(JSON.stringify({ v: 2, kind: 'resultBatch', results: [ok('a')] })))).toThrow(/wire version 2/);
   });
 });

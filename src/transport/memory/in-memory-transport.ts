@@ -284,9 +284,20 @@ class MemoryConsumer implements Consumer {
     return this.prefetched.receive(signal);
   }
 
+  receiveMany(max: number, signal?: AbortSignal): Promise<ReceivedMessage[]> {
+    return this.prefetched.receiveMany(max, signal);
+  }
+
   async ack(message: ReceivedMessage): Promise<void> {
     if (this.closed) throw this.closedError();
     if (this.held.delete(message.id)) this.sub.dispatch();
+  }
+
+  async ackAll(messages: readonly ReceivedMessage[]): Promise<void> {
+    if (this.closed) throw this.closedError();
+    let freed = false;
+    for (const message of messages) if (this.held.delete(message.id)) freed = true;
+    if (freed) this.sub.dispatch();
   }
 
   nack(message: ReceivedMessage, delayMs?: number): void {

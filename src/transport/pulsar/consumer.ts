@@ -540,9 +540,19 @@ export class PulsarConsumer implements Consumer {
     return this.queue.receive(signal);
   }
 
+  receiveMany(max: number, signal?: AbortSignal): Promise<ReceivedMessage[]> {
+    return this.queue.receiveMany(max, signal);
+  }
+
+  /** Queued acks of one event-loop turn leave as one ACK command per partition. */
   async ack(message: ReceivedMessage): Promise<void> {
     if (this.closing) throw this.closedError();
     this.partFor(message).resolve(message, false);
+  }
+
+  async ackAll(messages: readonly ReceivedMessage[]): Promise<void> {
+    if (this.closing) throw this.closedError();
+    for (const message of messages) this.partFor(message).resolve(message, false);
   }
 
   nack(message: ReceivedMessage, delayMs?: number): void {
