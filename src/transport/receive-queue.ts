@@ -56,7 +56,7 @@ export class ReceiveQueue<T> {
    * `receive()` does.
    */
   receiveMany(max: number, signal?: AbortSignal): Promise<T[]> {
-    if (this.ready.length > 0 && !this.closedWith && !signal?.aborted) return Promise.resolve(this.take(max));
+    if (this.ready.length > 0 && !this.closedWith && !signal?.aborted) return Promise.resolve(this.take(Math.max(1, max)));
     // Items pushed in the same turn as the first one are in `ready` by the time this continuation runs.
     return this.receive(signal).then((first) => {
       const items = this.take(max - 1);
@@ -65,8 +65,10 @@ export class ReceiveQueue<T> {
     });
   }
 
-  private take(max: number): T[] {
+  /** Up to `max` items that are ready now, without waiting (none once closed). */
+  take(max: number): T[] {
     const items: T[] = [];
+    if (this.closedWith) return items;
     while (items.length < max && this.ready.length > 0) items.push(this.ready.shift()!);
     return items;
   }

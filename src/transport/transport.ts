@@ -116,6 +116,18 @@ export interface Consumer {
    * one promise for many messages.
    */
   receiveMany(max: number, signal?: AbortSignal): Promise<ReceivedMessage[]>;
+  /**
+   * Up to `max` messages already delivered to this consumer and not yet
+   * received, without waiting: none when there are none (or it is closed).
+   */
+  takeDelivered(max: number): ReceivedMessage[];
+  /**
+   * Stops delivery of more messages to this consumer (Pulsar: no more
+   * permits, also after a reconnect); those already delivered can still be
+   * received. For a graceful drain: a worker finishes what it was given, so
+   * that no partly settled batch entry goes back to the broker whole.
+   */
+  pause(): void;
   /** Settles the message for good. Acking twice is harmless. */
   ack(message: ReceivedMessage): Promise<void>;
   /**

@@ -110,12 +110,35 @@ export class ServiceRunner {
 
   /** Stops pulling, flushes and runs the open aggregates, settles everything, closes the consumer. */
   async drain(): Promise<void> {
+    this.deps.consumer.pause();
     this.stop.abort();
     this.room?.resolve();
     await this.loop;
+    await this.takeDelivered();
     this.buffer.close();
     while (this.tracked.size > 0) await Promise.all(this.tracked);
     await this.deps.consumer.close();
+  }
+
+  /**
+   * While draining: runs what the broker already delivered as well. A batching
+   * producer's entry is acked only once all of its messages are (without
+   * batch-index acks), so leaving part of it would send back, whole, tasks
+   * that already ran. Bounded: a paused consumer receives nothing new.
+   */
+  private async takeDelivered(): Promise<void> {
+    const { consumer, service } = this.deps;
+    for (;;) {
+      while (this.inFlight >= service.maxUnacked) {
+        this.room = deferred<void>();
+        await this.room.promise;
+        this.room = null;
+      }
+      const messages = consumer.takeDelivered(service.maxUnacked - this.inFlight);
+      if (messages.length === 0) return;
+      this.inFlight += messages.length;
+      for (const message of messages) this.accept(message);
+    }
   }
 
   private async consume(): Promise<void> {

@@ -183,6 +183,24 @@ export function describeTransportContract(target: ContractTarget): void {
       expect(text(await second.receive())).toBe('next');
     });
 
+    test('pause: a consumer is given nothing more, even once it acks; takeDelivered never waits', async () => {
+      const c = await consumer('s', 10);
+      expect(c.takeDelivered(10)).toEqual([]);
+      const producer = await transport.createProducer(topic);
+      // One at a time: a batching producer would put them in one entry, which the broker delivers whole.
+      for (let i = 0; i < 20; i++) await producer.send({ payload: bytes(`m${i}`) });
+      const window: ReceivedMessage[] = [];
+      while (window.length < 10) window.push(...(await c.receiveMany(10 - window.length)));
+      c.pause();
+      await c.ackAll(window);
+      // Its window is used up and no new one is granted: the other ten go to another consumer.
+      const other = await consumer('s', 20);
+      const rest: ReceivedMessage[] = [];
+      while (rest.length < 10) rest.push(...(await other.receiveMany(10)));
+      expect([...window, ...rest].map(text).sort()).toEqual([...Array(20).keys()].map((i) => `m${i}`).sort());
+      expect(c.takeDelivered(10)).toEqual([]);
+    });
+
     test('a closed consumer rejects receive, and so do waiting receives', async () => {
       const c = await consumer('s', 10);
       const waiting = c.receive();

@@ -271,8 +271,10 @@ class MemoryConsumer implements Consumer {
     this.maxUnacked = options.maxUnacked;
   }
 
+  private paused = false;
+
   get room(): number {
-    return this.closed ? 0 : this.maxUnacked - this.held.size;
+    return this.closed || this.paused ? 0 : this.maxUnacked - this.held.size;
   }
 
   deliver(entry: Entry): void {
@@ -286,6 +288,14 @@ class MemoryConsumer implements Consumer {
 
   receiveMany(max: number, signal?: AbortSignal): Promise<ReceivedMessage[]> {
     return this.prefetched.receiveMany(max, signal);
+  }
+
+  takeDelivered(max: number): ReceivedMessage[] {
+    return this.prefetched.take(max);
+  }
+
+  pause(): void {
+    this.paused = true;
   }
 
   async ack(message: ReceivedMessage): Promise<void> {

@@ -96,6 +96,8 @@ export class PartitionConsumer implements ConnectionHandler {
   private readonly entries = new Map<string, EntryTracker>();
   private readonly chunks: ChunkAssembler;
   private held = 0;
+  /** Set by `pause()`: no more permits are granted, even after a reconnect. */
+  paused = false;
   /** The broker's count of this consumer's permits; below zero after a batch overshoots them. */
   private outstanding = 0;
   private pendingAcks: MessageIdData[] = [];
@@ -392,7 +394,7 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private refill(initial: boolean): void {
-    if (this.lifecycle.state.kind !== 'ready' || this.settings.flow === false) return;
+    if (this.lifecycle.state.kind !== 'ready' || this.settings.flow === false || this.paused) return;
     const available = this.maxUnacked - this.held - this.outstanding;
     const threshold = initial ? 1 : Math.max(1, Math.floor(this.maxUnacked / 2));
     if (available < threshold) return;
@@ -542,6 +544,14 @@ export class PulsarConsumer implements Consumer {
 
   receiveMany(max: number, signal?: AbortSignal): Promise<ReceivedMessage[]> {
     return this.queue.receiveMany(max, signal);
+  }
+
+  takeDelivered(max: number): ReceivedMessage[] {
+    return this.queue.take(max);
+  }
+
+  pause(): void {
+    for (const part of this.parts) part.paused = true;
   }
 
   /** Queued acks of one event-loop turn leave as one ACK command per partition. */
