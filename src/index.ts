@@ -29,7 +29,14 @@ export { ProtocolError } from './transport/pulsar/frames.js';
 
 export { taskTopic, deadLetterTopic, resultTopic, WORKER_SUBSCRIPTION, DEAD_LETTER_SUBSCRIPTION } from './topics.js';
 export { decodeDeadLetter, decodeTask, decodeResult, decodeResults } from './wire/envelopes.js';
-export type { TaskEnvelope, ResultEnvelope, ResultBatchEnvelope, DeadLetterEnvelope, DeadLetterReason, TaskMeta } from './wire/envelopes.js';
+export type {
+  TaskEnvelope,
+  ResultEnvelope,
+  ResultBatchEnvelope,
+  DeadLetterEnvelope,
+  DeadLetterReason,
+  TaskMeta,
+} from './wire/envelopes.js';
 export type { ErrorInfo } from './wire/error-info.js';
 
 export type { Clock } from './util/clock.js';

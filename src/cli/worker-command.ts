@@ -4,6 +4,22 @@ import { ExitCode } from './exit-codes.js';
 import { closeWithin, failureLine } from './failure-line.js';
 import { loadConfigFile } from '../config/load.js';
 import { registerMetrics, startOpsServer, type OpsServer } from '../telemetry/ops-server.js';
+import { ConfigError } from '../errors.js';
+import { superviseWorkers } from './supervisor.js';
+
+function processCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`'${value}' is not a number of processes (1-64)`);
+  return n;
+}
+
+interface WorkerCommandOptions {
+  config: string;
+  verbose?: boolean;
+  metricsPort?: number;
+  dashboard?: boolean;
+  processes?: number;
+}
 
 function portNumber(value: string): number {
   const port = Number(value);
@@ -19,13 +35,37 @@ export function workerCommand(program: Command): void {
     .option('--verbose', 'print stacks with errors')
     .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: any free port)', portNumber)
     .option('--dashboard', 'also serve the live dashboard at /dashboard on the metrics port')
+    .option(
+      '--processes <n>',
+      'run n worker processes under one supervisor (pulsar only; process i serves metrics on port + i)',
+      processCount,
+    )
     .addHelpText(
       'after',
       '\nExit status: 0 drained and closed, 1 the worker failed or could not start, 2 bad configuration, 130 forced by a second signal.',
     )
-    .action(async (options: { config: string; verbose?: boolean; metricsPort?: number; dashboard?: boolean }) => {
+    .action(async (options: WorkerCommandOptions) => {
+      const { config } = await loadConfigFile(options.config);
+      const processes = options.processes ?? config.processes ?? 1;
+      if (processes > 1) {
+        if ((config.transport ?? 'inMemory') !== 'pulsar') {
+          throw new ConfigError(
+            [
+              {
+                path: 'processes',
+                message: `is ${processes}, but the in-memory transport reaches only its own process: use transport: pulsar, or run one process`,
+              },
+            ],
+            { source: options.config },
+          );
+        }
+        const args = ['-c', options.config, ...(options.verbose ? ['--verbose'] : []), ...(options.dashboard ? ['--dashboard'] : [])];
+        const write = (line: string): void => void process.stderr.write(`${line}\n`);
+        process.exitCode = await superviseWorkers({ processes, args, metricsPort: options.metricsPort ?? config.metrics?.port, write });
+        return;
+      }
       const worker = await SheafWorker.fromConfigFile(options.config, { verboseErrors: options.verbose ?? false });
-      const settings = (await loadConfigFile(options.config)).config.metrics;
+      const settings = config.metrics;
       const port = options.metricsPort ?? settings?.port;
       let ops: OpsServer | null = null;
       if (port !== undefined) {
@@ -59,7 +99,16 @@ export function workerCommand(program: Command): void {
           },
         );
       };
-      process.on('SIGINT', () => stop('SIGINT'));
+      if (process.env.SHEAF_WORKER_INDEX !== undefined && process.send) {
+        // A child of `--processes`: Ctrl-C reaches the whole process group, and the
+        // supervisor passes it on as SIGTERM; taking SIGINT too would count as a second signal.
+        process.on('SIGINT', () => undefined);
+        // The supervisor gone (killed): drain rather than work on unsupervised.
+        process.on('disconnect', () => stop('supervisor gone'));
+        process.channel?.unref();
+      } else {
+        process.on('SIGINT', () => stop('SIGINT'));
+      }
       process.on('SIGTERM', () => stop('SIGTERM'));
       worker.events.on('failed', (error) => {
         process.stderr.write(`sheaf: the worker failed: ${(error as Error)?.message ?? String(error)}\n`);

@@ -39,8 +39,11 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   'pulsar.nackRedeliveryDelayMs': { description: 'delay before a message handed back is redelivered', default: 1000 },
   'pulsar.producer': { description: 'producer settings (tasks, retries, results, dead letters)' },
   'pulsar.producer.maxPendingMessages': { description: 'unconfirmed sends per partition; a send waits for room beyond it', default: 1000 },
-  'pulsar.producer.batchingMaxMessages': { description: 'messages per batch entry (one entry per key); 1 turns batching off', default: 1 },
-  'pulsar.producer.batchingMaxDelayMs': { description: 'how long a partial batch waits', default: 10 },
+  'pulsar.producer.batchingMaxMessages': {
+    description: 'messages per batch entry (one entry per key, so Key_Shared routing stays right); 1 turns batching off',
+    default: 1000,
+  },
+  'pulsar.producer.batchingMaxDelayMs': { description: 'how long a partial batch waits', default: 1 },
   'pulsar.producer.batchingMaxBytes': { description: 'bytes per batch entry (never above the broker maxMessageSize)', default: 131072 },
   'pulsar.producer.compression': { description: 'payload compression: none, lz4, zlib, zstd or snappy', default: 'none' },
   'pulsar.producer.chunking': {
@@ -75,6 +78,10 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   },
   'pulsar.consumer.maxChunkedMessageBytes': { description: 'the largest chunked message reassembled', default: 67108864 },
   logs: { description: 'logging' },
+  processes: {
+    description: 'worker processes `sheaf worker` runs under one supervisor, each with its own consumers (pulsar transport only)',
+    default: 1,
+  },
   metrics: { description: "the worker's operations port: Prometheus /metrics, /healthz, /readyz and the dashboard" },
   'metrics.port': { description: 'serve /metrics, /healthz and /readyz on this port (sheaf worker --metrics-port overrides it)' },
   'metrics.host': { description: 'the address to listen on', default: '0.0.0.0' },

@@ -57,6 +57,13 @@ export const sheafConfigSchema = strictObject({
       .describe('default: info'),
     pretty: z.boolean({ error: 'must be true or false' }).optional().describe('default: true in a terminal, JSON lines otherwise'),
   }).optional(),
+  processes: z
+    .number({ error: 'must be a whole number of processes' })
+    .int({ error: 'must be a whole number of processes' })
+    .min(1, { error: 'must be at least 1' })
+    .max(64, { error: 'must be at most 64 (one per core is the most that helps)' })
+    .optional()
+    .describe('worker processes `sheaf worker` runs under one supervisor (default 1); up to one per core; pulsar transport only'),
   metrics: strictObject({
     port: z.number({ error: 'must be a port number' }).int().min(0).max(65535, { error: 'must be a port number (0-65535)' }).optional(),
     host: nonEmpty('a host or address').optional(),
