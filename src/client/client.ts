@@ -110,6 +110,28 @@ const dispatchOptionsSchema = strictObject({
   fireAndForget: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
+function parseDispatchOptions(options: unknown): DispatchOptions {
+  const parsed = dispatchOptionsSchema.safeParse(options, { reportInput: true });
+  if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client.dispatch() options' });
+  return parsed.data;
+}
+
+/**
+ * The options most dispatches pass (`{ batchKey }`, `{ fireAndForget }`),
+ * recognised without zod: `dispatch` runs once per task when each call sets
+ * its own batch key. Anything else goes through the schema and its errors.
+ */
+function plainDispatchOptions(options: unknown): options is DispatchOptions {
+  if (options === null || typeof options !== 'object' || Object.getPrototypeOf(options) !== Object.prototype) return false;
+  const o = options as Record<string, unknown>;
+  for (const key in o) {
+    const value = o[key];
+    if (value === undefined) continue;
+    if (key === 'batchKey' ? typeof value !== 'string' : key === 'fireAndForget' ? typeof value !== 'boolean' : true) return false;
+  }
+  return true;
+}
+
 const stubOptionsSchema = strictObject({
   meta: z.record(z.string(), z.string({ error: 'must be a string (meta values travel as strings)' })).optional(),
   tags: z.array(z.string({ error: 'must be a string' })).optional(),
@@ -232,9 +254,7 @@ export class SheafClient {
   dispatch<T extends object>(stub: T, options: DispatchOptions = {}): TaskHandles<T> {
     const base = this.stubs.get(stub);
     if (!base) throw new TypeError("client.dispatch() takes a stub made by this client's service() method");
-    const parsed = dispatchOptionsSchema.safeParse(options, { reportInput: true });
-    if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client.dispatch() options' });
-    const o = parsed.data;
+    const o = plainDispatchOptions(options) ? options : parseDispatchOptions(options);
     const target: StubTarget = {
       serviceName: base.serviceName,
       meta: { ...base.meta, ...(o.meta ?? {}), ...(o.batchKey !== undefined ? { batchKey: o.batchKey } : {}) },

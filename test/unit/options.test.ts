@@ -105,3 +105,24 @@ describe('compileWorkerOptions', () => {
     );
   });
 });
+
+describe('client.dispatch() options', () => {
+  test('the common options pass; a wrong type or an unknown key is a ConfigError naming it', async () => {
+    const { SheafClient } = await import('../../src/client/client.js');
+    const transport = new InMemoryTransport();
+    const client = await SheafClient.connect({ transport, logger: testLogger });
+    try {
+      const stub = client.service<{ run(): Promise<void> }>('S');
+      expect(() => client.dispatch(stub, { batchKey: 'k', fireAndForget: true })).not.toThrow();
+      expect(() => client.dispatch(stub, { batchKey: 'k', meta: { a: 'b' }, tags: ['t'] })).not.toThrow();
+      const wrong = (options: unknown) => () => client.dispatch(stub, options as never);
+      expect(wrong({ batchKey: 7 })).toThrow(/batchKey: must be a string/);
+      expect(wrong({ fireAndForget: 'yes' })).toThrow(/fireAndForget: must be true or false/);
+      expect(wrong({ batchkey: 'k' })).toThrow(/batchkey: unknown key; did you mean 'batchKey'\?/);
+      expect(wrong({ meta: { n: 1 } })).toThrow(/meta\.n: must be a string/);
+    } finally {
+      await client.close();
+      await transport.close();
+    }
+  });
+});
