@@ -3,13 +3,40 @@
  * `count` tasks to the NoWork service and prints one JSON line.
  *   mode=dispatch  fire-and-forget: how fast one client sends tasks
  *   mode=e2e       awaited (10,000 at a time): tasks/s and p50/p99 latency
+ *   mode=receive   drains `count` preloaded results from the topic named in
+ *                  place of the service, as the client's result loop does
  */
 import { pino } from 'pino';
 import { SheafClient } from '../src/client/client.js';
 import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
+import { CLIENT_SUBSCRIPTION } from '../src/topics.js';
+import { decodeResults } from '../src/wire/envelopes.js';
 
-const [url, namespace, service, mode, countText] = process.argv.slice(2) as [string, string, string, 'dispatch' | 'e2e', string];
+const [url, namespace, service, mode, countText] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  'dispatch' | 'e2e' | 'receive',
+  string,
+];
 const count = Number(countText);
+if (mode === 'receive') {
+  // The client's result loop, without tasks of its own waiting: receive many, decode, ack many.
+  const transport = new PulsarTransport({ brokerServiceUrl: url, namespace, logger: pino({ level: 'warn' }) });
+  const consumer = await transport.subscribe({ topic: service, subscription: CLIENT_SUBSCRIPTION, maxUnacked: 1000 });
+  const started = performance.now();
+  let seen = 0;
+  while (seen < count) {
+    const messages = await consumer.receiveMany(1000);
+    for (const message of messages) seen += decodeResults(message.payload).length;
+    await consumer.ackAll(messages);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(`${JSON.stringify({ tasksPerSecond: count / seconds })}\n`);
+  await consumer.close();
+  await transport.close();
+  process.exit(0);
+}
 const transport = new PulsarTransport({ brokerServiceUrl: url, namespace, logger: pino({ level: 'warn' }) });
 const client = await SheafClient.connect({ transport, logger: pino({ level: 'warn' }), maxUnackedResults: 5000 });
 const stub = client.service<{ run(i: number): Promise<number> }>(service);

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
-import { taskTopic, WORKER_SUBSCRIPTION } from '../src/topics.js';
-import { encodeEnvelope, type TaskEnvelope } from '../src/wire/envelopes.js';
+import { CLIENT_SUBSCRIPTION, resultTopic, taskTopic, WORKER_SUBSCRIPTION } from '../src/topics.js';
+import { encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../src/wire/envelopes.js';
 import { rawTask } from '../test/support/tasks.js';
 
 const run = promisify(execFile);
@@ -171,6 +171,48 @@ export async function clientProcess(
     },
   );
   return JSON.parse(stdout.trim().split('\n').pop()!) as { tasksPerSecond: number; p50Ms: number; p99Ms: number };
+}
+
+/**
+ * A client's result intake: `count` results preloaded on a client's result
+ * topic in result batches of 100 (what a worker at maxMessages 100 sends),
+ * then drained by one process with the client's own loop (receiveMany,
+ * decodeResults, ackAll).
+ */
+export async function resultReceive(broker: Broker, count: number): Promise<number> {
+  const topic = resultTopic('bench-receiver');
+  const transport = new PulsarTransport({ brokerServiceUrl: broker.url, namespace: broker.namespace, logger: pino({ level: 'warn' }) });
+  try {
+    await transport.ensureSubscription(topic, CLIENT_SUBSCRIPTION);
+    const producer = await transport.createProducer(topic);
+    const sends: Promise<string>[] = [];
+    for (let i = 0; i < count; i += 100) {
+      const results: ResultEnvelope[] = [];
+      for (let k = i; k < Math.min(count, i + 100); k++) {
+        results.push({
+          v: 1,
+          kind: 'result',
+          taskId: `t-${k}`,
+          service: 'Bench',
+          method: 'run',
+          outcome: 'succeeded',
+          value: k,
+          attempts: 1,
+        });
+      }
+      sends.push(producer.send({ payload: encodeEnvelope({ v: 1, kind: 'resultBatch', results }) }));
+    }
+    await Promise.all(sends);
+    await producer.close();
+  } finally {
+    await transport.close();
+  }
+  const { stdout } = await run(
+    process.execPath,
+    ['--import', 'tsx', `${root}bench/client-process.ts`, broker.url, broker.namespace, topic, 'receive', String(count)],
+    { timeout: 600_000, cwd: root },
+  );
+  return (JSON.parse(stdout.trim().split('\n').pop()!) as { tasksPerSecond: number }).tasksPerSecond;
 }
 
 /** Client and worker in processes of their own, maxMessages 100. */
