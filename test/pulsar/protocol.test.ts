@@ -77,6 +77,17 @@ describe.skipIf(noPulsar())('Pulsar client against a real broker', () => {
     expect(text(await again.receive())).toBe('after');
   });
 
+  test('a message sent while nothing is in flight leaves at the end of the turn, not after batchingMaxDelayMs; a burst shares an entry', async () => {
+    // A delay longer than the test's timeout: a send that waited for it would fail the test.
+    const t = await transport({ producer: { batchingMaxMessages: 100, batchingMaxDelayMs: 600_000 } });
+    const producer = await t.createProducer('idle-flush');
+    const lone = await producer.send({ payload: bytes('lone'), key: 'k' });
+    expect(lone.split(':')[3]).toBe('0');
+    const burst = await Promise.all([...Array(5)].map((_, i) => producer.send({ payload: bytes(`b${i}`), key: 'k' })));
+    expect(new Set(burst.map((id) => id.split(':').slice(0, 2).join(':'))).size).toBe(1);
+    expect(burst.map((id) => id.split(':')[3])).toEqual(['0', '1', '2', '3', '4']);
+  }, 20_000);
+
   test("key-based batching: one entry per key, in each key's order", async () => {
     const t = await transport({ producer: { batchingMaxMessages: 6, batchingMaxDelayMs: 50 } });
     const consumer = await t.subscribe({ topic: 'by-key', subscription: 's', maxUnacked: 100 });

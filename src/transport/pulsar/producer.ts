@@ -12,7 +12,9 @@
  *   entries, one entry per key (key-based batching), with the key on the
  *   entry, so Key_Shared routes a batch as it routes its messages. Each
  *   message in a batch keeps its own sequence id. An entry is closed at
- *   `batchingMaxMessages`, `batchingMaxBytes` or after `batchingMaxDelayMs`.
+ *   `batchingMaxMessages`, `batchingMaxBytes` or after `batchingMaxDelayMs`;
+ *   when nothing awaits a receipt, at the end of the current turn instead of
+ *   after the delay (a lone message at low load is not held back).
  * - Send timeout: a message not confirmed within `sendTimeoutMs` (default
  *   30 s; 0 waits for ever) fails with `SendTimeoutError`; so does a wait
  *   for room that long.
@@ -102,6 +104,8 @@ export class PartitionProducer implements ConnectionHandler {
   private batchCount = 0;
   private batchBytes = 0;
   private batchTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A partial batch sent at the end of this turn: set instead of `batchTimer` while nothing is in flight. */
+  private batchImmediate: ReturnType<typeof setImmediate> | null = null;
   private timeoutTimer: ReturnType<typeof setInterval> | null = null;
   private readonly backoff = new Backoff();
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -165,7 +169,12 @@ export class PartitionProducer implements ConnectionHandler {
       this.batchCount += 1;
       this.batchBytes += size;
       if (this.batchCount >= this.settings.batchingMaxMessages) this.flushBatches();
-      else this.batchTimer ??= setTimeout(() => this.flushBatches(), this.settings.batchingMaxDelayMs);
+      else if (!this.batchTimer && !this.batchImmediate) {
+        // Nothing awaiting a receipt: the broker is idle, and waiting for more would only add latency at low
+        // load. What is sent in this same turn still goes together; under load, the delay groups the rest.
+        if (this.inFlight.size === 0) this.batchImmediate = setImmediate(() => this.flushBatches());
+        else this.batchTimer = setTimeout(() => this.flushBatches(), this.settings.batchingMaxDelayMs);
+      }
     } else {
       this.flushBatches(); // keep order: what was batched before goes first
       this.enqueueSingle(queued);
@@ -190,6 +199,7 @@ export class PartitionProducer implements ConnectionHandler {
     this.lifecycle.to({ kind: 'closing' });
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.batchTimer) clearTimeout(this.batchTimer);
+    if (this.batchImmediate) clearImmediate(this.batchImmediate);
     if (this.timeoutTimer) clearInterval(this.timeoutTimer);
     if (connection?.isOpen) await this.closeOnBroker(connection);
     this.lifecycle.to({ kind: 'closed' });
@@ -273,6 +283,10 @@ export class PartitionProducer implements ConnectionHandler {
     if (this.batchTimer) {
       clearTimeout(this.batchTimer);
       this.batchTimer = null;
+    }
+    if (this.batchImmediate) {
+      clearImmediate(this.batchImmediate);
+      this.batchImmediate = null;
     }
     if (this.batchCount === 0) return;
     const batches = this.batches;
