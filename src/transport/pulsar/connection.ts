@@ -64,6 +64,8 @@ export class Connection {
   private lastReceivedAt = Date.now();
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   private closedWith: Error | null = null;
+  /** True from the first write of a turn until the end of it (the socket is corked meanwhile). */
+  private corked = false;
   maxMessageSize = 5 * 1024 * 1024;
   serverVersion = '';
 
@@ -149,7 +151,17 @@ export class Connection {
 
   private write(frame: Buffer): void {
     if (this.closedWith) throw this.closedWith;
-    this.socket!.write(frame);
+    const socket = this.socket!;
+    if (!this.corked) {
+      // The frames of one turn (a flush of batch entries, acks, permits) leave in one write call, not one each.
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(frame);
   }
 
   /**
