@@ -108,7 +108,7 @@ export class ServiceRunner {
     });
   }
 
-  /** Stops pulling, flushes and runs the open aggregates, settles everything, closes the consumer. */
+  /** Stops pulling, runs what was delivered and the open aggregates, settles everything, closes the consumer. */
   async drain(): Promise<void> {
     this.deps.consumer.pause();
     this.stop.abort();
@@ -129,16 +129,26 @@ export class ServiceRunner {
   private async takeDelivered(): Promise<void> {
     const { consumer, service } = this.deps;
     for (;;) {
-      while (this.inFlight >= service.maxUnacked) {
-        this.room = deferred<void>();
-        await this.room.promise;
-        this.room = null;
+      if (this.inFlight >= service.maxUnacked) {
+        await this.roomFreed();
+        continue;
       }
       const messages = consumer.takeDelivered(service.maxUnacked - this.inFlight);
       if (messages.length === 0) return;
-      this.inFlight += messages.length;
-      for (const message of messages) this.accept(message);
+      this.acceptAll(messages);
     }
+  }
+
+  /** Resolves once a task settles below the in-flight bound (or the runner stops). */
+  private async roomFreed(): Promise<void> {
+    this.room = deferred<void>();
+    await this.room.promise;
+    this.room = null;
+  }
+
+  private acceptAll(messages: readonly ReceivedMessage[]): void {
+    this.inFlight += messages.length;
+    for (const message of messages) this.accept(message);
   }
 
   private async consume(): Promise<void> {
@@ -146,9 +156,7 @@ export class ServiceRunner {
     const signal = this.stop.signal;
     while (!signal.aborted) {
       if (this.inFlight >= service.maxUnacked) {
-        this.room = deferred<void>();
-        await this.room.promise;
-        this.room = null;
+        await this.roomFreed();
         continue;
       }
       let messages: ReceivedMessage[];
@@ -159,8 +167,7 @@ export class ServiceRunner {
         if (signal.aborted || isAbortError(error)) return; // stopping: the messages stay with the broker
         throw error;
       }
-      this.inFlight += messages.length;
-      for (const message of messages) this.accept(message);
+      this.acceptAll(messages);
     }
   }
 
