@@ -150,6 +150,29 @@ export class LifecycleError extends SheafError {
   override name = 'LifecycleError';
 }
 
+/**
+ * A worker's graceful stop ran out of time (`shutdownGraceSeconds`): it
+ * closed what it could and left tasks unsettled. Nothing is lost: the broker
+ * redelivers them to other workers.
+ */
+export class ShutdownTimeoutError extends LifecycleError {
+  override name = 'ShutdownTimeoutError';
+  constructor(
+    readonly graceSeconds: number,
+    /** Tasks received and not settled, per service. */
+    readonly unsettled: Readonly<Record<string, number>>,
+  ) {
+    const total = Object.values(unsettled).reduce((n, x) => n + x, 0);
+    const perService = Object.entries(unsettled)
+      .map(([service, n]) => `${service}: ${n}`)
+      .join(', ');
+    super(
+      `the drain did not end within shutdownGraceSeconds (${graceSeconds} s): ${total} tasks left unsettled` +
+        `${total > 0 ? ` (${perService})` : ''}; the broker redelivers them`,
+    );
+  }
+}
+
 /** The error a worker reported for a task, rebuilt on the client side. */
 export class RemoteTaskError extends SheafError {
   override name: string;

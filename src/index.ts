@@ -55,6 +55,7 @@ export {
   TaskContextError,
   TransportClosedError,
   LifecycleError,
+  ShutdownTimeoutError,
   RemoteTaskError,
   ResultTimeoutError,
   UnknownMethodError,

@@ -5,6 +5,7 @@
  */
 import { NamespaceNotFoundError, PulsarConnectionError, PulsarServerError } from '../transport/pulsar/errors.js';
 import { ProtocolError } from '../transport/pulsar/frames.js';
+import { within } from '../util/within.js';
 
 export function failureLine(error: unknown, verbose: boolean): string {
   if (verbose) return (error as Error)?.stack ?? String(error);
@@ -19,7 +20,5 @@ export function failureLine(error: unknown, verbose: boolean): string {
 
 /** Runs `close`, but gives up after `ms`: an exit must not wait on a broker that is gone. */
 export async function closeWithin(close: () => Promise<void>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([close().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
+  await within(close(), ms);
 }

@@ -78,6 +78,11 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   },
   'pulsar.consumer.maxChunkedMessageBytes': { description: 'the largest chunked message reassembled', default: 67108864 },
   logs: { description: 'logging' },
+  shutdownGraceSeconds: {
+    description:
+      'how long a worker drains on SIGTERM (open batches run and settle) before it closes what it can and exits 1; 0 waits for ever',
+    default: 30,
+  },
   processes: {
     description: 'worker processes `sheaf worker` runs under one supervisor, each with its own consumers (pulsar transport only)',
     default: 1,

@@ -57,6 +57,11 @@ export const sheafConfigSchema = strictObject({
       .describe('default: info'),
     pretty: z.boolean({ error: 'must be true or false' }).optional().describe('default: true in a terminal, JSON lines otherwise'),
   }).optional(),
+  shutdownGraceSeconds: z
+    .number({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
+    .nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
+    .optional()
+    .describe('how long a worker drains on SIGTERM before it gives up, closes and exits 1 (default 30; 0: wait for ever)'),
   processes: z
     .number({ error: 'must be a whole number of processes' })
     .int({ error: 'must be a whole number of processes' })

@@ -40,6 +40,12 @@ export interface WorkerOptions {
   clock?: Clock;
   /** Random source for retry jitter, in [0, 1). */
   random?: () => number;
+  /**
+   * How long `close()` may drain (run open batches, settle) before it gives
+   * up: it then closes what it can and rejects with `ShutdownTimeoutError`;
+   * the broker redelivers what was left. Default 30; 0 waits for ever.
+   */
+  shutdownGraceSeconds?: number;
 }
 
 export interface CompiledService extends CompiledExecutorSettings {
@@ -54,6 +60,8 @@ export interface CompiledWorkerOptions {
   readonly clock: Clock;
   readonly random: () => number;
   readonly services: readonly CompiledService[];
+  /** Infinity: wait for ever. */
+  readonly shutdownGraceMs: number;
 }
 
 export const serviceNameSchema = z
@@ -79,6 +87,10 @@ const workerOptionsSchema = strictObject({
     })
     .optional(),
   random: z.custom<() => number>(isFunction, { error: 'must be a function returning a number in [0, 1)' }).optional(),
+  shutdownGraceSeconds: z
+    .number({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
+    .nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
+    .optional(),
   services: z
     .array(
       strictObject({
@@ -121,5 +133,6 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     clock: parsed.data.clock ?? systemClock,
     random: parsed.data.random ?? Math.random,
     services,
+    shutdownGraceMs: parsed.data.shutdownGraceSeconds === 0 ? Infinity : (parsed.data.shutdownGraceSeconds ?? 30) * 1000,
   };
 }

@@ -16,7 +16,8 @@ import { WorkerMetrics } from '../telemetry/metrics.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { loadServices, setupFromConfigFile, type FromConfigOptions } from '../config/from-config.js';
-import { ConfigError, LifecycleError } from '../errors.js';
+import { ConfigError, LifecycleError, ShutdownTimeoutError } from '../errors.js';
+import { within } from '../util/within.js';
 import { resolveService } from '../service/registry.js';
 import { DEAD_LETTER_SUBSCRIPTION, WORKER_SUBSCRIPTION, deadLetterTopic, taskTopic } from '../topics.js';
 import type { Consumer } from '../transport/transport.js';
@@ -75,10 +76,12 @@ export class SheafWorker {
           },
         );
       }
+      const { shutdownGraceSeconds } = setup.loaded.config;
       const worker = new SheafWorker({
         transport: setup.transport,
         services,
         logger: setup.logger,
+        ...(shutdownGraceSeconds !== undefined ? { shutdownGraceSeconds } : {}),
         ...(setup.loaded.config.name ? { name: setup.loaded.config.name } : {}),
       });
       worker.own(setup.close);
@@ -159,7 +162,21 @@ export class SheafWorker {
     if (this.current.status === 'running' || this.current.status === 'failed') {
       this.transition({ status: 'draining' });
       this.log.info('draining: no new tasks are received; open batches run and settle');
-      await Promise.all([...this.runners.values()].map((r) => r.drain()));
+      const draining = Promise.all([...this.runners.values()].map((r) => r.drain()));
+      if (!(await within(draining, this.options.shutdownGraceMs))) {
+        // Out of time (a hung batch, a broker that is gone): stop waiting. What is unsettled goes back to the
+        // broker when the consumers close; closing producers and the transport gets one more second.
+        const unsettled = Object.fromEntries([...this.runners].map(([name, runner]) => [name, runner.stats.inFlight]));
+        const error = new ShutdownTimeoutError(this.options.shutdownGraceMs / 1000, unsettled);
+        this.log.error({ unsettled }, error.message);
+        await within(
+          this.release().then(() => this.runOwnedCleanup()),
+          1000,
+        );
+        this.transition({ status: 'closed' });
+        throw error;
+      }
+      await draining; // a drain that failed in time fails the close
     }
     await this.release();
     this.transition({ status: 'closed' });
