@@ -26,7 +26,7 @@ export class DemoSummary {
         batches: 0,
         minSize: Infinity,
         maxSize: 0,
-        reasons: { maxMessages: 0, maxSeconds: 0, maxBytes: 0, shutdown: 0 },
+        reasons: { maxMessages: 0, maxSeconds: 0, maxBytes: 0, backpressure: 0, shutdown: 0 },
       };
       this.perKey.set(key, figures);
     }
@@ -44,7 +44,19 @@ export class DemoSummary {
   }
 
   render(): string {
-    const header = ['batch key', 'executions', 'batches', 'min', 'avg', 'max', 'maxMessages', 'maxSeconds', 'maxBytes', 'shutdown'];
+    const header = [
+      'batch key',
+      'executions',
+      'batches',
+      'min',
+      'avg',
+      'max',
+      'maxMessages',
+      'maxSeconds',
+      'maxBytes',
+      'backpressure',
+      'shutdown',
+    ];
     const rows = [...this.perKey]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([key, f]) => [
@@ -57,6 +69,7 @@ export class DemoSummary {
         String(f.reasons.maxMessages),
         String(f.reasons.maxSeconds),
         String(f.reasons.maxBytes),
+        String(f.reasons.backpressure),
         String(f.reasons.shutdown),
       ]);
     return table([header, ...rows]);

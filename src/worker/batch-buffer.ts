@@ -1,6 +1,6 @@
 /**
  * The batch buffer: one open aggregate per (method, batch key), flushed into
- * a batch for one of four named reasons.
+ * a batch for one of five named reasons.
  *
  *   flush reason   when                                              trades
  *   ------------   -----------------------------------------------  ---------------------------------------
@@ -11,6 +11,9 @@
  *                  as a batch of its own
  *   maxSeconds     `maxSeconds` passed since the aggregate's first   bounds latency: no task waits longer,
  *                  task arrived                                      whatever the mix of keys
+ *   backpressure   the worker holds `maxUnacked` tasks, no batch     progress over fill: when every task held
+ *                  is running or waiting for a slot, and the         waits in an aggregate, waiting for the
+ *                  fullest aggregates are flushed to free room       clock would idle the worker
  *   shutdown       the worker drains                                 nothing left behind
  *
  * Latency against throughput: a larger `maxMessages` or `maxBytes` makes
@@ -21,7 +24,7 @@
  * Aggregate lifecycle (there is no "empty" state: an aggregate exists only
  * while it holds tasks, so idle keys leave no state behind):
  *
- *   (none) --add--> open --[maxMessages | maxBytes | maxSeconds | shutdown]--> flushed (removed)
+ *   (none) --add--> open --[maxMessages | maxBytes | maxSeconds | backpressure | shutdown]--> flushed (removed)
  *
  * Buffer lifecycle: `accepting` --close()--> `closed` (every open aggregate is
  * flushed with reason `shutdown`; adding afterwards is an error).
@@ -32,7 +35,7 @@
 import { LifecycleError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 
-export type FlushReason = 'maxMessages' | 'maxSeconds' | 'maxBytes' | 'shutdown';
+export type FlushReason = 'maxMessages' | 'maxSeconds' | 'maxBytes' | 'backpressure' | 'shutdown';
 
 export interface BatchLimits {
   readonly maxMessages: number;
@@ -109,6 +112,22 @@ export class BatchBuffer<T extends Sized> {
     this.buffered += 1;
     if (aggregate.items.length >= maxMessages) this.flush(key, aggregate, 'maxMessages');
     else if (maxBytes !== undefined && aggregate.bytes >= maxBytes) this.flush(key, aggregate, 'maxBytes');
+  }
+
+  /**
+   * Flushes up to `count` of the fullest open aggregates now, with reason
+   * `backpressure`; returns how many. For a worker that cannot receive more
+   * while everything it holds waits in aggregates.
+   */
+  flushFullest(count: number): number {
+    let flushed = 0;
+    while (flushed < count && this.open.size > 0) {
+      let fullest: [string, OpenAggregate<T>] | undefined;
+      for (const entry of this.open) if (!fullest || entry[1].items.length > fullest[1].items.length) fullest = entry;
+      this.flush(fullest![0], fullest![1], 'backpressure');
+      flushed += 1;
+    }
+    return flushed;
   }
 
   /** Flushes every open aggregate with reason `shutdown` and refuses further items. */

@@ -69,6 +69,9 @@ export class ServiceRunner {
   private readonly stop = new AbortController();
   private readonly tracked = new Set<Promise<void>>();
   private inFlight = 0;
+  /** Batches and single tasks handed to execution and not yet settled (running or waiting for a slot). */
+  private executions = 0;
+  private warnedBackpressure = false;
   private room: Deferred<void> | null = null;
   private loop: Promise<void> | null = null;
 
@@ -77,7 +80,7 @@ export class ServiceRunner {
     this.name = service.name;
     this.topic = taskTopic(service.name);
     this.log = deps.logger.child({ service: service.name });
-    this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.executeBatch(batch)), clock);
+    this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.counted(this.executeBatch(batch))), clock);
     this.slots = new Slots(service.concurrency);
     this.executor = new Executor(service.name, deps.instance, service.timeoutMs, clock);
     this.settler = new Settler({
@@ -141,9 +144,43 @@ export class ServiceRunner {
 
   /** Resolves once a task settles below the in-flight bound (or the runner stops). */
   private async roomFreed(): Promise<void> {
+    this.relieveBackpressure();
     this.room = deferred<void>();
     await this.room.promise;
     this.room = null;
+  }
+
+  /**
+   * At the in-flight bound, room comes only when tasks settle. When execution
+   * slots are idle and what is held waits in aggregates for the clock, the
+   * fullest aggregates are flushed now (flush reason `backpressure`): waiting
+   * would idle the worker until `maxSeconds`, however deep the backlog.
+   */
+  private relieveBackpressure(): void {
+    const idleSlots = this.deps.service.concurrency - this.executions;
+    if (idleSlots <= 0 || this.buffer.bufferedItems === 0) return;
+    const { maxUnacked, batch } = this.deps.service;
+    const open = this.buffer.openAggregates;
+    if (!this.warnedBackpressure && open * batch.maxMessages > maxUnacked) {
+      this.warnedBackpressure = true;
+      this.log.warn(
+        { maxUnacked, maxMessages: batch.maxMessages, openAggregates: open },
+        `maxUnacked (${maxUnacked}) cannot fill a batch of maxMessages (${batch.maxMessages}) for each of the ${open} batch keys ` +
+          `open: batches are flushed early for back-pressure; raise maxUnacked to ${open * batch.maxMessages} or more to fill them`,
+      );
+    }
+    this.buffer.flushFullest(idleSlots);
+  }
+
+  private async counted(execution: Promise<void>): Promise<void> {
+    this.executions += 1;
+    try {
+      await execution;
+    } finally {
+      this.executions -= 1;
+      // The consume loop may have blocked while this execution still held its slot.
+      if (this.room) this.relieveBackpressure();
+    }
   }
 
   private acceptAll(messages: readonly ReceivedMessage[]): void {
@@ -226,7 +263,7 @@ export class ServiceRunner {
     };
     this.deps.metrics.taskReceived(this.name, method.name);
     if (method.batch) this.buffer.add({ method: method.name, batchKey }, task);
-    else this.track(this.executeSingle(task));
+    else this.track(this.counted(this.executeSingle(task)));
   }
 
   private async executeSingle(task: ReceivedTask): Promise<void> {

@@ -210,3 +210,28 @@ for (const target of transportTargets()) {
     });
   });
 }
+
+describe('back-pressure flush', () => {
+  test('more keys than maxUnacked can fill: the fullest aggregates are flushed at once, only the tail waits for maxSeconds', async () => {
+    const impl = new GreeterImpl();
+    const system = await startSystem([
+      { name: 'Greeter', executor: { factory: () => impl, concurrency: 2, maxUnacked: 14, batch: { maxMessages: 7, maxSeconds: 1 } } },
+    ]);
+    try {
+      const calls = [...Array(160).keys()].map((i) =>
+        system.client.service<Greeter>('Greeter', { meta: { batchKey: `k${i % 8}` } }).greet(`n${i}`),
+      );
+      expect(await Promise.all(calls)).toEqual([...Array(160).keys()].map((i) => `hello n${i}`));
+      const batches = await system.batched(160);
+      const byReason = (reason: string): number => batches.filter((b) => b.flushReason === reason).length;
+      expect(byReason('backpressure')).toBeGreaterThan(0);
+      // Waiting for the clock with 14 tasks held over 8 keys would flush every batch by maxSeconds (over 20 of
+      // them); with back-pressure flushes only the last aggregates, once the topic is empty, wait for it.
+      expect(byReason('maxSeconds')).toBeLessThanOrEqual(8);
+      // No batch mixes keys, back-pressure or not.
+      expect(impl.seen.every((b) => b.taskKeys.every((k) => k === b.batchKey))).toBe(true);
+    } finally {
+      await system.stop();
+    }
+  });
+});

@@ -36,6 +36,28 @@ describe('BatchBuffer', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  test('flushFullest flushes the fullest aggregates with reason backpressure, cancelling their timers', () => {
+    const { buffer, flushed, clock } = setup({ maxMessages: 10 });
+    for (const [key, n] of [
+      ['a', 1],
+      ['b', 3],
+      ['c', 2],
+    ] as const) {
+      for (let i = 0; i < n; i++) buffer.add({ method: 'send', batchKey: key }, item(`${key}${i}`));
+    }
+    expect(buffer.flushFullest(2)).toBe(2);
+    expect(flushed.map((b) => [b.group.batchKey, b.reason, b.items.length])).toEqual([
+      ['b', 'backpressure', 3],
+      ['c', 'backpressure', 2],
+    ]);
+    expect(buffer.openAggregates).toBe(1);
+    expect(buffer.bufferedItems).toBe(1);
+    expect(clock.pendingTimers).toBe(1);
+    expect(buffer.flushFullest(5)).toBe(1);
+    expect(buffer.flushFullest(5)).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   test('flushes with reason maxSeconds exactly maxSeconds after the first task', () => {
     const { buffer, flushed, clock } = setup({ maxSeconds: 2 });
     const start = clock.now();
