@@ -49,6 +49,8 @@ async function withSystem<T>(
         executor: {
           factory: executor.service ?? (() => new NoWork()),
           concurrency,
+          // One batch key in these runs: let it use every slot (the default keeps one for other keys).
+          maxConcurrencyPerKey: concurrency,
           maxUnacked: Math.max(2 * concurrency * maxMessages, 2000),
           batch: { maxMessages, maxSeconds },
         },

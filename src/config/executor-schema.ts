@@ -5,6 +5,7 @@
  *
  *   key                        default
  *   concurrency                1
+ *   maxConcurrencyPerKey       concurrency − 1 (1 when concurrency is 1)
  *   timeoutSeconds             60
  *   batch.maxMessages          100
  *   batch.maxSeconds           1
@@ -54,6 +55,7 @@ export const retrySchema = strictObject({
 /** Executor keys other than how the service instance is obtained (factory, or module/export). */
 export const executorSettingsShape = {
   concurrency: positiveInt().optional(),
+  maxConcurrencyPerKey: positiveInt().optional(),
   timeoutSeconds: positiveNumber().optional(),
   maxUnacked: positiveInt().optional(),
   batch: batchSchema.optional(),
@@ -62,6 +64,7 @@ export const executorSettingsShape = {
 
 export type ExecutorSettings = {
   concurrency?: number | undefined;
+  maxConcurrencyPerKey?: number | undefined;
   timeoutSeconds?: number | undefined;
   maxUnacked?: number | undefined;
   batch?: z.infer<typeof batchSchema> | undefined;
@@ -70,6 +73,8 @@ export type ExecutorSettings = {
 
 export interface CompiledExecutorSettings {
   readonly concurrency: number;
+  /** Executions of one batch key at once; below `concurrency`, so one key cannot take every slot. */
+  readonly maxConcurrencyPerKey: number;
   readonly timeoutMs: number;
   readonly maxUnacked: number;
   readonly batch: BatchLimits;
@@ -93,6 +98,14 @@ export function compileExecutorSettings(settings: ExecutorSettings, path: string
         'otherwise batches can never fill. Raise maxUnacked, or lower concurrency or batch.maxMessages',
     });
   }
+  // A hung or slow key must leave other keys a slot: one fewer than all, by default.
+  const maxConcurrencyPerKey = settings.maxConcurrencyPerKey ?? Math.max(1, concurrency - 1);
+  if (maxConcurrencyPerKey > concurrency) {
+    issues.push({
+      path: `${path}.maxConcurrencyPerKey`,
+      message: `must be at most concurrency (${concurrency}) (got ${maxConcurrencyPerKey}); raise concurrency, or lower maxConcurrencyPerKey`,
+    });
+  }
   const minimumSeconds = settings.retry?.minimumSeconds ?? EXECUTOR_DEFAULTS.retry.minimumSeconds;
   const maximumSeconds = settings.retry?.maximumSeconds ?? 1000 * minimumSeconds;
   if (maximumSeconds < minimumSeconds) {
@@ -103,6 +116,7 @@ export function compileExecutorSettings(settings: ExecutorSettings, path: string
   }
   return {
     concurrency,
+    maxConcurrencyPerKey,
     timeoutMs: (settings.timeoutSeconds ?? EXECUTOR_DEFAULTS.timeoutSeconds) * 1000,
     maxUnacked,
     batch: {

@@ -95,6 +95,10 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   'services[]': { description: 'one service' },
   'services[].name': { description: 'the service name, as clients call it (part of its topic names)' },
   'services[].executor.concurrency': { description: 'batches (or single tasks) running at once', default: EXECUTOR_DEFAULTS.concurrency },
+  'services[].executor.maxConcurrencyPerKey': {
+    description:
+      'executions of one batch key at once (default: concurrency − 1, at least 1), so a hung or slow key leaves the others a slot',
+  },
   'services[].executor.timeoutSeconds': {
     description: 'bound on one execution (a whole batch)',
     default: EXECUTOR_DEFAULTS.timeoutSeconds,

@@ -81,7 +81,7 @@ export class ServiceRunner {
     this.topic = taskTopic(service.name);
     this.log = deps.logger.child({ service: service.name });
     this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.counted(this.executeBatch(batch))), clock);
-    this.slots = new Slots(service.concurrency);
+    this.slots = new Slots(service.concurrency, service.maxConcurrencyPerKey);
     this.executor = new Executor(service.name, deps.instance, service.timeoutMs, clock);
     this.settler = new Settler({
       serviceName: service.name,
@@ -267,7 +267,7 @@ export class ServiceRunner {
   }
 
   private async executeSingle(task: ReceivedTask): Promise<void> {
-    await this.slots.acquire();
+    await this.slots.acquire(task.batchKey);
     let outcome: ExecutionOutcome;
     const started = this.deps.clock.now();
     const e = task.envelope;
@@ -288,7 +288,7 @@ export class ServiceRunner {
         },
       );
     } finally {
-      this.slots.release();
+      this.slots.release(task.batchKey);
     }
     this.deps.metrics.singleExecuted(this.name, e.method, this.deps.clock.now() - started);
     if (!outcome.ok) this.deps.metrics.executionFailed(this.name, e.method, 1);
@@ -308,7 +308,7 @@ export class ServiceRunner {
   private async executeBatch(batch: FlushedBatch<ReceivedTask>): Promise<void> {
     const method = batch.items[0]!.method;
     const batchMethod = method.batch!.methodName;
-    await this.slots.acquire();
+    await this.slots.acquire(batch.group.batchKey);
     let execution;
     let failedCount = 0;
     const waitMs = batch.flushedAt - batch.openedAt;
@@ -341,7 +341,7 @@ export class ServiceRunner {
         },
       );
     } finally {
-      this.slots.release();
+      this.slots.release(batch.group.batchKey);
     }
     this.deps.metrics.executionFailed(this.name, method.name, failedCount);
     const taskWaitsMs = batch.items.map((task) => batch.flushedAt - task.receivedAt);

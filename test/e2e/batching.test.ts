@@ -162,7 +162,8 @@ for (const target of transportTargets()) {
           running -= 1;
         }
       }
-      const { client } = await start(new Slow(), { maxMessages: 2, maxSeconds: 0.02 }, { concurrency: 2 });
+      // One batch key here, allowed every slot (by default one key leaves a slot to the others).
+      const { client } = await start(new Slow(), { maxMessages: 2, maxSeconds: 0.02 }, { concurrency: 2, maxConcurrencyPerKey: 2 });
       const greeter = client.service<Greeter>('Greeter');
       const all = Promise.all([...Array(12)].map((_, i) => greeter.greet(`${i}`)));
       // Release batches one by one as they start; at most two may ever be running.
@@ -231,6 +232,36 @@ describe('back-pressure flush', () => {
       // No batch mixes keys, back-pressure or not.
       expect(impl.seen.every((b) => b.taskKeys.every((k) => k === b.batchKey))).toBe(true);
     } finally {
+      await system.stop();
+    }
+  });
+});
+
+describe('a hung batch key', () => {
+  test('cannot take every execution slot: the other keys go on while it hangs', async () => {
+    let release: () => void = () => undefined;
+    const hanging = new Promise<void>((resolve) => (release = resolve));
+    class OneKeyHangs {
+      greet(_name: string): void {}
+      @Batch('greet')
+      async greetMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+        if (Task.batch().batchKey === 'hung') await hanging;
+        return new Map([...tasks].map(([id, name]) => [id, `hello ${name}`]));
+      }
+    }
+    // concurrency 2: by default one key may hold one slot, and the other stays for other keys.
+    const system = await startSystem([
+      { name: 'Greeter', executor: { factory: () => new OneKeyHangs(), concurrency: 2, batch: { maxMessages: 1, maxSeconds: 0.05 } } },
+    ]);
+    try {
+      const greeter = (key: string) => system.client.service<Greeter>('Greeter', { meta: { batchKey: key } });
+      const hung = [1, 2, 3].map((i) => greeter('hung').greet(`h${i}`));
+      const others = await Promise.all([...Array(10).keys()].map((i) => greeter(`k${i % 3}`).greet(`o${i}`)));
+      expect(others).toEqual([...Array(10).keys()].map((i) => `hello o${i}`));
+      release();
+      expect(await Promise.all(hung)).toEqual(['hello h1', 'hello h2', 'hello h3']);
+    } finally {
+      release();
       await system.stop();
     }
   });

@@ -35,6 +35,15 @@ describe('compileWorkerOptions', () => {
     expect(compiled.name).toMatch(/^worker-/);
   });
 
+  test('maxConcurrencyPerKey leaves other keys a slot by default, and may not pass concurrency', () => {
+    expect(compileWorkerOptions(base()).services[0]!.maxConcurrencyPerKey).toBe(1);
+    expect(compileWorkerOptions(base({ concurrency: 4 })).services[0]!.maxConcurrencyPerKey).toBe(3);
+    expect(compileWorkerOptions(base({ concurrency: 4, maxConcurrencyPerKey: 4 })).services[0]!.maxConcurrencyPerKey).toBe(4);
+    expect(() => compileWorkerOptions(base({ concurrency: 2, maxConcurrencyPerKey: 3 }))).toThrow(
+      /services\[0\]\.executor\.maxConcurrencyPerKey: must be at most concurrency \(2\) \(got 3\)/,
+    );
+  });
+
   test('maximumSeconds defaults to 1000 × minimumSeconds', () => {
     expect(compileWorkerOptions(base({ retry: { minimumSeconds: 0.5 } })).services[0]!.retry.maximumSeconds).toBe(500);
   });
