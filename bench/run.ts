@@ -293,6 +293,17 @@ Produced by \`npm run bench\`${quick ? ' with BENCH_SCALE=quick' : ''}; raw figu
 await writeFile(`${resultsDir}latest.md`, markdown);
 await writeFile(`${resultsDir}results.json`, `${JSON.stringify({ ...results, rows }, null, 2)}\n`);
 process.stdout.write(`\n${textTable(rows)}\n\nwritten: bench/results/latest.md, results.json, throughput.png\n`);
+// Nothing of the run stays on the broker: its topics, then its namespace (a broker refuses to delete a namespace with topics).
+step(`deleting namespace public/${namespace}`);
+const nsBase = `${adminUrl}/admin/v2/persistent/public/${namespace}`;
+for (const topic of (await (await fetch(`${nsBase}/partitioned`)).json()) as string[]) {
+  await fetch(`${nsBase}/${topic.split('/').pop()!}/partitions?force=true`, { method: 'DELETE' });
+}
+for (const topic of (await (await fetch(nsBase)).json()) as string[]) {
+  await fetch(`${nsBase}/${topic.split('/').pop()!}?force=true`, { method: 'DELETE' });
+}
+const deleted = await fetch(`${adminUrl}/admin/v2/namespaces/public/${namespace}`, { method: 'DELETE' });
+if (!deleted.ok) step(`could not delete namespace public/${namespace} (${deleted.status}); delete it by hand`);
 if (startedBroker && process.env.SHEAF_KEEP_PULSAR !== '1') {
   step('stopping the broker it started');
   await run('bash', [`${root}scripts/pulsar.sh`, 'stop']);
