@@ -17,6 +17,8 @@
  *   retry.randomFactor         0.5
  *   retry.maximumRetries       11
  *   retry.ignoredErrors        []
+ *   settledCache.maxTasks      100000
+ *   settledCache.maxSeconds    600
  */
 import { z } from 'zod';
 import type { ConfigIssue } from '../errors.js';
@@ -31,6 +33,7 @@ export const EXECUTOR_DEFAULTS = {
   retry: { minimumSeconds: 1, backoffCoefficient: 2, randomFactor: 0.5, maximumRetries: 11 },
   /** maxUnacked = this × concurrency × maxMessages: one batch running and one filling per slot. */
   unackedPerSlot: 2,
+  settledCache: { maxTasks: 100_000, maxSeconds: 600 },
 } as const;
 
 export const batchSchema = strictObject({
@@ -52,6 +55,11 @@ export const retrySchema = strictObject({
   ignoredErrors: z.array(z.string({ error: 'must be an error name (a string)' }), { error: 'must be a list of error names' }).optional(),
 });
 
+export const settledCacheSchema = strictObject({
+  maxTasks: positiveInt().optional(),
+  maxSeconds: positiveNumber().optional(),
+});
+
 /** Executor keys other than how the service instance is obtained (factory, or module/export). */
 export const executorSettingsShape = {
   concurrency: positiveInt().optional(),
@@ -60,6 +68,7 @@ export const executorSettingsShape = {
   maxUnacked: positiveInt().optional(),
   batch: batchSchema.optional(),
   retry: retrySchema.optional(),
+  settledCache: settledCacheSchema.optional(),
 };
 
 export type ExecutorSettings = {
@@ -69,6 +78,7 @@ export type ExecutorSettings = {
   maxUnacked?: number | undefined;
   batch?: z.infer<typeof batchSchema> | undefined;
   retry?: z.infer<typeof retrySchema> | undefined;
+  settledCache?: z.infer<typeof settledCacheSchema> | undefined;
 };
 
 export interface CompiledExecutorSettings {
@@ -79,6 +89,8 @@ export interface CompiledExecutorSettings {
   readonly maxUnacked: number;
   readonly batch: BatchLimits;
   readonly retry: RetryOptions;
+  /** Recently settled attempts remembered to drop their twins. */
+  readonly settledCache: { readonly maxTasks: number; readonly maxAgeMs: number };
 }
 
 /**
@@ -131,6 +143,10 @@ export function compileExecutorSettings(settings: ExecutorSettings, path: string
       randomFactor: settings.retry?.randomFactor ?? EXECUTOR_DEFAULTS.retry.randomFactor,
       maximumRetries: settings.retry?.maximumRetries ?? EXECUTOR_DEFAULTS.retry.maximumRetries,
       ignoredErrors: settings.retry?.ignoredErrors ?? [],
+    },
+    settledCache: {
+      maxTasks: settings.settledCache?.maxTasks ?? EXECUTOR_DEFAULTS.settledCache.maxTasks,
+      maxAgeMs: (settings.settledCache?.maxSeconds ?? EXECUTOR_DEFAULTS.settledCache.maxSeconds) * 1000,
     },
   };
 }

@@ -99,6 +99,11 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
     description:
       'executions of one batch key at once (default: concurrency − 1, at least 1), so a hung or slow key leaves the others a slot',
   },
+  'services[].executor.settledCache': {
+    description: 'attempts settled recently, remembered so that a second copy of one is acked without running again',
+  },
+  'services[].executor.settledCache.maxTasks': { description: 'attempts remembered at most', default: 100000 },
+  'services[].executor.settledCache.maxSeconds': { description: 'how long an attempt is remembered', default: 600 },
   'services[].executor.timeoutSeconds': {
     description: 'bound on one execution (a whole batch)',
     default: EXECUTOR_DEFAULTS.timeoutSeconds,

@@ -47,6 +47,7 @@ export class WorkerMetrics {
   private readonly succeeded = new TaskCounts();
   private readonly retried = new TaskCounts();
   private readonly deadLettered = new TaskCounts();
+  private readonly twins = new TaskCounts();
   private readonly failed: Counter;
   private readonly flushes: Counter;
   private readonly batchSize: Histogram;
@@ -71,6 +72,7 @@ export class WorkerMetrics {
     observed('sheaf_tasks_succeeded_total', 'tasks that succeeded (result made durable)', this.succeeded);
     observed('sheaf_tasks_retried_total', 'retries scheduled', this.retried);
     observed('sheaf_tasks_dead_lettered_total', 'tasks that ended on the dead-letter topic', this.deadLettered);
+    observed('sheaf_tasks_twins_dropped_total', 'second copies of attempts already settled, acked without running', this.twins);
     this.failed = m.createCounter('sheaf_tasks_failed_total', { description: 'task executions that failed (each attempt)' });
     this.flushes = m.createCounter('sheaf_batch_flushes_total', { description: 'batches flushed, by flush reason' });
     this.batchSize = m.createHistogram('sheaf_batch_size_tasks', {
@@ -121,6 +123,7 @@ export class WorkerMetrics {
     const labels = this.label(key, service, method ?? '');
     if (settlement === 'succeeded') this.succeeded.add(key, labels);
     else if (settlement === 'retried') this.retried.add(key, labels);
+    else if (settlement === 'twin') this.twins.add(key, labels);
     if (failedForGood) this.deadLettered.add(key, labels);
   }
 

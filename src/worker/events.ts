@@ -22,7 +22,11 @@ export interface BatchReport {
   readonly contractErrors: readonly string[];
 }
 
-export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered';
+/**
+ * How a task message was settled. `twin`: a second copy of an attempt this
+ * worker settled recently, acked without running again.
+ */
+export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin';
 
 /** One task message settled (acked, or handed back to the broker). */
 export interface TaskReport {

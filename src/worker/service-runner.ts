@@ -29,6 +29,7 @@ import type { CompiledService } from './options.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import { RetryPolicy } from './retry-policy.js';
+import { SettledAttempts, attemptOf } from './settled-attempts.js';
 import { Settler, type SettledTask } from './settler.js';
 import { Slots } from './slots.js';
 
@@ -65,6 +66,7 @@ export class ServiceRunner {
   private readonly slots: Slots;
   private readonly executor: Executor;
   private readonly settler: Settler;
+  private readonly settledAttempts: SettledAttempts;
   private readonly log: Logger;
   private readonly stop = new AbortController();
   private readonly tracked = new Set<Promise<void>>();
@@ -83,6 +85,7 @@ export class ServiceRunner {
     this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.counted(this.executeBatch(batch))), clock);
     this.slots = new Slots(service.concurrency, service.maxConcurrencyPerKey);
     this.executor = new Executor(service.name, deps.instance, service.timeoutMs, clock);
+    this.settledAttempts = new SettledAttempts(service.settledCache.maxTasks, service.settledCache.maxAgeMs, clock);
     this.settler = new Settler({
       serviceName: service.name,
       workerName: deps.workerName,
@@ -232,6 +235,10 @@ export class ServiceRunner {
     if (!method) {
       const error = new UnknownMethodError(this.name, envelope.method, [...this.deps.definition.methods.keys()]);
       this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'unknownMethod', error));
+      return;
+    }
+    if (this.settledAttempts.has(attemptOf(envelope))) {
+      this.track(this.settler.dropTwin(message, envelope));
       return;
     }
     let args: unknown[];
@@ -402,10 +409,12 @@ export class ServiceRunner {
   private settled(task: SettledTask): void {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
+    if (task.attempt !== null && task.settlement !== 'redelivered') this.settledAttempts.add(task.attempt);
     this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed');
     const { events } = this.deps;
     if (events.listenerCount('task') > 0) {
-      events.emit('task', { ...task, service: this.name });
+      const { taskId, method, batchKey, settlement, reason, attempts } = task;
+      events.emit('task', { taskId, service: this.name, method, batchKey, settlement, reason, attempts });
     }
   }
 

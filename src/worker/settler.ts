@@ -23,6 +23,7 @@ import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import type { RetryPolicy } from './retry-policy.js';
+import { attemptOf } from './settled-attempts.js';
 
 /** One task settled: what the runner counts and reports. */
 export interface SettledTask {
@@ -32,6 +33,8 @@ export interface SettledTask {
   readonly settlement: TaskSettlement;
   readonly reason: DeadLetterReason | null;
   readonly attempts: number;
+  /** The attempt settled (`attemptOf`), when the task could be read. */
+  readonly attempt: string | null;
 }
 
 export interface SettlerDeps {
@@ -98,6 +101,7 @@ export class Settler {
         settlement: entry.settlement,
         reason: entry.reason,
         attempts: e.retryIndex + 1,
+        attempt: attemptOf(e),
       });
       return entry.settlement;
     });
@@ -140,6 +144,26 @@ export class Settler {
       settlement,
       reason,
       attempts: 0,
+      attempt: null,
+    });
+  }
+
+  /** A second copy of an attempt settled here already: its outcome is durable, so it is acked without running. */
+  async dropTwin(message: ReceivedMessage, envelope: TaskEnvelope): Promise<void> {
+    let settlement: TaskSettlement = 'twin';
+    try {
+      await this.deps.consumer.ack(message);
+    } catch (error) {
+      settlement = this.handBack(message, error);
+    }
+    this.deps.onSettled({
+      taskId: envelope.taskId,
+      method: envelope.method,
+      batchKey: envelope.meta.batchKey ?? null,
+      settlement,
+      reason: null,
+      attempts: envelope.retryIndex + 1,
+      attempt: null,
     });
   }
 

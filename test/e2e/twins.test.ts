@@ -1,0 +1,72 @@
+/**
+ * Twins: a second copy of an attempt the worker already settled (a broker
+ * redelivery after a lost ack, a retry message delivered twice) is acked
+ * without running again; a new attempt of the same task still runs.
+ */
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, test } from 'vitest';
+import { Batch } from '../../src/service/decorators.js';
+import { taskTopic } from '../../src/topics.js';
+import { encodeEnvelope } from '../../src/wire/envelopes.js';
+import type { TaskReport } from '../../src/worker/events.js';
+import { Counter, startSystem, type System } from '../support/system.js';
+import { rawTask } from '../support/tasks.js';
+import { transportTargets } from '../support/transports.js';
+
+for (const target of transportTargets()) {
+  describe.skipIf(target.skip)(`twins (${target.name})`, () => {
+    let system: System | undefined;
+    afterEach(async () => {
+      await system?.stop();
+      system = undefined;
+    });
+
+    test('a copy of a settled attempt is acked without running; the next attempt of the task runs', async () => {
+      const executions = new Counter();
+      class Echo {
+        echo(_v: string): void {}
+        @Batch('echo')
+        async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+          for (const id of tasks.keys()) executions.add(id);
+          return tasks;
+        }
+      }
+      system = await startSystem(
+        [{ name: 'Echo', executor: { factory: () => new Echo(), batch: { maxMessages: 1, maxSeconds: 0.05 } } }],
+        await target.create(),
+      );
+      const s = system;
+      const producer = await s.transport.createProducer(taskTopic('Echo'));
+      const settled = (n: number): Promise<TaskReport[]> =>
+        new Promise((resolve) => {
+          const check = (): void => {
+            if (s.settlements.length < n) return;
+            s.worker.events.off('task', check);
+            resolve(s.settlements);
+          };
+          s.worker.events.on('task', check);
+          check();
+        });
+      const taskId = randomUUID();
+      const attempt = (retryIndex: number) => encodeEnvelope({ ...rawTask(taskId, 'Echo', 'echo', ['x']), retryIndex });
+      await producer.send({ payload: attempt(0) });
+      await settled(1);
+      await producer.send({ payload: attempt(0) }); // the same attempt again: a twin
+      await settled(2);
+      await producer.send({ payload: attempt(1) }); // a retry: a new attempt
+      await settled(3);
+      await producer.send({ payload: attempt(1) }); // and its twin
+      const reports = await settled(4);
+      await producer.close();
+      expect(reports.map((r) => [r.settlement, r.attempts])).toEqual([
+        ['succeeded', 1],
+        ['twin', 1],
+        ['succeeded', 2],
+        ['twin', 2],
+      ]);
+      expect(executions.get(taskId)).toBe(2);
+      expect(s.worker.stats().Echo!.inFlight).toBe(0);
+    });
+  });
+}
