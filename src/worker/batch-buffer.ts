@@ -116,15 +116,19 @@ export class BatchBuffer<T extends Sized> {
 
   /**
    * Flushes up to `count` of the fullest open aggregates now, with reason
-   * `backpressure`; returns how many. For a worker that cannot receive more
-   * while everything it holds waits in aggregates.
+   * `backpressure`, among those `eligible` accepts (asked again before each
+   * pick); returns how many. For a worker that cannot receive more while
+   * everything it holds waits in aggregates.
    */
-  flushFullest(count: number): number {
+  flushFullest(count: number, eligible: (group: BatchGroup) => boolean = () => true): number {
     let flushed = 0;
-    while (flushed < count && this.open.size > 0) {
+    while (flushed < count) {
       let fullest: [string, OpenAggregate<T>] | undefined;
-      for (const entry of this.open) if (!fullest || entry[1].items.length > fullest[1].items.length) fullest = entry;
-      this.flush(fullest![0], fullest![1], 'backpressure');
+      for (const entry of this.open) {
+        if ((!fullest || entry[1].items.length > fullest[1].items.length) && eligible(entry[1].group)) fullest = entry;
+      }
+      if (!fullest) break;
+      this.flush(fullest[0], fullest[1], 'backpressure');
       flushed += 1;
     }
     return flushed;

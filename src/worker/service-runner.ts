@@ -172,7 +172,8 @@ export class ServiceRunner {
           `open: batches are flushed early for back-pressure; raise maxUnacked to ${open * batch.maxMessages} or more to fill them`,
       );
     }
-    this.buffer.flushFullest(idleSlots);
+    // Only keys with a slot free: a batch of a key at its limit would only wait for it.
+    this.buffer.flushFullest(idleSlots, (group) => this.slots.fits(group.batchKey));
   }
 
   private async counted(execution: Promise<void>): Promise<void> {

@@ -40,7 +40,8 @@ export class Slots {
     next!.start();
   }
 
-  private fits(key: string | null): boolean {
+  /** Whether an execution of this key would start now. */
+  fits(key: string | null): boolean {
     return this.running < this.size && (this.runningByKey.get(key) ?? 0) < this.perKey;
   }
 

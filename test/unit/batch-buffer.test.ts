@@ -58,6 +58,21 @@ describe('BatchBuffer', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  test('flushFullest passes over the groups it is told are not eligible', () => {
+    const { buffer, flushed } = setup({ maxMessages: 10 });
+    for (const [key, n] of [
+      ['busy', 4],
+      ['a', 2],
+      ['b', 1],
+    ] as const) {
+      for (let i = 0; i < n; i++) buffer.add({ method: 'send', batchKey: key }, item(`${key}${i}`));
+    }
+    expect(buffer.flushFullest(2, (group) => group.batchKey !== 'busy')).toBe(2);
+    expect(flushed.map((b) => b.group.batchKey)).toEqual(['a', 'b']);
+    expect(buffer.flushFullest(2, (group) => group.batchKey !== 'busy')).toBe(0);
+    expect(buffer.openAggregates).toBe(1);
+  });
+
   test('flushes with reason maxSeconds exactly maxSeconds after the first task', () => {
     const { buffer, flushed, clock } = setup({ maxSeconds: 2 });
     const start = clock.now();
