@@ -102,7 +102,7 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   'services[].executor.settledCache': {
     description: 'attempts settled recently, remembered so that a second copy of one is acked without running again',
   },
-  'services[].executor.settledCache.maxTasks': { description: 'attempts remembered at most', default: 100000 },
+  'services[].executor.settledCache.maxTasks': { description: 'task ids remembered at most (about 150 bytes each)', default: 100000 },
   'services[].executor.settledCache.maxSeconds': { description: 'how long an attempt is remembered', default: 600 },
   'services[].executor.timeoutSeconds': {
     description: 'bound on one execution (a whole batch)',

@@ -29,7 +29,7 @@ import type { CompiledService } from './options.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import { RetryPolicy } from './retry-policy.js';
-import { SettledAttempts, attemptOf } from './settled-attempts.js';
+import { SettledAttempts } from './settled-attempts.js';
 import { Settler, type SettledTask } from './settler.js';
 import { Slots } from './slots.js';
 
@@ -238,7 +238,7 @@ export class ServiceRunner {
       this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'unknownMethod', error));
       return;
     }
-    if (this.settledAttempts.has(attemptOf(envelope))) {
+    if (this.settledAttempts.settled(envelope)) {
       this.track(this.settler.dropTwin(message, envelope));
       return;
     }
@@ -410,7 +410,7 @@ export class ServiceRunner {
   private settled(task: SettledTask): void {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
-    if (task.attempt !== null && task.settlement !== 'redelivered') this.settledAttempts.add(task.attempt);
+    if (task.envelope !== null && task.settlement !== 'redelivered') this.settledAttempts.add(task.envelope);
     this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed');
     const { events } = this.deps;
     if (events.listenerCount('task') > 0) {

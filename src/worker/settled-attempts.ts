@@ -2,24 +2,29 @@
  * The attempts a worker settled recently, so that a second copy of one (a
  * broker redelivery after a lost ack, a retry message delivered twice, a
  * client re-send of the same task id) is acked without running again. An
- * attempt is a task id with its retry sequence and retry index: a retry is a
- * new attempt, a copy of the same retry is not.
+ * attempt is a task's retry sequence and retry index: a retry is a new
+ * attempt, a copy of the same retry is not, and a copy of an attempt older
+ * than one already settled is stale, a twin too.
  *
- * Bounded both ways: at most `maxTasks` entries (the oldest go first) and none
- * older than `maxSeconds`. Past either bound a twin runs again, as before
- * (at least once); the client ignores a second result.
+ * One entry per task id (its latest settled attempt), bounded both ways: at
+ * most `maxTasks` task ids (the oldest go first) and none older than
+ * `maxSeconds` (about 15 MB at 100,000 task ids). Past either bound a twin
+ * runs again, as before (at least once); the client ignores a second result.
  */
 import type { Clock } from '../util/clock.js';
 import type { TaskEnvelope } from '../wire/envelopes.js';
 
-/** The identity of one attempt of a task. */
-export function attemptOf(task: Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex'>): string {
-  return `${task.taskId}\u0000${task.retrySequence}\u0000${task.retryIndex}`;
+type Attempt = Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex'>;
+
+interface Settled {
+  readonly retrySequence: number;
+  readonly retryIndex: number;
+  readonly at: number;
 }
 
 export class SettledAttempts {
-  /** Attempt → when it was settled; Map order is settlement order, so the oldest are at the front. */
-  private readonly settledAt = new Map<string, number>();
+  /** Task id → its latest settled attempt; Map order is settlement order, so the oldest are at the front. */
+  private readonly latest = new Map<string, Settled>();
 
   constructor(
     private readonly maxTasks: number,
@@ -28,25 +33,34 @@ export class SettledAttempts {
   ) {}
 
   get size(): number {
-    return this.settledAt.size;
+    return this.latest.size;
   }
 
-  add(attempt: string): void {
-    this.settledAt.delete(attempt);
-    this.settledAt.set(attempt, this.clock.now());
-    while (this.settledAt.size > this.maxTasks) this.settledAt.delete(this.settledAt.keys().next().value!);
+  add(attempt: Attempt): void {
+    const known = this.latest.get(attempt.taskId);
+    this.latest.delete(attempt.taskId);
+    const newer = known && compare(known, attempt) > 0 ? known : attempt;
+    this.latest.set(attempt.taskId, { retrySequence: newer.retrySequence, retryIndex: newer.retryIndex, at: this.clock.now() });
+    while (this.latest.size > this.maxTasks) this.latest.delete(this.latest.keys().next().value!);
   }
 
-  has(attempt: string): boolean {
+  /** Whether this attempt, or a later one of its task, was settled here. */
+  settled(attempt: Attempt): boolean {
     this.expire();
-    return this.settledAt.has(attempt);
+    const known = this.latest.get(attempt.taskId);
+    return known !== undefined && compare(attempt, known) <= 0;
   }
 
   private expire(): void {
     const oldest = this.clock.now() - this.maxAgeMs;
-    for (const [attempt, at] of this.settledAt) {
-      if (at > oldest) return;
-      this.settledAt.delete(attempt);
+    for (const [taskId, settled] of this.latest) {
+      if (settled.at > oldest) return;
+      this.latest.delete(taskId);
     }
   }
+}
+
+/** Attempts in the order they happen: retry sequence (dead-letter replays) first, then retry index. */
+function compare(a: Omit<Attempt, 'taskId'>, b: Omit<Attempt, 'taskId'>): number {
+  return a.retrySequence - b.retrySequence || a.retryIndex - b.retryIndex;
 }

@@ -23,7 +23,6 @@ import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import type { RetryPolicy } from './retry-policy.js';
-import { attemptOf } from './settled-attempts.js';
 
 /** One task settled: what the runner counts and reports. */
 export interface SettledTask {
@@ -33,8 +32,8 @@ export interface SettledTask {
   readonly settlement: TaskSettlement;
   readonly reason: DeadLetterReason | null;
   readonly attempts: number;
-  /** The attempt settled (`attemptOf`), when the task could be read. */
-  readonly attempt: string | null;
+  /** The task's envelope, when it could be read (its attempt is remembered to drop twins). */
+  readonly envelope: TaskEnvelope | null;
 }
 
 export interface SettlerDeps {
@@ -101,7 +100,7 @@ export class Settler {
         settlement: entry.settlement,
         reason: entry.reason,
         attempts: e.retryIndex + 1,
-        attempt: attemptOf(e),
+        envelope: e,
       });
       return entry.settlement;
     });
@@ -144,7 +143,7 @@ export class Settler {
       settlement,
       reason,
       attempts: 0,
-      attempt: null,
+      envelope: null,
     });
   }
 
@@ -163,7 +162,7 @@ export class Settler {
       settlement,
       reason: null,
       attempts: envelope.retryIndex + 1,
-      attempt: null,
+      envelope: null,
     });
   }
 

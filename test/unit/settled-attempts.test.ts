@@ -1,31 +1,38 @@
 import { describe, expect, test } from 'vitest';
-import { SettledAttempts, attemptOf } from '../../src/worker/settled-attempts.js';
+import { SettledAttempts } from '../../src/worker/settled-attempts.js';
 import { ManualClock } from '../support/manual-clock.js';
 
+const attempt = (taskId: string, retryIndex = 0, retrySequence = 0) => ({ taskId, retryIndex, retrySequence });
+
 describe('SettledAttempts', () => {
-  test('an attempt is its task id, retry sequence and retry index: a retry is a new attempt', () => {
-    const first = attemptOf({ taskId: 't', retrySequence: 0, retryIndex: 0 });
-    expect(attemptOf({ taskId: 't', retrySequence: 0, retryIndex: 0 })).toBe(first);
-    expect(attemptOf({ taskId: 't', retrySequence: 0, retryIndex: 1 })).not.toBe(first);
-    expect(attemptOf({ taskId: 't', retrySequence: 1, retryIndex: 0 })).not.toBe(first);
+  test('an attempt is settled once it or a later one of its task was; a retry or a replay is a new attempt', () => {
+    const cache = new SettledAttempts(100, 60_000, new ManualClock());
+    cache.add(attempt('t', 1));
+    expect(cache.settled(attempt('t', 1))).toBe(true);
+    expect(cache.settled(attempt('t', 0))).toBe(true); // an older copy is stale
+    expect(cache.settled(attempt('t', 2))).toBe(false); // the next retry
+    expect(cache.settled(attempt('t', 0, 1))).toBe(false); // a dead-letter replay
+    cache.add(attempt('t', 0)); // a stale copy settled late does not make the task younger
+    expect(cache.settled(attempt('t', 1))).toBe(true);
+    expect(cache.settled(attempt('u', 0))).toBe(false);
   });
 
-  test('remembers at most maxTasks attempts, forgetting the oldest first', () => {
+  test('remembers at most maxTasks task ids, forgetting the oldest first', () => {
     const cache = new SettledAttempts(3, 60_000, new ManualClock());
-    for (const a of ['a', 'b', 'c', 'd']) cache.add(a);
+    for (const id of ['a', 'b', 'c', 'd']) cache.add(attempt(id));
     expect(cache.size).toBe(3);
-    expect(['a', 'b', 'c', 'd'].map((a) => cache.has(a))).toEqual([false, true, true, true]);
+    expect(['a', 'b', 'c', 'd'].map((id) => cache.settled(attempt(id)))).toEqual([false, true, true, true]);
   });
 
   test('forgets attempts older than maxSeconds', () => {
     const clock = new ManualClock();
     const cache = new SettledAttempts(100, 1000, clock);
-    cache.add('old');
+    cache.add(attempt('old'));
     clock.advance(600);
-    cache.add('new');
+    cache.add(attempt('new'));
     clock.advance(500);
-    expect(cache.has('old')).toBe(false);
-    expect(cache.has('new')).toBe(true);
+    expect(cache.settled(attempt('old'))).toBe(false);
+    expect(cache.settled(attempt('new'))).toBe(true);
     expect(cache.size).toBe(1);
   });
 });
