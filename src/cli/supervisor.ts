@@ -28,17 +28,14 @@ export interface SupervisorOptions {
   readonly write: (line: string) => void;
 }
 
-type SupervisorState =
-  | { readonly kind: 'running' }
-  | { readonly kind: 'draining'; readonly signal: NodeJS.Signals }
-  | { readonly kind: 'failing'; readonly child: number; readonly code: number };
+type SupervisorState = 'running' | 'draining' | 'failing';
 
 /** Runs the children until they are all gone; resolves with the supervisor's exit code. */
 export function superviseWorkers(options: SupervisorOptions): Promise<number> {
   const { processes, args, metricsPort, write } = options;
   const entry = process.argv[1]!;
   const children = new Map<number, ChildProcess>();
-  let state: SupervisorState = { kind: 'running' };
+  let state: SupervisorState = 'running';
   let forced = false;
   const codes: number[] = [];
 
@@ -59,8 +56,8 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
 
   return new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
-      if (state.kind === 'running') {
-        state = { kind: 'draining', signal };
+      if (state === 'running') {
+        state = 'draining';
         write(`sheaf: ${signal}; draining ${children.size} worker processes (send it again to exit at once)`);
         stopAll('SIGTERM');
         return;
@@ -77,15 +74,15 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
         children.delete(index);
         const status = code ?? (signal ? 128 : ExitCode.failure);
         codes.push(status);
-        if (state.kind === 'running') {
-          state = { kind: 'failing', child: index, code: status };
+        if (state === 'running') {
+          state = 'failing';
           write(`sheaf: worker process ${index} (pid ${child.pid}) exited with ${status}; draining the others and exiting 1`);
           stopAll('SIGTERM');
         }
         if (children.size > 0) return;
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
-        if (state.kind === 'failing') resolve(ExitCode.failure);
+        if (state === 'failing') resolve(ExitCode.failure);
         else if (forced) resolve(ExitCode.interrupted);
         else resolve(codes.every((c) => c === ExitCode.ok) ? ExitCode.ok : ExitCode.failure);
       });

@@ -5,11 +5,14 @@ import { closeWithin, failureLine } from './failure-line.js';
 import { loadConfigFile } from '../config/load.js';
 import { registerMetrics, startOpsServer, type OpsServer } from '../telemetry/ops-server.js';
 import { ConfigError } from '../errors.js';
+import { MAX_PROCESSES } from '../config/schema.js';
 import { superviseWorkers } from './supervisor.js';
 
 function processCount(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`'${value}' is not a number of processes (1-64)`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PROCESSES) {
+    throw new InvalidArgumentError(`'${value}' is not a number of processes (1-${MAX_PROCESSES})`);
+  }
   return n;
 }
 

@@ -15,6 +15,9 @@ const name = z
 
 const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1, { error: `must be ${what}` });
 
+/** The most worker processes `sheaf worker --processes` (or `processes:`) runs. */
+export const MAX_PROCESSES = 64;
+
 export const pulsarSchema = strictObject({
   brokerServiceUrl: nonEmpty('a URL like pulsar://localhost:6650').describe('pulsar://host:6650, or pulsar+ssl://host:6651 for TLS'),
   adminUrl: nonEmpty('a URL like http://localhost:8080')
@@ -66,7 +69,7 @@ export const sheafConfigSchema = strictObject({
     .number({ error: 'must be a whole number of processes' })
     .int({ error: 'must be a whole number of processes' })
     .min(1, { error: 'must be at least 1' })
-    .max(64, { error: 'must be at most 64 (one per core is the most that helps)' })
+    .max(MAX_PROCESSES, { error: `must be at most ${MAX_PROCESSES} (one per core is the most that helps)` })
     .optional()
     .describe('worker processes `sheaf worker` runs under one supervisor (default 1); up to one per core; pulsar transport only'),
   metrics: strictObject({

@@ -259,6 +259,8 @@ class MemoryConsumer implements Consumer {
   /** Delivered and not yet acked or nacked (includes `prefetched`). */
   private readonly held = new Map<string, Entry>();
   private closed = false;
+  /** Set by `pause()`: no more messages are delivered to this consumer. */
+  private paused = false;
 
   constructor(
     private readonly transport: InMemoryTransport,
@@ -270,8 +272,6 @@ class MemoryConsumer implements Consumer {
     this.subscription = options.subscription;
     this.maxUnacked = options.maxUnacked;
   }
-
-  private paused = false;
 
   get room(): number {
     return this.closed || this.paused ? 0 : this.maxUnacked - this.held.size;

@@ -97,7 +97,7 @@ export class PartitionConsumer implements ConnectionHandler {
   private readonly chunks: ChunkAssembler;
   private held = 0;
   /** Set by `pause()`: no more permits are granted, even after a reconnect. */
-  paused = false;
+  private paused = false;
   /** The broker's count of this consumer's permits; below zero after a batch overshoots them. */
   private outstanding = 0;
   private pendingAcks: MessageIdData[] = [];
@@ -212,6 +212,11 @@ export class PartitionConsumer implements ConnectionHandler {
       this.queueAck({ ...id!, ack_set: wordsOf(tracker.batchSize, (i) => !tracker.acked.has(i)) });
     }
     this.refill(false);
+  }
+
+  /** Grants the broker no more permits from now on; what was granted still arrives. */
+  pause(): void {
+    this.paused = true;
   }
 
   nackLater(message: ReceivedMessage, delayMs: number): void {
@@ -551,7 +556,7 @@ export class PulsarConsumer implements Consumer {
   }
 
   pause(): void {
-    for (const part of this.parts) part.paused = true;
+    for (const part of this.parts) part.pause();
   }
 
   /** Queued acks of one event-loop turn leave as one ACK command per partition. */
