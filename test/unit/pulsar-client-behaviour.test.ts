@@ -76,6 +76,45 @@ describe('permits', () => {
   });
 });
 
+describe('acks across a reconnect', () => {
+  test('a batch entry delivered before a reconnect is acked only once every one of its messages is', async () => {
+    const broker = await simulated();
+    const t = transport(broker);
+    const consumer = await t.subscribe({ topic: TOPIC, subscription: 's', maxUnacked: 100 });
+    broker.publish(batchEntry(0, 3));
+    const [first, second, third] = await receiveAll(consumer, 3);
+    // The connection drops: the broker redelivers the entry to whoever subscribes, so the copies held here are stale.
+    for (const socket of broker.fake.openSockets) socket.destroy();
+    await vi.waitFor(() => expect(broker.subscribes).toHaveLength(2));
+    await vi.waitFor(() => expect(broker.fake.received.filter((c) => c.type === CommandType.FLOW)).toHaveLength(2));
+    // One stale message settled must not ack the whole entry: its two others never ran here.
+    await consumer.ack(first!);
+    consumer.nack(second!, 0);
+    await consumer.ack(third!);
+    const probe = await t.createProducer(`${TOPIC}-probe`);
+    // A round trip on the same connection: an ACK queued before it would have reached the broker by its receipt.
+    await probe.send({ payload: Buffer.from('turn') });
+    expect(broker.acks).toEqual([]);
+    // Delivered again, all settled: acked once, whole.
+    broker.publish(batchEntry(0, 3));
+    const again = await receiveAll(consumer, 3);
+    await consumer.ackAll(again);
+    await vi.waitFor(() => expect(broker.acks).toHaveLength(1));
+  });
+
+  test('a stale entry whose messages are all acked is acked (the work is done; the broker need not redeliver it)', async () => {
+    const broker = await simulated();
+    const consumer = await transport(broker).subscribe({ topic: TOPIC, subscription: 's', maxUnacked: 100 });
+    broker.publish(batchEntry(0, 2));
+    const received = await receiveAll(consumer, 2);
+    for (const socket of broker.fake.openSockets) socket.destroy();
+    await vi.waitFor(() => expect(broker.fake.received.filter((c) => c.type === CommandType.FLOW)).toHaveLength(2));
+    await consumer.ack(received[0]!);
+    await consumer.ack(received[1]!);
+    await vi.waitFor(() => expect(broker.acks.map((a) => Number(a.id.entryId))).toEqual([0]));
+  });
+});
+
 describe('nothing from the network throws', () => {
   test('undecodable entries are handed over marked, acked with their validation error; the rest flow on', async () => {
     const broker = await simulated();

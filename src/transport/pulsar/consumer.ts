@@ -186,32 +186,46 @@ export class PartitionConsumer implements ConnectionHandler {
     this.chunkTimer.unref();
   }
 
-  /** Settles one message: `nack` hands it (its whole entry) back for redelivery. */
+  /**
+   * Settles one message: `nack` hands it (its whole entry) back for redelivery.
+   *
+   * An entry delivered before a reconnect (or delivered again since) is
+   * stale: the broker redelivers it whoever settles it here. Its messages are
+   * still counted on its own tracker, and the entry is acked only once every
+   * one of them was acked, as the Java client's batch acker does: acking it
+   * on the first would drop on the broker the messages of the entry that
+   * never ran here (they were still queued at the reconnect, and are gone
+   * from this consumer).
+   */
   resolve(message: ReceivedMessage, nack: boolean): void {
     const delivery = deliveries.get(message);
     const tracker = delivery ? delivery.tracker : this.entries.get(entryKeyOf(message.id));
-    if (!tracker || this.entries.get(tracker.key) !== tracker) {
-      // Delivered before a reconnect: the broker redelivers it anyway; an ack still saves the work.
-      if (!nack) for (const id of tracker?.ids ?? [entryIdData(parseMessageId(message.id))]) this.queueAck(id);
+    if (!tracker) {
+      // Not delivered by this consumer: only a lone message's entry is known to hold nothing else.
+      const id = parseMessageId(message.id);
+      if (!nack && id.batchIndex < 0) this.queueAck(entryIdData(id));
       return;
     }
+    const current = this.entries.get(tracker.key) === tracker;
     const index = delivery ? delivery.index : Math.max(0, parseMessageId(message.id).batchIndex);
     if (tracker.resolved.has(index)) return;
     tracker.resolved.add(index);
-    this.held -= 1;
+    if (current) this.held -= 1;
     if (nack) tracker.nacked = true;
     else tracker.acked.add(index);
     if (tracker.resolved.size === tracker.count) {
-      this.entries.delete(tracker.key);
-      if (tracker.nacked) this.redeliver(tracker.ids);
-      else if (tracker.validationError !== undefined) for (const id of tracker.ids) this.queueInvalid(id, tracker.validationError);
+      if (current) this.entries.delete(tracker.key);
+      // A stale entry that was nacked comes back anyway: no redelivery request for it.
+      if (tracker.nacked) {
+        if (current) this.redeliver(tracker.ids);
+      } else if (tracker.validationError !== undefined) for (const id of tracker.ids) this.queueInvalid(id, tracker.validationError);
       else for (const id of tracker.ids) this.queueAck(id);
     } else if (!nack && this.settings.batchIndexAck && tracker.batchSize > 1) {
       // The broker keeps what is acked of a partly acked entry: bits still set are the messages not acked.
       const [id] = tracker.ids;
       this.queueAck({ ...id!, ack_set: wordsOf(tracker.batchSize, (i) => !tracker.acked.has(i)) });
     }
-    this.refill(false);
+    if (current) this.refill(false);
   }
 
   /** Grants the broker no more permits from now on; what was granted still arrives. */
