@@ -98,7 +98,9 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
         }
         // A client that is gone would never read the result: replay without asking for one.
         const replyTo = task.replyTo !== null && goneClients.has(task.replyTo) ? null : task.replyTo;
-        const again = { ...task, replyTo, retryIndex: 0, retrySequence: task.retrySequence + 1, lastError: letter.error };
+        // A replay starts afresh: batched with any others again (no isolation), retries from zero.
+        const { isolation: _isolation, ...fresh } = task;
+        const again = { ...fresh, replyTo, retryIndex: 0, retrySequence: task.retrySequence + 1, lastError: letter.error };
         await producer.send({ payload: encodeEnvelope(again), key: task.meta.batchKey, properties: { 'sheaf-task-id': task.taskId } });
         await consumer.ack(message); // only once the new task is durable
         replayed += 1;

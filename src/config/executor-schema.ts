@@ -19,6 +19,7 @@
  *   retry.ignoredErrors        []
  *   settledCache.maxTasks      100000
  *   settledCache.maxSeconds    600
+ *   isolation                  bisect
  */
 import { z } from 'zod';
 import type { ConfigIssue } from '../errors.js';
@@ -34,7 +35,20 @@ export const EXECUTOR_DEFAULTS = {
   /** maxUnacked = this × concurrency × maxMessages: one batch running and one filling per slot. */
   unackedPerSlot: 2,
   settledCache: { maxTasks: 100_000, maxSeconds: 600 },
+  isolation: 'bisect',
 } as const;
+
+/**
+ * What happens to the tasks of a batch that failed as a whole (threw, timed
+ * out, broke its contract), so that one poison task does not fail innocent ones:
+ * - `bisect`: retried as two halves, each batched only with its own half,
+ *   recursively, until a task that fails alone is found (the poison);
+ * - `single`: each task retried alone at once;
+ * - `none`: each task retried on its own schedule, batched with any others.
+ */
+export const ISOLATION_MODES = ['bisect', 'single', 'none'] as const;
+/** See `ISOLATION_MODES`. */
+export type IsolationMode = (typeof ISOLATION_MODES)[number];
 
 export const batchSchema = strictObject({
   maxMessages: positiveInt().optional(),
@@ -69,6 +83,7 @@ export const executorSettingsShape = {
   batch: batchSchema.optional(),
   retry: retrySchema.optional(),
   settledCache: settledCacheSchema.optional(),
+  isolation: z.enum(ISOLATION_MODES, { error: 'must be bisect, single or none' }).optional(),
 };
 
 export type ExecutorSettings = {
@@ -79,6 +94,8 @@ export type ExecutorSettings = {
   batch?: z.infer<typeof batchSchema> | undefined;
   retry?: z.infer<typeof retrySchema> | undefined;
   settledCache?: z.infer<typeof settledCacheSchema> | undefined;
+  /** What happens to the tasks of a batch that failed as a whole (default `bisect`; see `ISOLATION_MODES`). */
+  isolation?: IsolationMode | undefined;
 };
 
 export interface CompiledExecutorSettings {
@@ -91,6 +108,7 @@ export interface CompiledExecutorSettings {
   readonly retry: RetryOptions;
   /** Recently settled attempts remembered to drop their twins. */
   readonly settledCache: { readonly maxTasks: number; readonly maxAgeMs: number };
+  readonly isolation: IsolationMode;
 }
 
 /**
@@ -148,5 +166,28 @@ export function compileExecutorSettings(settings: ExecutorSettings, path: string
       maxTasks: settings.settledCache?.maxTasks ?? EXECUTOR_DEFAULTS.settledCache.maxTasks,
       maxAgeMs: (settings.settledCache?.maxSeconds ?? EXECUTOR_DEFAULTS.settledCache.maxSeconds) * 1000,
     },
+    isolation: settings.isolation ?? EXECUTOR_DEFAULTS.isolation,
+  };
+}
+
+/**
+ * The settings that compile to `compiled` again: how a config file's executor,
+ * checked and compiled when the file loads, is handed to a worker (which
+ * compiles its options itself). Every compiled key must appear here.
+ */
+export function executorSettingsOf(compiled: CompiledExecutorSettings): ExecutorSettings {
+  return {
+    concurrency: compiled.concurrency,
+    maxConcurrencyPerKey: compiled.maxConcurrencyPerKey,
+    timeoutSeconds: compiled.timeoutMs / 1000,
+    maxUnacked: compiled.maxUnacked,
+    batch: {
+      maxMessages: compiled.batch.maxMessages,
+      maxSeconds: compiled.batch.maxSeconds,
+      ...(compiled.batch.maxBytes !== undefined ? { maxBytes: compiled.batch.maxBytes } : {}),
+    },
+    retry: { ...compiled.retry, ignoredErrors: [...compiled.retry.ignoredErrors] },
+    settledCache: { maxTasks: compiled.settledCache.maxTasks, maxSeconds: compiled.settledCache.maxAgeMs / 1000 },
+    isolation: compiled.isolation,
   };
 }

@@ -16,6 +16,7 @@ import type { Transport } from '../transport/transport.js';
 import type { ServiceOptions } from '../worker/options.js';
 import { loadConfigFile, type LoadedConfig } from './load.js';
 import type { SheafConfig } from './schema.js';
+import { executorSettingsOf } from './executor-schema.js';
 
 export interface FromConfigOptions {
   /** Environment for `${VAR}` interpolation. Default: process.env. */
@@ -135,22 +136,8 @@ export async function loadServices(loaded: LoadedConfig): Promise<ServiceOptions
       continue;
     }
     const ServiceClass = exported as new () => object;
-    const { module: _m, export: _e, timeoutMs, ...settings } = executor;
-    services.push({
-      name,
-      executor: {
-        factory: () => new ServiceClass(),
-        concurrency: settings.concurrency,
-        timeoutSeconds: timeoutMs / 1000,
-        maxUnacked: settings.maxUnacked,
-        batch: {
-          maxMessages: settings.batch.maxMessages,
-          maxSeconds: settings.batch.maxSeconds,
-          ...(settings.batch.maxBytes ? { maxBytes: settings.batch.maxBytes } : {}),
-        },
-        retry: { ...settings.retry, ignoredErrors: [...settings.retry.ignoredErrors] },
-      },
-    });
+    const { module: _m, export: _e, ...compiled } = executor;
+    services.push({ name, executor: { factory: () => new ServiceClass(), ...executorSettingsOf(compiled) } });
   }
   if (issues.length > 0) throw new ConfigError(issues, { source: loaded.path });
   return services;

@@ -104,6 +104,11 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   },
   'services[].executor.settledCache.maxTasks': { description: 'task ids remembered at most (about 150 bytes each)', default: 100000 },
   'services[].executor.settledCache.maxSeconds': { description: 'how long an attempt is remembered', default: 600 },
+  'services[].executor.isolation': {
+    description:
+      'a batch that failed as a whole (threw, timed out): bisect retries it as two halves apart from other tasks, recursively, until the failing task stands alone; single retries each task alone; none retries each task on its own schedule with any others. Isolation retries use no retry',
+    default: EXECUTOR_DEFAULTS.isolation,
+  },
   'services[].executor.timeoutSeconds': {
     description: 'bound on one execution (a whole batch)',
     default: EXECUTOR_DEFAULTS.timeoutSeconds,

@@ -26,7 +26,7 @@ export class DemoSummary {
         batches: 0,
         minSize: Infinity,
         maxSize: 0,
-        reasons: { maxMessages: 0, maxSeconds: 0, maxBytes: 0, backpressure: 0, shutdown: 0 },
+        reasons: { maxMessages: 0, maxSeconds: 0, maxBytes: 0, backpressure: 0, isolated: 0, shutdown: 0 },
       };
       this.perKey.set(key, figures);
     }
@@ -55,6 +55,7 @@ export class DemoSummary {
       'maxSeconds',
       'maxBytes',
       'backpressure',
+      'isolated',
       'shutdown',
     ];
     const rows = [...this.perKey]
@@ -70,6 +71,7 @@ export class DemoSummary {
         String(f.reasons.maxSeconds),
         String(f.reasons.maxBytes),
         String(f.reasons.backpressure),
+        String(f.reasons.isolated),
         String(f.reasons.shutdown),
       ]);
     return table([header, ...rows]);

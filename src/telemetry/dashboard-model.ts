@@ -113,7 +113,8 @@ export class DashboardModel {
     if (report.settlement === 'succeeded') {
       this.totals.succeeded += 1;
       if (slot) slot.succeeded += 1;
-    } else if (report.settlement === 'retried') {
+    } else if (report.settlement === 'retried' || report.settlement === 'isolated') {
+      // Sent back to run again: an isolation retry is one too, though it uses no retry.
       this.totals.retried += 1;
       if (slot) slot.retried += 1;
     } else if (report.settlement === 'failed') {

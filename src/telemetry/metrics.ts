@@ -48,6 +48,8 @@ export class WorkerMetrics {
   private readonly retried = new TaskCounts();
   private readonly deadLettered = new TaskCounts();
   private readonly twins = new TaskCounts();
+  private readonly isolated = new TaskCounts();
+  private readonly poison = new TaskCounts();
   private readonly failed: Counter;
   private readonly flushes: Counter;
   private readonly batchSize: Histogram;
@@ -73,6 +75,8 @@ export class WorkerMetrics {
     observed('sheaf_tasks_retried_total', 'retries scheduled', this.retried);
     observed('sheaf_tasks_dead_lettered_total', 'tasks that ended on the dead-letter topic', this.deadLettered);
     observed('sheaf_tasks_twins_dropped_total', 'second copies of attempts already settled, acked without running', this.twins);
+    observed('sheaf_tasks_isolated_total', 'tasks of batches that failed as a whole, sent back in isolation groups', this.isolated);
+    observed('sheaf_tasks_poison_total', 'tasks that failed alone after their batch was split (poison found)', this.poison);
     this.failed = m.createCounter('sheaf_tasks_failed_total', { description: 'task executions that failed (each attempt)' });
     this.flushes = m.createCounter('sheaf_batch_flushes_total', { description: 'batches flushed, by flush reason' });
     this.batchSize = m.createHistogram('sheaf_batch_size_tasks', {
@@ -118,13 +122,15 @@ export class WorkerMetrics {
     this.received.add(key, this.label(key, service, method));
   }
 
-  taskSettled(service: string, method: string | null, settlement: string, failedForGood: boolean): void {
+  taskSettled(service: string, method: string | null, settlement: string, failedForGood: boolean, poison = false): void {
     const key = labelKey(service, method ?? '');
     const labels = this.label(key, service, method ?? '');
     if (settlement === 'succeeded') this.succeeded.add(key, labels);
     else if (settlement === 'retried') this.retried.add(key, labels);
     else if (settlement === 'twin') this.twins.add(key, labels);
+    else if (settlement === 'isolated') this.isolated.add(key, labels);
     if (failedForGood) this.deadLettered.add(key, labels);
+    if (poison) this.poison.add(key, labels);
   }
 
   executionFailed(service: string, method: string, tasks: number): void {

@@ -46,6 +46,32 @@ export interface TaskEnvelope {
    * Without it (older clients) every result travels alone. Optional: v1.
    */
   resultBatches?: boolean;
+  /**
+   * Set on the retry of a task whose batch failed as a whole: the task runs
+   * only with the tasks of its isolation group until the failure is pinned
+   * down (see `TaskIsolation`). Absent on ordinary tasks. Optional: v1.
+   */
+  isolation?: TaskIsolation;
+}
+
+/**
+ * Where a task stands in the isolation of a failed batch. A batch that fails
+ * as a whole is split into groups (halves when bisecting); each group's tasks
+ * are batched only with each other, and a group that fails as a whole is split
+ * again. A group of one that fails has found its poison: that task keeps a
+ * group of its own for its later retries.
+ */
+export interface TaskIsolation {
+  /** The group's id: tasks are batched only with tasks of the same group. */
+  group: string;
+  /** Tasks in the group when it was formed: its batch is flushed once they are all there. */
+  size: number;
+  /**
+   * Splits this attempt has gone through (1 for the first); 0 on the retry of
+   * a task that failed alone. Part of the attempt's identity: an isolation
+   * retry is a new attempt of the same `retryIndex`.
+   */
+  step: number;
 }
 
 /** W3C trace-context headers, as OpenTelemetry's propagator writes them. */
@@ -135,6 +161,9 @@ const taskSchema = z.object({
   dispatchedAt: z.number(),
   trace: z.object({ traceparent: z.string().max(256).optional(), tracestate: z.string().max(1024).optional() }).optional(),
   resultBatches: z.boolean().optional(),
+  isolation: z
+    .object({ group: nonEmpty.max(64), size: z.number().int().positive(), step: z.number().int().nonnegative() })
+    .optional(),
 });
 
 const resultSchema = z.discriminatedUnion('outcome', [
@@ -239,7 +268,8 @@ function isPlainTask(raw: object): raw is TaskEnvelope {
     t.lastError === null &&
     typeof t.dispatchedAt === 'number' &&
     (t.trace === undefined || isPlainTrace(t.trace)) &&
-    (t.resultBatches === undefined || typeof t.resultBatches === 'boolean')
+    (t.resultBatches === undefined || typeof t.resultBatches === 'boolean') &&
+    t.isolation === undefined
   );
 }
 

@@ -1,6 +1,6 @@
 /**
- * The batch buffer: one open aggregate per (method, batch key), flushed into
- * a batch for one of five named reasons.
+ * The batch buffer: one open aggregate per (method, batch key, isolation
+ * group), flushed into a batch for one of six named reasons.
  *
  *   flush reason   when                                              trades
  *   ------------   -----------------------------------------------  ---------------------------------------
@@ -11,6 +11,8 @@
  *                  as a batch of its own
  *   maxSeconds     `maxSeconds` passed since the aggregate's first   bounds latency: no task waits longer,
  *                  task arrived                                      whatever the mix of keys
+ *   isolated       an isolation group (part of a batch that failed   runs the split at once instead of waiting
+ *                  as a whole, retried apart) holds all its tasks    for the clock: the group is complete
  *   backpressure   the worker holds `maxUnacked` tasks, no batch     progress over fill: when every task held
  *                  is running or waiting for a slot, and the         waits in an aggregate, waiting for the
  *                  fullest aggregates are flushed to free room       clock would idle the worker
@@ -35,7 +37,7 @@
 import { LifecycleError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 
-export type FlushReason = 'maxMessages' | 'maxSeconds' | 'maxBytes' | 'backpressure' | 'shutdown';
+export type FlushReason = 'maxMessages' | 'maxSeconds' | 'maxBytes' | 'backpressure' | 'isolated' | 'shutdown';
 
 export interface BatchLimits {
   readonly maxMessages: number;
@@ -48,6 +50,11 @@ export interface BatchLimits {
 export interface BatchGroup {
   readonly method: string;
   readonly batchKey: string | null;
+  /**
+   * Set for tasks retried apart after their batch failed as a whole: they are
+   * batched only with their own group, flushed once its `size` tasks are in.
+   */
+  readonly isolation?: { readonly id: string; readonly size: number };
 }
 
 export interface Sized {
@@ -111,6 +118,7 @@ export class BatchBuffer<T extends Sized> {
     aggregate.bytes += item.bytes;
     this.buffered += 1;
     if (aggregate.items.length >= maxMessages) this.flush(key, aggregate, 'maxMessages');
+    else if (group.isolation && aggregate.items.length >= group.isolation.size) this.flush(key, aggregate, 'isolated');
     else if (maxBytes !== undefined && aggregate.bytes >= maxBytes) this.flush(key, aggregate, 'maxBytes');
   }
 
@@ -166,7 +174,8 @@ export class BatchBuffer<T extends Sized> {
   }
 }
 
-/** A batch key of null (no key) and "" (the empty key) are different groups. */
+/** A batch key of null (no key) and "" (the empty key) are different groups; so is each isolation group. */
 function groupKey(group: BatchGroup): string {
-  return group.batchKey === null ? `${group.method}\u0000` : `${group.method}\u0000=${group.batchKey}`;
+  const key = group.batchKey === null ? `${group.method}\u0000` : `${group.method}\u0000=${group.batchKey}`;
+  return group.isolation ? `${key}\u0000${group.isolation.id}` : key;
 }

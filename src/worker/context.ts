@@ -43,6 +43,14 @@ export interface BatchContext {
   /** When the batch's first task entered its aggregate, and when the aggregate was flushed (epoch ms). */
   readonly openedAt: number;
   readonly flushedAt: number;
+  /**
+   * Null for an ordinary batch. Set when the batch is an isolation retry: its
+   * tasks come from a batch that failed as a whole and run apart from other
+   * tasks until the failure is pinned down. `step` counts the splits so far
+   * (0: a task that already failed alone, retried on its own); `groupSize` is
+   * how many tasks the group was formed with.
+   */
+  readonly isolation: { readonly step: number; readonly groupSize: number } | null;
   readonly signal: AbortSignal;
 }
 

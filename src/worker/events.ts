@@ -19,14 +19,20 @@ export interface BatchReport {
   readonly succeeded: number;
   readonly retried: number;
   readonly failed: number;
+  /** Tasks sent back in isolation groups because the batch failed as a whole. */
+  readonly isolated: number;
+  /** Null for an ordinary batch; see `BatchContext.isolation`. */
+  readonly isolation: { readonly step: number; readonly groupSize: number } | null;
   readonly contractErrors: readonly string[];
 }
 
 /**
  * How a task message was settled. `twin`: a second copy of an attempt this
- * worker settled recently, acked without running again.
+ * worker settled recently (or of a task in the same batch), acked without
+ * running again. `isolated`: its batch failed as a whole, and the task went
+ * back in an isolation group, without using a retry.
  */
-export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin';
+export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin' | 'isolated';
 
 /** One task message settled (acked, or handed back to the broker). */
 export interface TaskReport {
@@ -39,6 +45,8 @@ export interface TaskReport {
   readonly reason: DeadLetterReason | null;
   /** Executions in the current retry sequence, this one included (0 if it never ran). */
   readonly attempts: number;
+  /** It failed alone after its batch was split: the task that failed its batches. */
+  readonly poison: boolean;
 }
 
 export interface WorkerEvents {

@@ -18,6 +18,15 @@ export interface BatchExecution {
   readonly outcomes: ReadonlyMap<string, ExecutionOutcome>;
   /** Contract breaches reported for the batch as a whole (unknown task ids in the result). */
   readonly contractErrors: readonly string[];
+  /**
+   * The batch failed as a whole (threw, timed out, or returned something
+   * other than a Map): every task has the same error and none is to blame
+   * more than another. Per-task `Error` entries and missing entries are not
+   * that: the method named the tasks that failed.
+   */
+  readonly failedAsWhole: boolean;
+  /** The isolation the batch ran under (`BatchContext.isolation`). */
+  readonly isolation: BatchContext['isolation'];
   readonly durationMs: number;
 }
 
@@ -55,6 +64,7 @@ export class Executor {
       inputs.set(id, task.input);
       contexts.set(id, this.taskContext(task, controller.signal));
     }
+    const isolation = isolationOf(batch);
     const context: BatchContext = {
       batchId,
       serviceName: this.serviceName,
@@ -65,6 +75,7 @@ export class Executor {
       flushReason: batch.reason,
       openedAt: batch.openedAt,
       flushedAt: batch.flushedAt,
+      isolation,
       signal: controller.signal,
     };
     const fn = this.method(batchMethod);
@@ -76,14 +87,16 @@ export class Executor {
       returned = await this.withTimeout(controller, () => runInBatchScope(context, contexts, () => fn.call(this.instance, inputs)));
     } catch (error) {
       for (const id of inputs.keys()) outcomes.set(id, { ok: false, error });
-      return { batchId, outcomes, contractErrors, durationMs: this.clock.now() - started };
+      return { batchId, outcomes, contractErrors, failedAsWhole: true, isolation, durationMs: this.clock.now() - started };
     }
+    let failedAsWhole = false;
     if (returned === undefined || returned === null) {
       for (const id of inputs.keys()) outcomes.set(id, { ok: true, value: null });
     } else if (!(returned instanceof Map)) {
       const error = new BatchContractError(label, `must return a Map<taskId, result | Error> or nothing, returned ${describe(returned)}`);
       contractErrors.push(error.message);
       for (const id of inputs.keys()) outcomes.set(id, { ok: false, error });
+      failedAsWhole = true;
     } else {
       for (const id of inputs.keys()) {
         if (!returned.has(id)) {
@@ -98,7 +111,7 @@ export class Executor {
           contractErrors.push(`returned an entry for ${JSON.stringify(key)}, which is not a task of batch ${batchId}`);
       }
     }
-    return { batchId, outcomes, contractErrors, durationMs: this.clock.now() - started };
+    return { batchId, outcomes, contractErrors, failedAsWhole, isolation, durationMs: this.clock.now() - started };
   }
 
   private method(name: string): (...args: unknown[]) => unknown {
@@ -145,6 +158,12 @@ export class Executor {
       this.clock.clearTimer(timer!);
     }
   }
+}
+
+/** The isolation a batch runs under: its tasks share one group (the buffer batches them by it), or it is ordinary. */
+function isolationOf(batch: FlushedBatch<ReceivedTask>): BatchContext['isolation'] {
+  const isolation = batch.items[0]!.envelope.isolation;
+  return isolation ? { step: isolation.step, groupSize: isolation.size } : null;
 }
 
 function describe(value: unknown): string {

@@ -92,6 +92,7 @@ export class ServiceRunner {
       publisher: deps.publisher,
       consumer: deps.consumer,
       retryPolicy: new RetryPolicy(service.retry, deps.random),
+      isolation: service.isolation,
       clock,
       log: this.log,
       onSettled: (task) => this.settled(task),
@@ -270,8 +271,11 @@ export class ServiceRunner {
       receivedAt: this.deps.clock.now(),
     };
     this.deps.metrics.taskReceived(this.name, method.name);
-    if (method.batch) this.buffer.add({ method: method.name, batchKey }, task);
-    else this.track(this.counted(this.executeSingle(task)));
+    if (!method.batch) this.track(this.counted(this.executeSingle(task)));
+    else if (envelope.isolation) {
+      const { group, size } = envelope.isolation;
+      this.buffer.add({ method: method.name, batchKey, isolation: { id: group, size } }, task);
+    } else this.buffer.add({ method: method.name, batchKey }, task);
   }
 
   private async executeSingle(task: ReceivedTask): Promise<void> {
@@ -365,6 +369,7 @@ export class ServiceRunner {
     const settlements = await this.settler.settle(
       batch.items,
       batch.items.map((task) => execution.outcomes.get(task.envelope.taskId)!),
+      execution.failedAsWhole,
     );
     const count = (s: TaskSettlement): number => settlements.filter((x) => x === s).length;
     const report = {
@@ -382,6 +387,8 @@ export class ServiceRunner {
       succeeded: count('succeeded'),
       retried: count('retried'),
       failed: count('failed'),
+      isolated: count('isolated'),
+      isolation: execution.isolation,
       contractErrors: execution.contractErrors,
     };
     if (report.contractErrors.length > 0) {
@@ -401,6 +408,8 @@ export class ServiceRunner {
         succeeded: report.succeeded,
         retried: report.retried,
         failed: report.failed,
+        ...(report.isolated > 0 ? { isolated: report.isolated } : {}),
+        ...(report.isolation ? { isolationStep: report.isolation.step } : {}),
       },
       'batch executed',
     );
@@ -411,11 +420,12 @@ export class ServiceRunner {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
     if (task.envelope !== null && task.settlement !== 'redelivered') this.settledAttempts.add(task.envelope);
-    this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed');
+    this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed', task.poison);
+    if (task.poison) this.log.warn({ taskId: task.taskId, method: task.method, batchKey: task.batchKey }, 'poison task found: it failed alone after its batch was split');
     const { events } = this.deps;
     if (events.listenerCount('task') > 0) {
-      const { taskId, method, batchKey, settlement, reason, attempts } = task;
-      events.emit('task', { taskId, service: this.name, method, batchKey, settlement, reason, attempts });
+      const { taskId, method, batchKey, settlement, reason, attempts, poison } = task;
+      events.emit('task', { taskId, service: this.name, method, batchKey, settlement, reason, attempts, poison });
     }
   }
 

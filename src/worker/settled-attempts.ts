@@ -14,11 +14,12 @@
 import type { Clock } from '../util/clock.js';
 import type { TaskEnvelope } from '../wire/envelopes.js';
 
-type Attempt = Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex'>;
+type Attempt = Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex' | 'isolation'>;
 
 interface Settled {
   readonly retrySequence: number;
   readonly retryIndex: number;
+  readonly isolationStep: number;
   readonly at: number;
 }
 
@@ -39,8 +40,8 @@ export class SettledAttempts {
   add(attempt: Attempt): void {
     const known = this.latest.get(attempt.taskId);
     this.latest.delete(attempt.taskId);
-    const newer = known && compare(known, attempt) > 0 ? known : attempt;
-    this.latest.set(attempt.taskId, { retrySequence: newer.retrySequence, retryIndex: newer.retryIndex, at: this.clock.now() });
+    const latest = known && compare(known, orderOf(attempt)) > 0 ? known : orderOf(attempt);
+    this.latest.set(attempt.taskId, { ...latest, at: this.clock.now() });
     while (this.latest.size > this.maxTasks) this.latest.delete(this.latest.keys().next().value!);
   }
 
@@ -48,7 +49,7 @@ export class SettledAttempts {
   settled(attempt: Attempt): boolean {
     this.expire();
     const known = this.latest.get(attempt.taskId);
-    return known !== undefined && compare(attempt, known) <= 0;
+    return known !== undefined && compare(orderOf(attempt), known) <= 0;
   }
 
   private expire(): void {
@@ -60,7 +61,13 @@ export class SettledAttempts {
   }
 }
 
-/** Attempts in the order they happen: retry sequence (dead-letter replays) first, then retry index. */
-function compare(a: Omit<Attempt, 'taskId'>, b: Omit<Attempt, 'taskId'>): number {
-  return a.retrySequence - b.retrySequence || a.retryIndex - b.retryIndex;
+type Order = Omit<Settled, 'at'>;
+
+function orderOf(attempt: Attempt): Order {
+  return { retrySequence: attempt.retrySequence, retryIndex: attempt.retryIndex, isolationStep: attempt.isolation?.step ?? 0 };
+}
+
+/** Attempts in the order they happen: retry sequence (dead-letter replays), then retry index, then isolation step. */
+function compare(a: Order, b: Order): number {
+  return a.retrySequence - b.retrySequence || a.retryIndex - b.retryIndex || a.isolationStep - b.isolationStep;
 }

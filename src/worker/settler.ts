@@ -5,20 +5,41 @@
  *   failed, retry left → the next attempt, back to the task topic with its delay
  *   failed for good → a dead letter, then a failure result to the client
  *
+ *   failed as a whole, batch of several (isolation bisect|single) → each task
+ *     back to the task topic in an isolation group, its retry budget untouched
+ *
  * A batch is settled as a batch: retries and dead letters go out together,
  * the results for one client leave as one `resultBatch` message (when the
  * client reads those, else one message each), and every message whose
  * outcome is durable is acked with one `ackAll`. A task whose outcome could
  * not be made durable is nacked instead: the broker redelivers it, and the
  * client ignores a second result. Tasks that share a result message share its
- * fate, so a failed result batch hands back every task in it.
+ * fate, so a failed result batch hands back every task in it. Copies of one
+ * task id in the same batch (a redelivered copy beside the original) ran
+ * once: the first copy carries the outcome, the others are acked as twins.
+ *
+ * Isolation: when a batch of several tasks fails as a whole, none of its
+ * tasks is to blame more than another, so none is retried with tasks it was
+ * not with. Each goes back in an isolation group (a half of the batch when
+ * bisecting, itself alone with `single`), after `retry.minimumSeconds`,
+ * without counting a retry: only a task that fails alone has failed, and
+ * follows its retry policy (alone) from then on. An innocent task runs at
+ * most ⌈log2(batch size)⌉ extra times.
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MessageTooLargeError } from '../errors.js';
 import type { Consumer, ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo } from '../wire/error-info.js';
-import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+import {
+  salvageTaskFields,
+  type DeadLetterReason,
+  type ResultEnvelope,
+  type TaskEnvelope,
+  type TaskIsolation,
+} from '../wire/envelopes.js';
+import type { IsolationMode } from '../config/executor-schema.js';
 import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
@@ -34,6 +55,8 @@ export interface SettledTask {
   readonly attempts: number;
   /** The task's envelope, when it could be read (its attempt is remembered to drop twins). */
   readonly envelope: TaskEnvelope | null;
+  /** This execution failed alone after its batch was split: the task is a poison found by isolation. */
+  readonly poison: boolean;
 }
 
 export interface SettlerDeps {
@@ -42,6 +65,7 @@ export interface SettlerDeps {
   readonly publisher: OutcomePublisher;
   readonly consumer: Consumer;
   readonly retryPolicy: RetryPolicy;
+  readonly isolation: IsolationMode;
   readonly clock: Clock;
   readonly log: Logger;
   /** Called once per task message, after it was acked or handed back. */
@@ -55,7 +79,13 @@ interface Pending {
   reason: DeadLetterReason | null;
   /** The result still to publish, if the client wants one. */
   reply: ResultEnvelope | null;
+  /** The entry that settles this task id when this one is a copy of it in the same batch. */
+  readonly copyOf: Pending | null;
+  poison: boolean;
 }
+
+/** How one failed task goes back: into an isolation group (not a retry), or by its retry policy (alone or not). */
+type FailurePlan = { readonly kind: 'isolate'; readonly isolation: TaskIsolation } | { readonly kind: 'retry'; readonly alone: boolean };
 
 /** Who to tell that a task can never run, as far as it could be read. */
 interface ClientAddress {
@@ -68,20 +98,37 @@ interface ClientAddress {
 export class Settler {
   constructor(private readonly deps: SettlerDeps) {}
 
-  /** Settles the tasks of one execution (`outcomes[i]` is `tasks[i]`'s); resolves with each task's settlement. */
-  async settle(tasks: readonly ReceivedTask[], outcomes: readonly ExecutionOutcome[]): Promise<TaskSettlement[]> {
+  /**
+   * Settles the tasks of one execution (`outcomes[i]` is `tasks[i]`'s);
+   * resolves with each task's settlement. `failedAsWhole`: the batch failed
+   * as a whole (see `BatchExecution.failedAsWhole`), which isolation acts on.
+   */
+  async settle(tasks: readonly ReceivedTask[], outcomes: readonly ExecutionOutcome[], failedAsWhole = false): Promise<TaskSettlement[]> {
     const pending: Pending[] = [];
     const failures: Promise<void>[] = [];
+    const byTaskId = new Map<string, Pending>();
+    const failed: Array<{ entry: Pending; error: unknown }> = [];
     tasks.forEach((task, i) => {
-      const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null };
+      const first = byTaskId.get(task.envelope.taskId) ?? null;
+      const entry: Pending = { task, settlement: first ? 'twin' : 'succeeded', reason: null, reply: null, copyOf: first, poison: false };
       pending.push(entry);
+      if (first) return;
+      byTaskId.set(task.envelope.taskId, entry);
       const outcome = outcomes[i]!;
       // Successes need nothing durable but their result: no promise of their own (the hot path).
       if (outcome.ok) entry.reply = this.successResult(task.envelope, outcome.value);
-      else failures.push(this.recordFailure(entry, outcome.error));
+      else failed.push({ entry, error: outcome.error });
     });
+    const plans = this.planFailures(
+      failed.map((f) => f.entry),
+      failedAsWhole,
+      byTaskId.size,
+    );
+    failed.forEach(({ entry, error }, i) => failures.push(this.recordFailure(entry, error, plans[i]!)));
     if (failures.length > 0) await Promise.all(failures);
     await this.publishReplies(pending);
+    // A copy shares its original's fate: acked when that outcome is durable, handed back when it is not.
+    for (const entry of pending) if (entry.copyOf?.settlement === 'redelivered') entry.settlement = this.handBack(entry.task.message, null);
     const durable: ReceivedMessage[] = [];
     for (const entry of pending) if (entry.settlement !== 'redelivered') durable.push(entry.task.message);
     if (durable.length > 0) {
@@ -101,9 +148,35 @@ export class Settler {
         reason: entry.reason,
         attempts: e.retryIndex + 1,
         envelope: e,
+        poison: entry.poison,
       });
       return entry.settlement;
     });
+  }
+
+  /**
+   * How each failed task goes back. A batch of several distinct tasks that
+   * failed as a whole is split (halves, or singles) into isolation groups; a
+   * task that failed alone under isolation, or alone as a whole batch, keeps
+   * a group of its own for its retries; everything else retries as usual.
+   */
+  private planFailures(failed: readonly Pending[], failedAsWhole: boolean, distinct: number): FailurePlan[] {
+    const mode = this.deps.isolation;
+    if (mode === 'none') return failed.map(() => ({ kind: 'retry', alone: false }));
+    if (!failedAsWhole || distinct === 1) {
+      return failed.map((entry) => ({ kind: 'retry', alone: distinct === 1 && (failedAsWhole || entry.task.envelope.isolation !== undefined) }));
+    }
+    // Every task of the batch failed (as a whole): split them, in batch order.
+    const groups = mode === 'single' ? failed.map((entry) => [entry]) : [failed.slice(0, Math.ceil(failed.length / 2)), failed.slice(Math.ceil(failed.length / 2))];
+    const plans = new Map<Pending, FailurePlan>();
+    for (const group of groups) {
+      const id = randomUUID();
+      for (const entry of group) {
+        const step = (entry.task.envelope.isolation?.step ?? 0) + 1;
+        plans.set(entry, { kind: 'isolate', isolation: { group: id, size: group.length, step } });
+      }
+    }
+    return failed.map((entry) => plans.get(entry)!);
   }
 
   /** A task that can never run: dead-lettered with the reason, its client told, never retried. */
@@ -144,6 +217,7 @@ export class Settler {
       reason,
       attempts: 0,
       envelope: null,
+      poison: false,
     });
   }
 
@@ -163,21 +237,34 @@ export class Settler {
       reason: null,
       attempts: envelope.retryIndex + 1,
       envelope: null,
+      poison: false,
     });
   }
 
-  /** A failed execution: its retry, or its dead letter (and then a failure result to send). */
-  private async recordFailure(entry: Pending, cause: unknown): Promise<void> {
+  /** A failed execution: its isolation retry, its retry, or its dead letter (and then a failure result to send). */
+  private async recordFailure(entry: Pending, cause: unknown, plan: FailurePlan): Promise<void> {
     const e = entry.task.envelope;
     const attempts = e.retryIndex + 1;
     const error = toErrorInfo(cause);
-    const decision = this.deps.retryPolicy.decide(cause, e.retryIndex);
     try {
-      if (decision.retry) {
+      if (plan.kind === 'isolate') {
+        // Not a retry: the same attempt again, apart from tasks it was not with (its budget stays).
         await this.deps.publisher.publishRetry(
-          { ...e, retryIndex: e.retryIndex + 1, lastError: error },
-          this.deps.clock.now() + decision.delayMs,
+          { ...e, lastError: error, isolation: plan.isolation },
+          this.deps.clock.now() + this.deps.retryPolicy.delayMs(0),
         );
+        entry.settlement = 'isolated';
+        return;
+      }
+      // Failed alone after a split: this is the task that fails its batches.
+      entry.poison = plan.alone && (e.isolation?.step ?? 0) > 0;
+      const decision = this.deps.retryPolicy.decide(cause, e.retryIndex);
+      if (decision.retry) {
+        const { isolation: _previous, ...rest } = e;
+        const next: TaskEnvelope = { ...rest, retryIndex: e.retryIndex + 1, lastError: error };
+        // A task that failed alone keeps a group of its own: it would fail the batches it joined.
+        if (plan.alone) next.isolation = { group: randomUUID(), size: 1, step: 0 };
+        await this.deps.publisher.publishRetry(next, this.deps.clock.now() + decision.delayMs);
         entry.settlement = 'retried';
         return;
       }
@@ -315,11 +402,14 @@ export class Settler {
     });
   }
 
+  /** Nacks a message whose outcome could not be made durable (`error`; null for a copy of such a task). */
   private handBack(message: ReceivedMessage, error: unknown): TaskSettlement {
-    this.deps.log.error(
-      { err: error, messageId: message.id },
-      'could not make a task outcome durable; handing the message back for redelivery',
-    );
+    if (error !== null) {
+      this.deps.log.error(
+        { err: error, messageId: message.id },
+        'could not make a task outcome durable; handing the message back for redelivery',
+      );
+    }
     this.deps.consumer.nack(message);
     return 'redelivered';
   }

@@ -37,25 +37,28 @@ for (const target of transportTargets()) {
       return { ...system, jobs: system.client.service<Jobs>('Jobs', { meta: { batchKey: 'k' } }) };
     }
 
-    test('a batch that throws once ends with every task succeeded, each retried once on its own', async () => {
+    test('isolation none: a batch that throws once ends with every task succeeded, each retried once on its own', async () => {
       const executions = new Counter();
       const retryIndexes: number[] = [];
       let thrown = false;
-      const { jobs, settlements } = await start((tasks) => {
-        for (const id of tasks.keys()) {
-          executions.add(id);
-          const ctx = Task.contextOf(id);
-          if (ctx.retryIndex > 0) {
-            retryIndexes.push(ctx.retryIndex);
-            expect(ctx.lastError?.message).toBe('the whole batch failed');
+      const { jobs, settlements } = await start(
+        (tasks) => {
+          for (const id of tasks.keys()) {
+            executions.add(id);
+            const ctx = Task.contextOf(id);
+            if (ctx.retryIndex > 0) {
+              retryIndexes.push(ctx.retryIndex);
+              expect(ctx.lastError?.message).toBe('the whole batch failed');
+            }
           }
-        }
-        if (!thrown) {
-          thrown = true;
-          throw new Error('the whole batch failed');
-        }
-        return new Map([...tasks].map(([id, input]) => [id, `done ${input}`]));
-      });
+          if (!thrown) {
+            thrown = true;
+            throw new Error('the whole batch failed');
+          }
+          return new Map([...tasks].map(([id, input]) => [id, `done ${input}`]));
+        },
+        { isolation: 'none' },
+      );
       const results = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((x) => jobs.run(x)));
       expect(results).toEqual(['done a', 'done b', 'done c', 'done d', 'done e']);
       expect(executions.values()).toEqual([2, 2, 2, 2, 2]);

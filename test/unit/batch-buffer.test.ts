@@ -36,6 +36,18 @@ describe('BatchBuffer', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  test('an isolation group is batched apart from its key and flushed with reason isolated once all its tasks are in', () => {
+    const { buffer, flushed } = setup({ maxMessages: 10 });
+    const group = { method: 'send', batchKey: 'a', isolation: { id: 'g1', size: 2 } };
+    buffer.add({ method: 'send', batchKey: 'a' }, item('ordinary'));
+    buffer.add(group, item('1'));
+    expect(buffer.openAggregates).toBe(2);
+    buffer.add(group, item('2'));
+    expect(flushed.map((b) => [b.reason, ids(b)])).toEqual([['isolated', ['1', '2']]]);
+    expect(flushed[0]!.group.isolation).toEqual({ id: 'g1', size: 2 });
+    expect(buffer.openAggregates).toBe(1);
+  });
+
   test('flushFullest flushes the fullest aggregates with reason backpressure, cancelling their timers', () => {
     const { buffer, flushed, clock } = setup({ maxMessages: 10 });
     for (const [key, n] of [

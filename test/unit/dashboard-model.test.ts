@@ -29,6 +29,8 @@ function harness() {
       succeeded: size,
       retried: 0,
       failed: 0,
+      isolated: 0,
+      isolation: null,
       contractErrors: [],
     });
     for (let i = 0; i < size; i++) {
@@ -38,6 +40,7 @@ function harness() {
         method: 'send',
         batchKey,
         settlement: 'succeeded',
+        poison: false,
         reason: null,
         attempts: 1,
       };

@@ -25,6 +25,12 @@ describe('envelopes', () => {
     expect(decodeTask(encodeEnvelope(task))).toEqual(task);
   });
 
+  test('an isolation retry round-trips with its group; a bad group is refused by name', () => {
+    const isolated: TaskEnvelope = { ...task, isolation: { group: 'g-1', size: 8, step: 1 } };
+    expect(decodeTask(encodeEnvelope(isolated))).toEqual(isolated);
+    expect(() => decodeTask(enc({ ...task, isolation: { group: 'g', size: 0, step: 1 } }))).toThrow(/isolation\.size/);
+  });
+
   test.each([
     ['bytes that are not UTF-8', new Uint8Array([0xff, 0xfe, 0x80]), /not valid UTF-8/],
     ['invalid JSON', new TextEncoder().encode('{"v":1,'), /not JSON/],
@@ -34,6 +40,7 @@ describe('envelopes', () => {
     ['a missing field', enc({ ...task, taskId: undefined }), /taskId/],
     ['args that are not a list', enc({ ...task, args: 'x' }), /args/],
     ['a meta value that is not a string', enc({ ...task, meta: { batchKey: 3 } }), /meta\.batchKey/],
+    ['an isolation group without its size', enc({ ...task, isolation: { group: 'g', step: 1 } }), /isolation\.size/],
   ])('rejects %s with a DecodeError that says why', (_, payload, reason) => {
     expect(() => decodeTask(payload)).toThrow(DecodeError);
     expect(() => decodeTask(payload)).toThrow(reason);

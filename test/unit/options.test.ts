@@ -1,5 +1,11 @@
 import { describe, expect, test } from 'vitest';
 import { compileWorkerOptions, type WorkerOptions } from '../../src/worker/options.js';
+import {
+  compileExecutorSettings,
+  executorSettingsOf,
+  executorSettingsShape,
+  type ExecutorSettings,
+} from '../../src/config/executor-schema.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import { ConfigError } from '../../src/errors.js';
 import { testLogger } from '../support/logger.js';
@@ -32,7 +38,26 @@ describe('compileWorkerOptions', () => {
       batch: { maxMessages: 100, maxSeconds: 1, maxBytes: undefined },
       retry: { minimumSeconds: 1, maximumSeconds: 1000, backoffCoefficient: 2, randomFactor: 0.5, maximumRetries: 11, ignoredErrors: [] },
     });
+    expect(service.isolation).toBe('bisect');
     expect(compiled.name).toMatch(/^worker-/);
+  });
+
+  test('a compiled executor (as a sheaf.yml loads it) hands every key on to the worker', () => {
+    // Every key set away from its default: a key the hand-over forgot would come back as the default.
+    const settings: Required<ExecutorSettings> = {
+      concurrency: 5,
+      maxConcurrencyPerKey: 5,
+      timeoutSeconds: 7,
+      maxUnacked: 900,
+      batch: { maxMessages: 30, maxSeconds: 0.25, maxBytes: 4096 },
+      retry: { minimumSeconds: 2, maximumSeconds: 9, backoffCoefficient: 3, randomFactor: 0.1, maximumRetries: 4, ignoredErrors: ['E'] },
+      settledCache: { maxTasks: 12, maxSeconds: 34 },
+      isolation: 'single',
+    };
+    expect(Object.keys(settings).sort()).toEqual(Object.keys(executorSettingsShape).sort());
+    const compiled = compileExecutorSettings(settings, 'x', []);
+    expect(compileExecutorSettings(executorSettingsOf(compiled), 'x', [])).toEqual(compiled);
+    expect(compiled).toMatchObject({ maxConcurrencyPerKey: 5, isolation: 'single', settledCache: { maxTasks: 12, maxAgeMs: 34_000 } });
   });
 
   test('maxConcurrencyPerKey leaves other keys a slot by default, and may not pass concurrency', () => {

@@ -17,6 +17,18 @@ describe('SettledAttempts', () => {
     expect(cache.settled(attempt('u', 0))).toBe(false);
   });
 
+  test('an isolation retry is a new attempt of the same retry index; a copy of it is a twin', () => {
+    const cache = new SettledAttempts(100, 60_000, new ManualClock());
+    const isolated = (step: number) => ({ ...attempt('t', 0), isolation: { group: 'g', size: 2, step } });
+    cache.add(attempt('t', 0)); // the batch that failed as a whole
+    expect(cache.settled(isolated(1))).toBe(false);
+    cache.add(isolated(1));
+    expect(cache.settled(isolated(1))).toBe(true);
+    expect(cache.settled(isolated(2))).toBe(false);
+    // The poison's next retry (alone, step 0) comes after every split of the retry before it.
+    expect(cache.settled({ ...attempt('t', 1), isolation: { group: 'h', size: 1, step: 0 } })).toBe(false);
+  });
+
   test('remembers at most maxTasks task ids, forgetting the oldest first', () => {
     const cache = new SettledAttempts(3, 60_000, new ManualClock());
     for (const id of ['a', 'b', 'c', 'd']) cache.add(attempt(id));
