@@ -88,6 +88,9 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
     const bar = progressBar('replayed', chosen.length);
     let replayed = 0;
     let unreadable = 0;
+    let copies = 0;
+    // A task id is replayed once: a second dead letter of it (a twin that ran in another worker) only leaves.
+    const seen = new Set<string>();
     try {
       for (const { letter, message } of chosen) {
         const task = letter.task;
@@ -96,6 +99,13 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
           bar.tick();
           continue;
         }
+        if (seen.has(task.taskId)) {
+          await consumer.ack(message);
+          copies += 1;
+          bar.tick();
+          continue;
+        }
+        seen.add(task.taskId);
         // A client that is gone would never read the result: replay without asking for one.
         const replyTo = task.replyTo !== null && goneClients.has(task.replyTo) ? null : task.replyTo;
         // A replay starts afresh: batched with any others again (no isolation), retries from zero.
@@ -111,6 +121,7 @@ async function replay(service: string, options: DlqOptions & { taskId: string[] 
       await producer.close();
     }
     process.stdout.write(`replayed ${replayed} of ${chosen.length} dead letters of ${service}`);
+    if (copies > 0) process.stdout.write(`; removed ${copies} more of task(s) already replayed (a task id is replayed once)`);
     process.stdout.write(unreadable > 0 ? `; ${unreadable} could not be read as tasks and stay\n` : '\n');
     if (wanted.size > 0) {
       const found = new Set(chosen.map(({ letter }) => letter.task?.taskId));

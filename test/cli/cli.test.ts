@@ -12,6 +12,9 @@ import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js'
 import { testLogger } from '../support/logger.js';
 import { freshNamespace, noPulsar, pulsarAdminUrl, pulsarUrl } from '../support/pulsar.js';
 import { runCli, startCli, writeEchoConfig, type CliProcess } from '../support/cli.js';
+import { rawTask } from '../support/tasks.js';
+import { deadLetterTopic } from '../../src/topics.js';
+import { encodeEnvelope, type DeadLetterEnvelope } from '../../src/wire/envelopes.js';
 
 const running: CliProcess[] = [];
 afterEach(async () => {
@@ -174,6 +177,46 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
 
     const after = await runCli(['dlq', 'list', 'Echo', '-c', config, '--idle-ms', '1000']);
     expect(after.stdout).toContain('no dead letters for Echo');
+  });
+
+  test('dlq replay dispatches a task id once, however many dead letters it has', async () => {
+    const log = join(tmpdir(), `sheaf-echo-${randomUUID()}.log`);
+    const { config, namespace } = await pulsarConfig();
+    const worker = start(['worker', '-c', config], { ECHO_LOG: log });
+    await worker.waitFor(/"msg":"worker ready"/);
+    // Two dead letters of one task, as twins that ran in two workers leave them.
+    const transport = new PulsarTransport({
+      brokerServiceUrl: pulsarUrl(),
+      namespace,
+      logger: testLogger,
+      connectThroughServiceUrl: inject('pulsarThroughServiceUrl'),
+    });
+    const taskId = randomUUID();
+    const task = { ...rawTask(taskId, 'Echo', 'echo', ['fail-until-replayed']), replyTo: null };
+    const letter = {
+      v: 1,
+      kind: 'deadLetter',
+      reason: 'nonRetryable',
+      detail: 'd',
+      error: null,
+      attempts: 1,
+      task,
+      payloadBase64: null,
+      worker: 'w',
+      deadAt: Date.now(),
+    };
+    const producer = await transport.createProducer(deadLetterTopic('Echo'));
+    for (let i = 0; i < 2; i++) await producer.send({ payload: encodeEnvelope(letter as DeadLetterEnvelope) });
+    await producer.close();
+    await transport.close();
+
+    const replayed = await runCli(['dlq', 'replay', 'Echo', '-c', config, '--idle-ms', '1500']);
+    expect(replayed.code).toBe(0);
+    expect(replayed.stdout).toContain('replayed 1 of 2 dead letters of Echo; removed 1 more of task(s) already replayed');
+    await worker.waitFor(/"succeeded":1/);
+    const after = await runCli(['dlq', 'list', 'Echo', '-c', config, '--idle-ms', '1000']);
+    expect(after.stdout).toContain('no dead letters for Echo');
+    expect((await readFile(log, 'utf8')).trim().split('\n')).toEqual([`${taskId} 1`]);
   });
 
   test('dlq purge: refuses without --yes off a terminal, purges by task id and by age, and names unknown services', async () => {
