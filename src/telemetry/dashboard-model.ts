@@ -106,7 +106,8 @@ export class DashboardModel {
     }
   };
   private readonly onTask = (report: TaskReport): void => {
-    if (report.settlement === 'redelivered') return;
+    // Handed back unrun: it comes again, and is counted then.
+    if (report.settlement === 'redelivered' || report.settlement === 'deferred') return;
     this.totals.received += 1;
     const slot = report.method ? this.slot(report.service, report.method) : null;
     if (slot) slot.settled += 1;

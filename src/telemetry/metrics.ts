@@ -50,6 +50,7 @@ export class WorkerMetrics {
   private readonly twins = new TaskCounts();
   private readonly isolated = new TaskCounts();
   private readonly poison = new TaskCounts();
+  private readonly deferred = new TaskCounts();
   private readonly failed: Counter;
   private readonly flushes: Counter;
   private readonly batchSize: Histogram;
@@ -77,6 +78,11 @@ export class WorkerMetrics {
     observed('sheaf_tasks_twins_dropped_total', 'second copies of attempts already settled, acked without running', this.twins);
     observed('sheaf_tasks_isolated_total', 'tasks of batches that failed as a whole, sent back in isolation groups', this.isolated);
     observed('sheaf_tasks_poison_total', 'tasks that failed alone after their batch was split (poison found)', this.poison);
+    observed(
+      'sheaf_tasks_deferred_total',
+      'tasks given back unrun because their key had every slot busy while other keys waited',
+      this.deferred,
+    );
     this.failed = m.createCounter('sheaf_tasks_failed_total', { description: 'task executions that failed (each attempt)' });
     this.flushes = m.createCounter('sheaf_batch_flushes_total', { description: 'batches flushed, by flush reason' });
     this.batchSize = m.createHistogram('sheaf_batch_size_tasks', {
@@ -129,6 +135,7 @@ export class WorkerMetrics {
     else if (settlement === 'retried') this.retried.add(key, labels);
     else if (settlement === 'twin') this.twins.add(key, labels);
     else if (settlement === 'isolated') this.isolated.add(key, labels);
+    else if (settlement === 'deferred') this.deferred.add(key, labels);
     if (failedForGood) this.deadLettered.add(key, labels);
     if (poison) this.poison.add(key, labels);
   }

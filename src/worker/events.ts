@@ -30,9 +30,11 @@ export interface BatchReport {
  * How a task message was settled. `twin`: a second copy of an attempt this
  * worker settled recently (or of a task in the same batch), acked without
  * running again. `isolated`: its batch failed as a whole, and the task went
- * back in an isolation group, without using a retry.
+ * back in an isolation group, without using a retry. `deferred`: given back
+ * to the broker unrun, to come again later, because its key had all of its
+ * slots busy while other keys' tasks could not be received.
  */
-export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin' | 'isolated';
+export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin' | 'isolated' | 'deferred';
 
 /** One task message settled (acked, or handed back to the broker). */
 export interface TaskReport {

@@ -19,7 +19,7 @@ import { taskTopic } from '../topics.js';
 import { DecodeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
 import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { decodeTask, type TaskEnvelope } from '../wire/envelopes.js';
 import { BatchBuffer, type FlushedBatch } from './batch-buffer.js';
@@ -76,6 +76,13 @@ export class ServiceRunner {
   private warnedBackpressure = false;
   private room: Deferred<void> | null = null;
   private loop: Promise<void> | null = null;
+  /** When a task of each batch key was last accepted (pruned when read): whether other keys are active. */
+  private readonly keysSeen = new Map<string | null, number>();
+  /** When a slot of each running key was last taken or freed. */
+  private readonly slotsChangedAt = new Map<string | null, number>();
+  /** A later look at stuck keys while the worker cannot receive. */
+  private deferCheck: TimerHandle | null = null;
+  private lastKeySeen: string | null | undefined = undefined;
 
   constructor(private readonly deps: ServiceRunnerDeps) {
     const { service, clock } = deps;
@@ -119,6 +126,8 @@ export class ServiceRunner {
   async drain(): Promise<void> {
     this.deps.consumer.pause();
     this.stop.abort();
+    if (this.deferCheck) this.deps.clock.clearTimer(this.deferCheck);
+    this.deferCheck = null;
     this.room?.resolve();
     await this.loop;
     await this.takeDelivered();
@@ -148,8 +157,8 @@ export class ServiceRunner {
 
   /** Resolves once a task settles below the in-flight bound (or the runner stops). */
   private async roomFreed(): Promise<void> {
-    this.relieveBackpressure();
     this.room = deferred<void>();
+    this.relieveBackpressure();
     await this.room.promise;
     this.room = null;
   }
@@ -161,7 +170,9 @@ export class ServiceRunner {
    * would idle the worker until `maxSeconds`, however deep the backlog.
    */
   private relieveBackpressure(): void {
-    const idleSlots = this.deps.service.concurrency - this.executions;
+    this.deferStuckKeys();
+    // Slots not running anything: batches waiting for a saturated key's slot do not use them.
+    const idleSlots = this.deps.service.concurrency - this.slots.inUse;
     if (idleSlots <= 0 || this.buffer.bufferedItems === 0) return;
     const { maxUnacked, batch } = this.deps.service;
     const open = this.buffer.openAggregates;
@@ -175,6 +186,57 @@ export class ServiceRunner {
     }
     // Only keys with a slot free: a batch of a key at its limit would only wait for it.
     this.buffer.flushFullest(idleSlots, (group) => this.slots.fits(group.batchKey));
+  }
+
+  /**
+   * Whether a batch of `key` is better given back to the broker than kept
+   * waiting for a slot: its key runs all it may (`maxConcurrencyPerKey`) and
+   * none of its executions started or ended for `maxSeconds` (a hung or slow
+   * key: its slots will not free soon), while other keys were active
+   * recently. Kept, such batches fill the in-flight room (the worker stops
+   * receiving at `maxUnacked`) and other keys' tasks wait in the topic until
+   * one of that key's executions ends. Given back, they come again after a
+   * delay (see `defer`). Fast keys never qualify, and a worker that sees one
+   * key only keeps them: giving them back would only bring the same key back.
+   */
+  private shouldDefer(key: string | null): boolean {
+    if (!this.slots.saturated(key)) return false;
+    const { batch } = this.deps.service;
+    const now = this.deps.clock.now();
+    if (now - (this.slotsChangedAt.get(key) ?? now) < batch.maxSeconds * 1000) return false;
+    const recent = now - Math.max(10_000, 10 * batch.maxSeconds * 1000);
+    for (const [seen, at] of this.keysSeen) {
+      if (at < recent) this.keysSeen.delete(seen);
+      else if (seen !== key && !this.slots.saturated(seen)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * While the worker cannot receive (at `maxUnacked`): gives back the batches
+   * waiting for keys that `shouldDefer`, and looks again after `maxSeconds`
+   * while such batches wait (a key becomes stuck only with time).
+   */
+  private deferStuckKeys(): void {
+    if (!this.room || this.deferCheck) return;
+    const waiting = this.slots.waitingKeys();
+    let saturated = false;
+    for (const key of waiting) if (this.slots.saturated(key)) saturated = true;
+    if (!saturated) return;
+    const stuck = [...waiting].filter((key) => this.shouldDefer(key));
+    if (stuck.length > 0) this.slots.withdraw((key) => stuck.includes(key));
+    else {
+      this.deferCheck = this.deps.clock.setTimer(this.deps.service.batch.maxSeconds * 1000, () => {
+        this.deferCheck = null;
+        this.deferStuckKeys();
+      });
+    }
+  }
+
+  /** Records that a slot of `key` was taken or freed (what `shouldDefer` measures); idle keys leave nothing. */
+  private slotChanged(key: string | null): void {
+    if (this.slots.runningFor(key) === 0) this.slotsChangedAt.delete(key);
+    else this.slotsChangedAt.set(key, this.deps.clock.now());
   }
 
   private async counted(execution: Promise<void>): Promise<void> {
@@ -260,6 +322,12 @@ export class ServiceRunner {
       return;
     }
     const batchKey = envelope.meta.batchKey ?? null;
+    if (batchKey !== this.lastKeySeen) {
+      // Once per change of key (tasks of one key mostly arrive together): which keys are active.
+      this.lastKeySeen = batchKey;
+      if (this.keysSeen.size >= 10_000) this.keysSeen.clear();
+      this.keysSeen.set(batchKey, this.deps.clock.now());
+    }
     const task: ReceivedTask = {
       message,
       envelope,
@@ -279,7 +347,11 @@ export class ServiceRunner {
   }
 
   private async executeSingle(task: ReceivedTask): Promise<void> {
-    await this.slots.acquire(task.batchKey);
+    if (this.shouldDefer(task.batchKey) || !(await this.slots.acquire(task.batchKey))) {
+      this.defer([task]);
+      return;
+    }
+    this.slotChanged(task.batchKey);
     let outcome: ExecutionOutcome;
     const started = this.deps.clock.now();
     const e = task.envelope;
@@ -301,6 +373,7 @@ export class ServiceRunner {
       );
     } finally {
       this.slots.release(task.batchKey);
+      this.slotChanged(task.batchKey);
     }
     this.deps.metrics.singleExecuted(this.name, e.method, this.deps.clock.now() - started);
     if (!outcome.ok) this.deps.metrics.executionFailed(this.name, e.method, 1);
@@ -320,7 +393,11 @@ export class ServiceRunner {
   private async executeBatch(batch: FlushedBatch<ReceivedTask>): Promise<void> {
     const method = batch.items[0]!.method;
     const batchMethod = method.batch!.methodName;
-    await this.slots.acquire(batch.group.batchKey);
+    if (this.shouldDefer(batch.group.batchKey) || !(await this.slots.acquire(batch.group.batchKey))) {
+      this.defer(batch.items);
+      return;
+    }
+    this.slotChanged(batch.group.batchKey);
     let execution;
     let failedCount = 0;
     const waitMs = batch.flushedAt - batch.openedAt;
@@ -354,6 +431,7 @@ export class ServiceRunner {
       );
     } finally {
       this.slots.release(batch.group.batchKey);
+      this.slotChanged(batch.group.batchKey);
     }
     this.deps.metrics.executionFailed(this.name, method.name, failedCount);
     const taskWaitsMs = batch.items.map((task) => batch.flushedAt - task.receivedAt);
@@ -416,12 +494,23 @@ export class ServiceRunner {
     this.deps.events.emit('batch', report);
   }
 
+  /** Gives tasks back unrun (see `shouldDefer`); the delay doubles with each deferral, up to the timeout. */
+  private defer(tasks: readonly ReceivedTask[]): void {
+    const { timeoutMs } = this.deps.service;
+    this.settler.defer(tasks, (task) => Math.min(Math.max(timeoutMs, 60_000), 1000 * 2 ** Math.min(task.message.redeliveryCount, 6)));
+  }
+
   private settled(task: SettledTask): void {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
-    if (task.envelope !== null && task.settlement !== 'redelivered') this.settledAttempts.add(task.envelope);
+    if (task.envelope !== null && task.settlement !== 'redelivered' && task.settlement !== 'deferred')
+      this.settledAttempts.add(task.envelope);
     this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed', task.poison);
-    if (task.poison) this.log.warn({ taskId: task.taskId, method: task.method, batchKey: task.batchKey }, 'poison task found: it failed alone after its batch was split');
+    if (task.poison)
+      this.log.warn(
+        { taskId: task.taskId, method: task.method, batchKey: task.batchKey },
+        'poison task found: it failed alone after its batch was split',
+      );
     const { events } = this.deps;
     if (events.listenerCount('task') > 0) {
       const { taskId, method, batchKey, settlement, reason, attempts, poison } = task;

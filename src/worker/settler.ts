@@ -221,6 +221,28 @@ export class Settler {
     });
   }
 
+  /**
+   * Tasks given back to the broker unrun (their key's slots were all busy
+   * and other keys waited): each comes again after its delay. Not a retry:
+   * nothing about the task changes.
+   */
+  defer(tasks: readonly ReceivedTask[], delayMs: (task: ReceivedTask) => number): void {
+    for (const task of tasks) {
+      this.deps.consumer.nack(task.message, delayMs(task));
+      const e = task.envelope;
+      this.deps.onSettled({
+        taskId: e.taskId,
+        method: e.method,
+        batchKey: task.batchKey,
+        settlement: 'deferred',
+        reason: null,
+        attempts: e.retryIndex + 1,
+        envelope: e,
+        poison: false,
+      });
+    }
+  }
+
   /** A second copy of an attempt settled here already: its outcome is durable, so it is acked without running. */
   async dropTwin(message: ReceivedMessage, envelope: TaskEnvelope): Promise<void> {
     let settlement: TaskSettlement = 'twin';

@@ -265,4 +265,45 @@ describe('a hung batch key', () => {
       await system.stop();
     }
   });
+
+  test('cannot fill the in-flight room: its surplus batches go back to the broker while other keys run', async () => {
+    let release: () => void = () => undefined;
+    const hanging = new Promise<void>((resolve) => (release = resolve));
+    class OneKeyHangs {
+      greet(_name: string): void {}
+      @Batch('greet')
+      async greetMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+        if (Task.batch().batchKey === 'hung') await hanging;
+        return new Map([...tasks].map(([id, name]) => [id, `hello ${name}`]));
+      }
+    }
+    // maxUnacked 20: without deferral the hung key's 30 tasks would hold all of it, and nothing else would be received.
+    const system = await startSystem([
+      {
+        name: 'Greeter',
+        executor: { factory: () => new OneKeyHangs(), concurrency: 2, maxUnacked: 20, batch: { maxMessages: 5, maxSeconds: 0.05 } },
+      },
+    ]);
+    try {
+      const greeter = (key: string) => system.client.service<Greeter>('Greeter', { meta: { batchKey: key } });
+      const first = await greeter('other').greet('first'); // another key is active
+      expect(first).toBe('hello first');
+      const hung = [...Array(30).keys()].map((i) => greeter('hung').greet(`h${i}`));
+      await until(() => system.settlements.some((s) => s.settlement === 'deferred'));
+      const others = await Promise.all([...Array(20).keys()].map((i) => greeter(`k${i % 2}`).greet(`o${i}`)));
+      expect(others).toEqual([...Array(20).keys()].map((i) => `hello o${i}`));
+      release();
+      // Deferred tasks come back (after a second) and run: nothing is lost.
+      expect(await Promise.all(hung)).toEqual([...Array(30).keys()].map((i) => `hello h${i}`));
+      expect(system.settlements.filter((s) => s.settlement === 'deferred').every((s) => s.batchKey === 'hung')).toBe(true);
+    } finally {
+      release();
+      await system.stop();
+    }
+  });
 });
+
+/** Resolves once `condition` holds, checking on every turn of the event loop. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}

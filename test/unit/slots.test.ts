@@ -4,7 +4,7 @@ import { Slots } from '../../src/worker/slots.js';
 /** Acquires and records when each acquire started. */
 function tracker(slots: Slots) {
   const started: string[] = [];
-  const acquire = (name: string, key: string | null): Promise<void> => slots.acquire(key).then(() => void started.push(name));
+  const acquire = (name: string, key: string | null): Promise<void> => slots.acquire(key).then((took) => void (took && started.push(name)));
   return { started, acquire };
 }
 
@@ -41,6 +41,29 @@ describe('Slots', () => {
     await hung[3];
     expect(started.at(-1)).toBe('hung4');
     expect(slots.inUse).toBe(4);
+  });
+
+  test('saturated: a key that runs perKey executions, whatever the free slots', async () => {
+    const slots = new Slots(3, 2);
+    void Promise.all([1, 2, 3].map(() => slots.acquire('hung')));
+    void slots.acquire('other');
+    await Promise.resolve();
+    expect([slots.saturated('hung'), slots.saturated('other'), slots.saturated('idle')]).toEqual([true, false, false]);
+    expect(slots.inUse).toBe(3);
+    slots.release('hung'); // its own waiter takes the slot: still saturated
+    expect(slots.saturated('hung')).toBe(true);
+  });
+
+  test('withdraw gives back the waiters of the keys it names; their acquire resolves false', async () => {
+    const slots = new Slots(2, 1);
+    const running = slots.acquire('hung');
+    const waiting = [slots.acquire('hung'), slots.acquire('hung')];
+    const other = slots.acquire('other');
+    expect([...slots.waitingKeys()]).toEqual(['hung']);
+    expect(slots.withdraw((key) => key === 'hung')).toBe(2);
+    expect(await Promise.all([running, ...waiting, other])).toEqual([true, false, false, true]);
+    expect(slots.waitingKeys().size).toBe(0);
+    expect(slots.runningFor('hung')).toBe(1);
   });
 
   test('a key with nothing running leaves no state behind', () => {

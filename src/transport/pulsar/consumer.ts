@@ -8,8 +8,12 @@
  * adds to it; every entry takes what the broker charged for it (one per
  * message of a batch, less the indexes it knows are acked, one per chunk),
  * even when that drives it below zero, as a whole batch delivered on the
- * last permits does. The consumer asks for more when the messages it holds
- * plus `outstanding` leave half the window (`maxUnacked`) free. Never
+ * last permits does. At the end of every turn in which messages were
+ * settled, the consumer grants whatever of the window (`maxUnacked`) the
+ * messages it holds plus `outstanding` leave free, in one FLOW. The Java
+ * client waits until half its receiver queue is free; here permits come back
+ * only when messages are settled, and messages that settle slowly (a hung
+ * batch key) would keep up to half the window from every other key. Never
  * clamping `outstanding` is what keeps the two counts equal: a clamped count
  * drifts above the broker's until FLOW is never sent again.
  *
@@ -73,6 +77,8 @@ interface EntryTracker {
   readonly resolved: Set<number>;
   readonly validationError: number | undefined;
   nacked: boolean;
+  /** The longest delay a nack of one of its messages asked for before the entry is redelivered. */
+  redeliverAfterMs: number;
 }
 
 /**
@@ -103,6 +109,7 @@ export class PartitionConsumer implements ConnectionHandler {
   private pendingAcks: MessageIdData[] = [];
   private pendingInvalid: Array<{ id: MessageIdData; validationError: number }> = [];
   private ackScheduled = false;
+  private flowScheduled = false;
   private readonly nackTimers = new Set<ReturnType<typeof setTimeout>>();
   private chunkTimer: ReturnType<typeof setInterval> | null = null;
   private readonly backoff = new Backoff();
@@ -197,7 +204,7 @@ export class PartitionConsumer implements ConnectionHandler {
    * never ran here (they were still queued at the reconnect, and are gone
    * from this consumer).
    */
-  resolve(message: ReceivedMessage, nack: boolean): void {
+  resolve(message: ReceivedMessage, nack: boolean, redeliverAfterMs = 0): void {
     const delivery = deliveries.get(message);
     const tracker = delivery ? delivery.tracker : this.entries.get(entryKeyOf(message.id));
     if (!tracker) {
@@ -211,13 +218,15 @@ export class PartitionConsumer implements ConnectionHandler {
     if (tracker.resolved.has(index)) return;
     tracker.resolved.add(index);
     if (current) this.held -= 1;
-    if (nack) tracker.nacked = true;
-    else tracker.acked.add(index);
+    if (nack) {
+      tracker.nacked = true;
+      tracker.redeliverAfterMs = Math.max(tracker.redeliverAfterMs, redeliverAfterMs);
+    } else tracker.acked.add(index);
     if (tracker.resolved.size === tracker.count) {
       if (current) this.entries.delete(tracker.key);
       // A stale entry that was nacked comes back anyway: no redelivery request for it.
       if (tracker.nacked) {
-        if (current) this.redeliver(tracker.ids);
+        if (current) this.redeliverLater(tracker.ids, tracker.redeliverAfterMs);
       } else if (tracker.validationError !== undefined) for (const id of tracker.ids) this.queueInvalid(id, tracker.validationError);
       else for (const id of tracker.ids) this.queueAck(id);
     } else if (!nack && this.settings.batchIndexAck && tracker.batchSize > 1) {
@@ -233,12 +242,13 @@ export class PartitionConsumer implements ConnectionHandler {
     this.paused = true;
   }
 
+  /**
+   * A nack: the message stops counting against the window at once (the
+   * application gave it back), and its entry is redelivered `delayMs` later,
+   * once all of its messages are settled.
+   */
   nackLater(message: ReceivedMessage, delayMs: number): void {
-    const timer = setTimeout(() => {
-      this.nackTimers.delete(timer);
-      if (this.lifecycle.state.kind !== 'closed') this.resolve(message, true);
-    }, delayMs);
-    this.nackTimers.add(timer);
+    this.resolve(message, true, delayMs);
   }
 
   /** Idempotent: every caller waits for the same close. */
@@ -396,7 +406,17 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private track(key: string, ids: MessageIdData[], count: number, batchSize: number, validationError: number | undefined): EntryTracker {
-    const tracker: EntryTracker = { key, ids, count, batchSize, acked: new Set(), resolved: new Set(), validationError, nacked: false };
+    const tracker: EntryTracker = {
+      key,
+      ids,
+      count,
+      batchSize,
+      acked: new Set(),
+      resolved: new Set(),
+      validationError,
+      nacked: false,
+      redeliverAfterMs: 0,
+    };
     this.entries.set(key, tracker);
     this.held += count;
     return tracker;
@@ -413,15 +433,29 @@ export class PartitionConsumer implements ConnectionHandler {
   }
 
   private refill(initial: boolean): void {
+    if (initial) {
+      this.grant();
+      return;
+    }
+    if (this.flowScheduled) return;
+    this.flowScheduled = true;
+    // Everything settled in this turn of the event loop comes back in one FLOW.
+    setImmediate(() => {
+      this.flowScheduled = false;
+      this.grant();
+    });
+  }
+
+  private grant(): void {
     if (this.lifecycle.state.kind !== 'ready' || this.settings.flow === false || this.paused) return;
     const available = this.maxUnacked - this.held - this.outstanding;
-    const threshold = initial ? 1 : Math.max(1, Math.floor(this.maxUnacked / 2));
-    if (available < threshold) return;
+    if (available < 1) return;
     // messagePermits is a uint32; a count driven far below zero by a hostile batch size is granted in steps.
     const grant = Math.min(available, 0x7fffffff);
     this.outstanding += grant;
     this.send({ type: CommandType.FLOW, flow: { consumer_id: this.consumerId, messagePermits: grant } });
   }
+
 
   private queueAck(idData: MessageIdData): void {
     this.pendingAcks.push(idData);
@@ -457,6 +491,19 @@ export class PartitionConsumer implements ConnectionHandler {
       const ack = { consumer_id: this.consumerId, ack_type: 0, message_id: [id], validation_error: validationError };
       if (!this.sendOn(target, { type: CommandType.ACK, ack })) this.pendingInvalid.push({ id, validationError });
     }
+  }
+
+  private redeliverLater(ids: MessageIdData[], delayMs: number): void {
+    if (delayMs <= 0) {
+      this.redeliver(ids);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.nackTimers.delete(timer);
+      // After a reconnect the broker has redelivered the entry already; asking again is harmless.
+      this.redeliver(ids);
+    }, delayMs);
+    this.nackTimers.add(timer);
   }
 
   private redeliver(ids: MessageIdData[]): void {
