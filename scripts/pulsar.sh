@@ -4,6 +4,7 @@
 #   scripts/pulsar.sh fetch    download the server distribution with Maven (cached in ~/.m2) and unpack it
 #   scripts/pulsar.sh start    start a standalone broker in the background; returns once it is ready
 #   scripts/pulsar.sh stop     stop it cleanly
+#   scripts/pulsar.sh kill     kill it with SIGKILL, as a crash would (fault runs)
 #   scripts/pulsar.sh status   say whether it runs and is ready
 #   scripts/pulsar.sh reset    stop it and delete its data
 #   scripts/pulsar.sh home     fetch if needed, print where the distribution is (its lib/ holds the Java client)
@@ -116,6 +117,19 @@ stop() {
   rm -f "$PID_FILE"
 }
 
+# kill -9, as a crash would (fault runs): whatever the broker had not persisted is lost.
+crash() {
+  local pid
+  if ! pid="$(running_pid)"; then log "not running"; rm -f "$PID_FILE"; return 0; fi
+  log "killing broker $pid (SIGKILL)"
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  rm -f "$PID_FILE"
+}
+
 status() {
   if ready; then echo "ready at $ADMIN_URL"; return 0; fi
   if pid="$(running_pid)"; then echo "starting (pid $pid)"; return 1; fi
@@ -132,8 +146,9 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  kill) crash ;;
   status) status ;;
   reset) reset ;;
   home) fetch >&2; echo "$HOME_DIR" ;;
-  *) echo "usage: $0 fetch|start|stop|status|reset|home" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|kill|status|reset|home" >&2; exit 2 ;;
 esac

@@ -29,9 +29,11 @@ import type { CompiledService } from './options.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import { RetryPolicy } from './retry-policy.js';
+import { HeldAttempts } from './held-attempts.js';
 import { SettledAttempts } from './settled-attempts.js';
 import { Settler, type SettledTask } from './settler.js';
 import { Slots } from './slots.js';
+import { StuckKeys } from './stuck-keys.js';
 
 export interface ServiceRunnerDeps {
   readonly service: CompiledService;
@@ -64,9 +66,11 @@ export class ServiceRunner {
   private readonly topic: string;
   private readonly buffer: BatchBuffer<ReceivedTask>;
   private readonly slots: Slots;
+  private readonly stuckKeys: StuckKeys;
   private readonly executor: Executor;
   private readonly settler: Settler;
   private readonly settledAttempts: SettledAttempts;
+  private readonly heldAttempts = new HeldAttempts();
   private readonly log: Logger;
   private readonly stop = new AbortController();
   private readonly tracked = new Set<Promise<void>>();
@@ -76,13 +80,8 @@ export class ServiceRunner {
   private warnedBackpressure = false;
   private room: Deferred<void> | null = null;
   private loop: Promise<void> | null = null;
-  /** When a task of each batch key was last accepted (pruned when read): whether other keys are active. */
-  private readonly keysSeen = new Map<string | null, number>();
-  /** When a slot of each running key was last taken or freed. */
-  private readonly slotsChangedAt = new Map<string | null, number>();
   /** A later look at stuck keys while the worker cannot receive. */
   private deferCheck: TimerHandle | null = null;
-  private lastKeySeen: string | null | undefined = undefined;
 
   constructor(private readonly deps: ServiceRunnerDeps) {
     const { service, clock } = deps;
@@ -91,6 +90,7 @@ export class ServiceRunner {
     this.log = deps.logger.child({ service: service.name });
     this.buffer = new BatchBuffer(service.batch, (batch) => this.track(this.counted(this.executeBatch(batch))), clock);
     this.slots = new Slots(service.concurrency, service.maxConcurrencyPerKey);
+    this.stuckKeys = new StuckKeys(this.slots, clock, service.batch.maxSeconds * 1000);
     this.executor = new Executor(service.name, deps.instance, service.timeoutMs, clock);
     this.settledAttempts = new SettledAttempts(service.settledCache.maxTasks, service.settledCache.maxAgeMs, clock);
     this.settler = new Settler({
@@ -189,32 +189,8 @@ export class ServiceRunner {
   }
 
   /**
-   * Whether a batch of `key` is better given back to the broker than kept
-   * waiting for a slot: its key runs all it may (`maxConcurrencyPerKey`) and
-   * none of its executions started or ended for `maxSeconds` (a hung or slow
-   * key: its slots will not free soon), while other keys were active
-   * recently. Kept, such batches fill the in-flight room (the worker stops
-   * receiving at `maxUnacked`) and other keys' tasks wait in the topic until
-   * one of that key's executions ends. Given back, they come again after a
-   * delay (see `defer`). Fast keys never qualify, and a worker that sees one
-   * key only keeps them: giving them back would only bring the same key back.
-   */
-  private shouldDefer(key: string | null): boolean {
-    if (!this.slots.saturated(key)) return false;
-    const { batch } = this.deps.service;
-    const now = this.deps.clock.now();
-    if (now - (this.slotsChangedAt.get(key) ?? now) < batch.maxSeconds * 1000) return false;
-    const recent = now - Math.max(10_000, 10 * batch.maxSeconds * 1000);
-    for (const [seen, at] of this.keysSeen) {
-      if (at < recent) this.keysSeen.delete(seen);
-      else if (seen !== key && !this.slots.saturated(seen)) return true;
-    }
-    return false;
-  }
-
-  /**
    * While the worker cannot receive (at `maxUnacked`): gives back the batches
-   * waiting for keys that `shouldDefer`, and looks again after `maxSeconds`
+   * waiting for keys that `StuckKeys.shouldDefer`, and looks again after `maxSeconds`
    * while such batches wait (a key becomes stuck only with time).
    */
   private deferStuckKeys(): void {
@@ -223,7 +199,7 @@ export class ServiceRunner {
     let saturated = false;
     for (const key of waiting) if (this.slots.saturated(key)) saturated = true;
     if (!saturated) return;
-    const stuck = [...waiting].filter((key) => this.shouldDefer(key));
+    const stuck = [...waiting].filter((key) => this.stuckKeys.shouldDefer(key));
     if (stuck.length > 0) this.slots.withdraw((key) => stuck.includes(key));
     else {
       this.deferCheck = this.deps.clock.setTimer(this.deps.service.batch.maxSeconds * 1000, () => {
@@ -231,12 +207,6 @@ export class ServiceRunner {
         this.deferStuckKeys();
       });
     }
-  }
-
-  /** Records that a slot of `key` was taken or freed (what `shouldDefer` measures); idle keys leave nothing. */
-  private slotChanged(key: string | null): void {
-    if (this.slots.runningFor(key) === 0) this.slotsChangedAt.delete(key);
-    else this.slotsChangedAt.set(key, this.deps.clock.now());
   }
 
   private async counted(execution: Promise<void>): Promise<void> {
@@ -321,13 +291,10 @@ export class ServiceRunner {
       this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'wrongArguments', error));
       return;
     }
+    // A copy of an attempt this worker holds (a redelivery after a lost connection): settled with the original.
+    if (!this.heldAttempts.hold(envelope, message)) return;
     const batchKey = envelope.meta.batchKey ?? null;
-    if (batchKey !== this.lastKeySeen) {
-      // Once per change of key (tasks of one key mostly arrive together): which keys are active.
-      this.lastKeySeen = batchKey;
-      if (this.keysSeen.size >= 10_000) this.keysSeen.clear();
-      this.keysSeen.set(batchKey, this.deps.clock.now());
-    }
+    this.stuckKeys.seen(batchKey);
     const task: ReceivedTask = {
       message,
       envelope,
@@ -347,11 +314,11 @@ export class ServiceRunner {
   }
 
   private async executeSingle(task: ReceivedTask): Promise<void> {
-    if (this.shouldDefer(task.batchKey) || !(await this.slots.acquire(task.batchKey))) {
+    if (this.stuckKeys.shouldDefer(task.batchKey) || !(await this.slots.acquire(task.batchKey))) {
       this.defer([task]);
       return;
     }
-    this.slotChanged(task.batchKey);
+    this.stuckKeys.slotChanged(task.batchKey);
     let outcome: ExecutionOutcome;
     const started = this.deps.clock.now();
     const e = task.envelope;
@@ -373,7 +340,7 @@ export class ServiceRunner {
       );
     } finally {
       this.slots.release(task.batchKey);
-      this.slotChanged(task.batchKey);
+      this.stuckKeys.slotChanged(task.batchKey);
     }
     this.deps.metrics.singleExecuted(this.name, e.method, this.deps.clock.now() - started);
     if (!outcome.ok) this.deps.metrics.executionFailed(this.name, e.method, 1);
@@ -393,11 +360,11 @@ export class ServiceRunner {
   private async executeBatch(batch: FlushedBatch<ReceivedTask>): Promise<void> {
     const method = batch.items[0]!.method;
     const batchMethod = method.batch!.methodName;
-    if (this.shouldDefer(batch.group.batchKey) || !(await this.slots.acquire(batch.group.batchKey))) {
+    if (this.stuckKeys.shouldDefer(batch.group.batchKey) || !(await this.slots.acquire(batch.group.batchKey))) {
       this.defer(batch.items);
       return;
     }
-    this.slotChanged(batch.group.batchKey);
+    this.stuckKeys.slotChanged(batch.group.batchKey);
     let execution;
     let failedCount = 0;
     const waitMs = batch.flushedAt - batch.openedAt;
@@ -431,7 +398,7 @@ export class ServiceRunner {
       );
     } finally {
       this.slots.release(batch.group.batchKey);
-      this.slotChanged(batch.group.batchKey);
+      this.stuckKeys.slotChanged(batch.group.batchKey);
     }
     this.deps.metrics.executionFailed(this.name, method.name, failedCount);
     const taskWaitsMs = batch.items.map((task) => batch.flushedAt - task.receivedAt);
@@ -494,7 +461,7 @@ export class ServiceRunner {
     this.deps.events.emit('batch', report);
   }
 
-  /** Gives tasks back unrun (see `shouldDefer`); the delay doubles with each deferral, up to the timeout. */
+  /** Gives tasks back unrun (see `StuckKeys.shouldDefer`); the delay doubles with each deferral, up to the timeout. */
   private defer(tasks: readonly ReceivedTask[]): void {
     const { timeoutMs } = this.deps.service;
     this.settler.defer(tasks, (task) => Math.min(Math.max(timeoutMs, 60_000), 1000 * 2 ** Math.min(task.message.redeliveryCount, 6)));
@@ -503,8 +470,13 @@ export class ServiceRunner {
   private settled(task: SettledTask): void {
     this.inFlight -= 1;
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
-    if (task.envelope !== null && task.settlement !== 'redelivered' && task.settlement !== 'deferred')
-      this.settledAttempts.add(task.envelope);
+    const durable = task.settlement !== 'redelivered' && task.settlement !== 'deferred';
+    if (task.envelope !== null) {
+      if (durable) this.settledAttempts.add(task.envelope);
+      for (const copy of this.heldAttempts.release(task.envelope)) {
+        this.track(this.settler.settleCopy(copy, task.envelope, durable));
+      }
+    }
     this.deps.metrics.taskSettled(this.name, task.method, task.settlement, task.settlement === 'failed', task.poison);
     if (task.poison)
       this.log.warn(

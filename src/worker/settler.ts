@@ -32,13 +32,7 @@ import { MessageTooLargeError } from '../errors.js';
 import type { Consumer, ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo } from '../wire/error-info.js';
-import {
-  salvageTaskFields,
-  type DeadLetterReason,
-  type ResultEnvelope,
-  type TaskEnvelope,
-  type TaskIsolation,
-} from '../wire/envelopes.js';
+import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope, type TaskIsolation } from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
 import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
@@ -164,10 +158,16 @@ export class Settler {
     const mode = this.deps.isolation;
     if (mode === 'none') return failed.map(() => ({ kind: 'retry', alone: false }));
     if (!failedAsWhole || distinct === 1) {
-      return failed.map((entry) => ({ kind: 'retry', alone: distinct === 1 && (failedAsWhole || entry.task.envelope.isolation !== undefined) }));
+      return failed.map((entry) => ({
+        kind: 'retry',
+        alone: distinct === 1 && (failedAsWhole || entry.task.envelope.isolation !== undefined),
+      }));
     }
     // Every task of the batch failed (as a whole): split them, in batch order.
-    const groups = mode === 'single' ? failed.map((entry) => [entry]) : [failed.slice(0, Math.ceil(failed.length / 2)), failed.slice(Math.ceil(failed.length / 2))];
+    const groups =
+      mode === 'single'
+        ? failed.map((entry) => [entry])
+        : [failed.slice(0, Math.ceil(failed.length / 2)), failed.slice(Math.ceil(failed.length / 2))];
     const plans = new Map<Pending, FailurePlan>();
     for (const group of groups) {
       const id = randomUUID();
@@ -241,6 +241,25 @@ export class Settler {
         poison: false,
       });
     }
+  }
+
+  /**
+   * A copy that waited beside its original (see `HeldAttempts`): acked as a
+   * twin when the original's outcome is durable, handed back with it otherwise.
+   */
+  async settleCopy(message: ReceivedMessage, envelope: TaskEnvelope, durable: boolean): Promise<void> {
+    if (durable) return this.dropTwin(message, envelope);
+    this.deps.consumer.nack(message);
+    this.deps.onSettled({
+      taskId: envelope.taskId,
+      method: envelope.method,
+      batchKey: envelope.meta.batchKey ?? null,
+      settlement: 'redelivered',
+      reason: null,
+      attempts: envelope.retryIndex + 1,
+      envelope: null,
+      poison: false,
+    });
   }
 
   /** A second copy of an attempt settled here already: its outcome is durable, so it is acked without running. */

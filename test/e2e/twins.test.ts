@@ -5,7 +5,7 @@
  */
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { Batch } from '../../src/service/decorators.js';
 import { taskTopic } from '../../src/topics.js';
 import { encodeEnvelope } from '../../src/wire/envelopes.js';
@@ -67,6 +67,48 @@ for (const target of transportTargets()) {
       ]);
       expect(executions.get(taskId)).toBe(2);
       expect(s.worker.stats().Echo!.inFlight).toBe(0);
+    });
+
+    test('a copy that arrives while the worker still runs the original waits for it and is settled with its outcome', async () => {
+      const executions = new Counter();
+      let release: () => void = () => undefined;
+      const running = new Promise<void>((resolve) => (release = resolve));
+      let started: () => void = () => undefined;
+      const firstStarted = new Promise<void>((resolve) => (started = resolve));
+      class Slow {
+        echo(_v: string): void {}
+        @Batch('echo')
+        async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+          for (const id of tasks.keys()) executions.add(id);
+          started();
+          await running;
+          return tasks;
+        }
+      }
+      system = await startSystem(
+        [{ name: 'Echo', executor: { factory: () => new Slow(), concurrency: 2, batch: { maxMessages: 1, maxSeconds: 0.05 } } }],
+        await target.create(),
+      );
+      const s = system;
+      const producer = await s.transport.createProducer(taskTopic('Echo'));
+      const taskId = randomUUID();
+      const payload = encodeEnvelope(rawTask(taskId, 'Echo', 'echo', ['x']));
+      await producer.send({ payload });
+      await firstStarted;
+      await producer.send({ payload }); // the broker's redelivery, as after a lost connection
+      // Both received: the copy waits beside the original instead of running.
+      await vi.waitFor(() => expect(s.worker.stats().Echo!.inFlight).toBe(2));
+      release();
+      await new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (s.settlements.length >= 2) resolve();
+        };
+        s.worker.events.on('task', check);
+        check();
+      });
+      await producer.close();
+      expect(s.settlements.map((r) => r.settlement)).toEqual(['succeeded', 'twin']);
+      expect(executions.get(taskId)).toBe(1);
     });
   });
 }
