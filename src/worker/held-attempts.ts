@@ -5,22 +5,19 @@
  * original) does not run a second time: it waits beside the original and is
  * settled with its outcome (acked as a twin when the outcome is durable,
  * handed back with it otherwise). Bounded by what the worker holds
- * (`maxUnacked`).
+ * (`maxUnacked`). On the hot path: one map lookup and one insert per task,
+ * nothing allocated unless a copy arrives.
  */
 import type { ReceivedMessage } from '../transport/transport.js';
 import type { TaskEnvelope } from '../wire/envelopes.js';
 
 type Attempt = Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex' | 'isolation'>;
 
-interface Held {
-  readonly retrySequence: number;
-  readonly retryIndex: number;
-  readonly isolationStep: number;
-  readonly copies: ReceivedMessage[];
-}
-
 export class HeldAttempts {
-  private readonly held = new Map<string, Held>();
+  /** Task id → the attempt held. */
+  private readonly held = new Map<string, Attempt>();
+  /** Task id → the copies waiting for the held attempt (only for task ids that have some). */
+  private readonly copies = new Map<string, ReceivedMessage[]>();
 
   get size(): number {
     return this.held.size;
@@ -34,29 +31,32 @@ export class HeldAttempts {
    */
   hold(attempt: Attempt, message: ReceivedMessage): boolean {
     const held = this.held.get(attempt.taskId);
-    if (!held) {
-      this.held.set(attempt.taskId, { ...orderOf(attempt), copies: [] });
+    if (held === undefined) {
+      this.held.set(attempt.taskId, attempt);
       return true;
     }
     if (!sameAttempt(held, attempt)) return true;
-    held.copies.push(message);
+    const copies = this.copies.get(attempt.taskId);
+    if (copies) copies.push(message);
+    else this.copies.set(attempt.taskId, [message]);
     return false;
   }
 
   /** The attempt was settled: forgets it and returns the copies that waited for its outcome. */
-  release(attempt: Attempt): ReceivedMessage[] {
+  release(attempt: Attempt): readonly ReceivedMessage[] {
     const held = this.held.get(attempt.taskId);
-    if (!held || !sameAttempt(held, attempt)) return [];
+    if (held === undefined || !sameAttempt(held, attempt)) return NONE;
     this.held.delete(attempt.taskId);
-    return held.copies;
+    if (this.copies.size === 0) return NONE;
+    const copies = this.copies.get(attempt.taskId);
+    if (!copies) return NONE;
+    this.copies.delete(attempt.taskId);
+    return copies;
   }
 }
 
-function orderOf(attempt: Attempt): Omit<Held, 'copies'> {
-  return { retrySequence: attempt.retrySequence, retryIndex: attempt.retryIndex, isolationStep: attempt.isolation?.step ?? 0 };
-}
+const NONE: readonly ReceivedMessage[] = [];
 
-function sameAttempt(held: Omit<Held, 'copies'>, attempt: Attempt): boolean {
-  const o = orderOf(attempt);
-  return held.retrySequence === o.retrySequence && held.retryIndex === o.retryIndex && held.isolationStep === o.isolationStep;
+function sameAttempt(a: Attempt, b: Attempt): boolean {
+  return a.retrySequence === b.retrySequence && a.retryIndex === b.retryIndex && (a.isolation?.step ?? 0) === (b.isolation?.step ?? 0);
 }

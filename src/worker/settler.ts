@@ -14,9 +14,8 @@
  * outcome is durable is acked with one `ackAll`. A task whose outcome could
  * not be made durable is nacked instead: the broker redelivers it, and the
  * client ignores a second result. Tasks that share a result message share its
- * fate, so a failed result batch hands back every task in it. Copies of one
- * task id in the same batch (a redelivered copy beside the original) ran
- * once: the first copy carries the outcome, the others are acked as twins.
+ * fate, so a failed result batch hands back every task in it. (A copy of a
+ * task the worker holds never reaches a batch: see `HeldAttempts`.)
  *
  * Isolation: when a batch of several tasks fails as a whole, none of its
  * tasks is to blame more than another, so none is retried with tasks it was
@@ -73,8 +72,6 @@ interface Pending {
   reason: DeadLetterReason | null;
   /** The result still to publish, if the client wants one. */
   reply: ResultEnvelope | null;
-  /** The entry that settles this task id when this one is a copy of it in the same batch. */
-  readonly copyOf: Pending | null;
   poison: boolean;
 }
 
@@ -100,14 +97,10 @@ export class Settler {
   async settle(tasks: readonly ReceivedTask[], outcomes: readonly ExecutionOutcome[], failedAsWhole = false): Promise<TaskSettlement[]> {
     const pending: Pending[] = [];
     const failures: Promise<void>[] = [];
-    const byTaskId = new Map<string, Pending>();
     const failed: Array<{ entry: Pending; error: unknown }> = [];
     tasks.forEach((task, i) => {
-      const first = byTaskId.get(task.envelope.taskId) ?? null;
-      const entry: Pending = { task, settlement: first ? 'twin' : 'succeeded', reason: null, reply: null, copyOf: first, poison: false };
+      const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null, poison: false };
       pending.push(entry);
-      if (first) return;
-      byTaskId.set(task.envelope.taskId, entry);
       const outcome = outcomes[i]!;
       // Successes need nothing durable but their result: no promise of their own (the hot path).
       if (outcome.ok) entry.reply = this.successResult(task.envelope, outcome.value);
@@ -116,13 +109,11 @@ export class Settler {
     const plans = this.planFailures(
       failed.map((f) => f.entry),
       failedAsWhole,
-      byTaskId.size,
+      tasks.length,
     );
     failed.forEach(({ entry, error }, i) => failures.push(this.recordFailure(entry, error, plans[i]!)));
     if (failures.length > 0) await Promise.all(failures);
     await this.publishReplies(pending);
-    // A copy shares its original's fate: acked when that outcome is durable, handed back when it is not.
-    for (const entry of pending) if (entry.copyOf?.settlement === 'redelivered') entry.settlement = this.handBack(entry.task.message, null);
     const durable: ReceivedMessage[] = [];
     for (const entry of pending) if (entry.settlement !== 'redelivered') durable.push(entry.task.message);
     if (durable.length > 0) {
@@ -149,18 +140,18 @@ export class Settler {
   }
 
   /**
-   * How each failed task goes back. A batch of several distinct tasks that
+   * How each failed task goes back. A batch of several tasks that
    * failed as a whole is split (halves, or singles) into isolation groups; a
    * task that failed alone under isolation, or alone as a whole batch, keeps
    * a group of its own for its retries; everything else retries as usual.
    */
-  private planFailures(failed: readonly Pending[], failedAsWhole: boolean, distinct: number): FailurePlan[] {
+  private planFailures(failed: readonly Pending[], failedAsWhole: boolean, batchSize: number): FailurePlan[] {
     const mode = this.deps.isolation;
     if (mode === 'none') return failed.map(() => ({ kind: 'retry', alone: false }));
-    if (!failedAsWhole || distinct === 1) {
+    if (!failedAsWhole || batchSize === 1) {
       return failed.map((entry) => ({
         kind: 'retry',
-        alone: distinct === 1 && (failedAsWhole || entry.task.envelope.isolation !== undefined),
+        alone: batchSize === 1 && (failedAsWhole || entry.task.envelope.isolation !== undefined),
       }));
     }
     // Every task of the batch failed (as a whole): split them, in batch order.
@@ -443,14 +434,12 @@ export class Settler {
     });
   }
 
-  /** Nacks a message whose outcome could not be made durable (`error`; null for a copy of such a task). */
+  /** Nacks a message whose outcome could not be made durable. */
   private handBack(message: ReceivedMessage, error: unknown): TaskSettlement {
-    if (error !== null) {
-      this.deps.log.error(
-        { err: error, messageId: message.id },
-        'could not make a task outcome durable; handing the message back for redelivery',
-      );
-    }
+    this.deps.log.error(
+      { err: error, messageId: message.id },
+      'could not make a task outcome durable; handing the message back for redelivery',
+    );
     this.deps.consumer.nack(message);
     return 'redelivered';
   }
