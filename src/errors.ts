@@ -135,6 +135,23 @@ export class DecodeError extends SheafError {
   override name = 'DecodeError';
 }
 
+/**
+ * A task's `replyTo` is not a client result topic (`sheaf-results-<client>`):
+ * a worker never publishes there. The task is dead-lettered (`badReplyTo`).
+ */
+export class BadReplyToError extends SheafError {
+  override name = 'BadReplyToError';
+  constructor(
+    /** What the task asked for, shortened to 200 characters. */
+    readonly replyTo: string,
+  ) {
+    super(
+      `replyTo ${JSON.stringify(replyTo)} is not a client result topic (sheaf-results-<client name> in the worker's own namespace); ` +
+        'a worker publishes results nowhere else. Dispatch with SheafClient, which sets it',
+    );
+  }
+}
+
 /** `Task.context()`, `Task.contextOf()` or `Task.batch()` called where there is no such context. */
 export class TaskContextError extends SheafError {
   override name = 'TaskContextError';

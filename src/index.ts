@@ -27,7 +27,7 @@ export type { PulsarTransportOptions } from './transport/pulsar/pulsar-transport
 export { NamespaceNotFoundError, PulsarConnectionError, PulsarServerError } from './transport/pulsar/errors.js';
 export { ProtocolError } from './transport/pulsar/frames.js';
 
-export { taskTopic, deadLetterTopic, resultTopic, WORKER_SUBSCRIPTION, DEAD_LETTER_SUBSCRIPTION } from './topics.js';
+export { taskTopic, deadLetterTopic, resultTopic, isResultTopic, WORKER_SUBSCRIPTION, DEAD_LETTER_SUBSCRIPTION } from './topics.js';
 export { decodeDeadLetter, decodeTask, decodeResult, decodeResults } from './wire/envelopes.js';
 export type {
   TaskEnvelope,
@@ -62,5 +62,6 @@ export {
   UnknownServiceError,
   MessageTooLargeError,
   SendTimeoutError,
+  BadReplyToError,
 } from './errors.js';
 export type { ConfigIssue } from './errors.js';

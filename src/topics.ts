@@ -10,6 +10,17 @@ export const taskTopic = (service: string): string => `sheaf-tasks-${service}`;
 export const deadLetterTopic = (service: string): string => `sheaf-dead-letters-${service}`;
 export const resultTopic = (clientName: string): string => `sheaf-results-${clientName}`;
 
+const RESULT_TOPIC = /^sheaf-results-[A-Za-z][A-Za-z0-9_-]{0,199}$/;
+
+/**
+ * Whether a task's `replyTo` names a client's result topic, the only kind a
+ * worker publishes results to: a short name that the transport places in
+ * the worker's own tenant and namespace, never a full topic name (another
+ * namespace, with the worker's credentials) nor a task, retry or dead-letter
+ * topic (another service's queue).
+ */
+export const isResultTopic = (name: string): boolean => RESULT_TOPIC.test(name);
+
 /** The Shared subscription every worker of a service consumes its task topic with. */
 export const WORKER_SUBSCRIPTION = 'sheaf-workers';
 /** Keeps dead letters retained until someone inspects or replays them. */

@@ -1,11 +1,11 @@
 /**
- * Reading `sheaf.yml`: environment interpolation, YAML parsing, validation,
+ * Reading `sheaf.yml`: YAML parsing, environment values, validation,
  * and the cross-checks that span keys. Every problem found is reported at
  * once, each with its path (or line) and what to do.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { isMap, parseDocument } from 'yaml';
+import { isMap, parseDocument, Scalar, visit, type Document } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors.js';
 import { compileExecutorSettings, type CompiledExecutorSettings } from './executor-schema.js';
 import { toConfigIssues } from './issues.js';
@@ -21,29 +21,70 @@ export interface LoadedConfig {
 }
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const PLACEHOLDER = /__sheaf_env_(\d+)__/g;
+const WHOLE_PLACEHOLDER = /^__sheaf_env_(\d+)__$/;
+const NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$/;
+
+interface Reference {
+  readonly whole: string;
+  readonly variable: string;
+  readonly fallback: string | undefined;
+  readonly line: number;
+}
 
 /**
- * Replaces `${VAR}` and `${VAR:-default}` in the raw text, so numbers and
- * booleans can come from the environment too. A variable that is unset (or
- * empty, for the `:-` form) with no default is an issue naming its line.
+ * Reads `${VAR}` and `${VAR:-default}` from the environment into the values
+ * of the file, after it is parsed: each reference is first replaced by a
+ * placeholder, the YAML is parsed, and the values go into the parsed strings.
+ * So an environment value is only ever a value: a newline or `key: value` in
+ * it stays part of one string and can never add keys. A value that is a
+ * reference alone, unquoted, becomes a number or a boolean when it reads as
+ * one (`concurrency: ${CONC}`). A variable that is unset (or empty, for the
+ * `:-` form) with no default is an issue naming its line; references in
+ * comments are ignored.
  */
-export function interpolate(text: string, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): string {
-  return text
+export function parseWithEnvironment(text: string, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Document.Parsed {
+  const references: Reference[] = [];
+  const marked = text
     .split('\n')
     .map((line, index) => {
       if (line.trimStart().startsWith('#')) return line;
       return line.replace(VARIABLE, (whole, variable: string, fallback: string | undefined) => {
-        const value = env[variable];
-        if (value !== undefined && (value !== '' || fallback === undefined)) return value;
-        if (fallback !== undefined) return fallback;
-        issues.push({
-          path: `line ${index + 1}`,
-          message: `${whole} is not set; set ${variable} in the environment, or give a default: \${${variable}:-value}`,
-        });
-        return '';
+        references.push({ whole, variable, fallback, line: index + 1 });
+        return `__sheaf_env_${references.length - 1}__`;
       });
     })
     .join('\n');
+  const document = parseDocument(marked);
+  if (references.length === 0) return document;
+  const resolve = (index: string): string => {
+    const ref = references[Number(index)];
+    if (!ref) return '';
+    const value = env[ref.variable];
+    if (value !== undefined && (value !== '' || ref.fallback === undefined)) return value;
+    if (ref.fallback !== undefined) return ref.fallback;
+    issues.push({
+      path: `line ${ref.line}`,
+      message: `${ref.whole} is not set; set ${ref.variable} in the environment, or give a default: \${${ref.variable}:-value}`,
+    });
+    return '';
+  };
+  visit(document, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('__sheaf_env_')) return;
+      const alone = node.type === Scalar.PLAIN ? WHOLE_PLACEHOLDER.exec(node.value) : null;
+      const value = node.value.replace(PLACEHOLDER, (_whole, index: string) => resolve(index));
+      node.value = alone ? typed(value) : value;
+    },
+  });
+  return document;
+}
+
+/** An unquoted value read from the environment: a number or a boolean when it reads as one, else the string. */
+function typed(value: string): string | number | boolean {
+  if (NUMBER.test(value)) return Number(value);
+  if (value === 'true' || value === 'false') return value === 'true';
+  return value;
 }
 
 export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
@@ -59,8 +100,7 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
 
 export function parseConfigText(text: string, absolutePath: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const issues: ConfigIssue[] = [];
-  const interpolated = interpolate(text, env, issues);
-  const document = parseDocument(interpolated);
+  const document = parseWithEnvironment(text, env, issues);
   for (const error of document.errors) {
     const line = error.linePos?.[0]?.line;
     issues.push({ path: line ? `line ${line}` : '', message: `YAML: ${error.message.split('\n')[0]}` });

@@ -124,6 +124,8 @@ export const DEAD_LETTER_REASONS = [
   'retriesExhausted',
   /** The task succeeded, but its result is larger than the broker accepts. */
   'resultTooLarge',
+  /** Its `replyTo` is not a client result topic of the worker's namespace (see `isResultTopic`). */
+  'badReplyTo',
 ] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 

@@ -5,7 +5,8 @@
  * message, so the caller may ack the task's message afterwards.
  */
 import type { Logger } from 'pino';
-import { deadLetterTopic, taskTopic } from '../topics.js';
+import { BadReplyToError } from '../errors.js';
+import { deadLetterTopic, isResultTopic, taskTopic } from '../topics.js';
 import type { Producer, Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
 import {
@@ -85,6 +86,8 @@ export class OutcomePublisher {
   }
 
   private resultProducer(topic: string): Promise<Producer> {
+    // The runner dead-letters such tasks first; this is the last guard before a producer exists.
+    if (!isResultTopic(topic)) return Promise.reject(new BadReplyToError(topic.slice(0, 200)));
     const cached = this.resultProducers.get(topic);
     if (cached) {
       // Refresh its place: Map order is insertion order, so this makes it the most recent.

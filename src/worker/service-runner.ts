@@ -15,8 +15,8 @@ import type { Attributes } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { WorkerMetrics } from '../telemetry/metrics.js';
 import { inBatchSpan, inTaskSpan, markFailed, messagingSystem } from '../telemetry/tracing.js';
-import { taskTopic } from '../topics.js';
-import { DecodeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
+import { isResultTopic, taskTopic } from '../topics.js';
+import { BadReplyToError, DecodeError, UnknownMethodError, UnknownServiceError, WrongArgumentsError } from '../errors.js';
 import type { ServiceDefinition } from '../service/registry.js';
 import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/transport.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
@@ -269,6 +269,12 @@ export class ServiceRunner {
     if (!method) {
       const error = new UnknownMethodError(this.name, envelope.method, [...this.deps.definition.methods.keys()]);
       this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'unknownMethod', error));
+      return;
+    }
+    if (envelope.replyTo !== null && !isResultTopic(envelope.replyTo)) {
+      // A task may not choose where the worker publishes with its own credentials.
+      const error = new BadReplyToError(envelope.replyTo.slice(0, 200));
+      this.track(this.settler.deadLetterNeverRunnable(message, envelope, 'badReplyTo', error));
       return;
     }
     if (this.settledAttempts.settled(envelope)) {

@@ -27,7 +27,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { MessageTooLargeError } from '../errors.js';
+import { BadReplyToError, MessageTooLargeError } from '../errors.js';
+import { isResultTopic } from '../topics.js';
 import type { Consumer, ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo } from '../wire/error-info.js';
@@ -195,7 +196,8 @@ export class Settler {
         payloadBase64: envelope ? null : Buffer.from(message.payload).toString('base64'),
       });
       const reply = this.failureResult(salvaged, reason, error, 0);
-      if (reply && salvaged.replyTo) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
+      // Only to a client's result topic: a replyTo that is not one chooses no topic (see isResultTopic).
+      if (reply && salvaged.replyTo && isResultTopic(salvaged.replyTo)) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
       await this.deps.consumer.ack(message);
     } catch (publishError) {
       settlement = this.handBack(message, publishError);
@@ -346,6 +348,7 @@ export class Settler {
           .then(
             () => undefined,
             async (error: unknown) => {
+              if (error instanceof BadReplyToError) return this.noResult(error);
               if (!(error instanceof MessageTooLargeError)) {
                 for (const entry of group) entry.settlement = this.handBack(entry.task.message, error);
                 return;
@@ -383,8 +386,14 @@ export class Settler {
         await this.deps.publisher.publishResult(e.replyTo!, this.failureResult(e, 'resultTooLarge', info, attempts)!);
       }
     } catch (error) {
-      entry.settlement = this.handBack(entry.task.message, error);
+      if (error instanceof BadReplyToError) this.noResult(error);
+      else entry.settlement = this.handBack(entry.task.message, error);
     }
+  }
+
+  /** A result with nowhere it may go: the outcome stays durable (retry, dead letter), no result is sent. */
+  private noResult(error: BadReplyToError): void {
+    this.deps.log.warn({ err: error }, 'result not sent: its replyTo is not a client result topic');
   }
 
   private successResult(e: TaskEnvelope, value: unknown): ResultEnvelope | null {

@@ -5,6 +5,7 @@ import { Batch, Params } from '../../src/service/decorators.js';
 import { taskTopic } from '../../src/topics.js';
 import { TaskFailedError } from '../../src/errors.js';
 import type { TaskEnvelope } from '../../src/wire/envelopes.js';
+import type { OutgoingMessage } from '../../src/transport/transport.js';
 import { rawTask } from '../support/tasks.js';
 import { readDeadLetters, startSystem, type System } from '../support/system.js';
 import { noPulsar, publishRawEntry, pulsarTransport } from '../support/pulsar.js';
@@ -32,6 +33,57 @@ for (const target of transportTargets()) {
     afterEach(async () => {
       await system?.stop();
       system = undefined;
+    });
+
+    test('a replyTo that is not a client result topic is refused: dead-lettered as badReplyTo, nothing published there', async () => {
+      const created: string[] = [];
+      const sent: Array<{ topic: string; kind: string }> = [];
+      const transport = await target.create();
+      // Records every producer the worker opens and what it sends: a refused replyTo gets nothing.
+      const recording = Object.assign(Object.create(transport) as typeof transport, {
+        createProducer: async (topic: string) => {
+          created.push(topic);
+          const producer = await transport.createProducer(topic);
+          return Object.assign(Object.create(producer) as typeof producer, {
+            send: (message: OutgoingMessage) => {
+              sent.push({ topic, kind: (JSON.parse(new TextDecoder().decode(message.payload)) as { kind: string }).kind });
+              return producer.send(message);
+            },
+          });
+        },
+      });
+      const executed: string[] = [];
+      class Recording extends ShopImpl {
+        override async orderMany(tasks: Map<string, [string, number]>): Promise<Map<string, string>> {
+          executed.push(...tasks.keys());
+          return super.orderMany(tasks);
+        }
+      }
+      system = await startSystem(
+        [{ name: 'Shop', executor: { factory: () => new Recording(), batch: { maxMessages: 10, maxSeconds: 0.02 } } }],
+        recording,
+      );
+      const producer = await transport.createProducer(taskTopic('Shop'));
+      const hostile = [
+        'persistent://sec/victim/injected', // another namespace, with the worker's credentials
+        'sheaf-tasks-Other', // another service's queue
+        'sheaf-dead-letters-Shop',
+        'sheaf-results-../x',
+        'sheaf-results-',
+      ];
+      for (const [i, replyTo] of hostile.entries()) {
+        await producer.send({ payload: encode({ ...rawTask(`bad-${i}`, 'Shop', 'order', ['sku', 1]), replyTo }) });
+      }
+      await producer.close();
+      const letters = await readDeadLetters(transport, 'Shop', hostile.length);
+      expect(letters.map((l) => l.reason)).toEqual(hostile.map(() => 'badReplyTo'));
+      expect(letters[0]!.error!.name).toBe('BadReplyToError');
+      expect(executed).toEqual([]);
+      expect(created.filter((topic) => hostile.includes(topic) && topic !== 'sheaf-dead-letters-Shop')).toEqual([]);
+      // One dead letter each, and no result anywhere (not even on the dead-letter topic the replyTo named).
+      expect(sent).toEqual(hostile.map(() => ({ topic: 'sheaf-dead-letters-Shop', kind: 'deadLetter' })));
+      // A real client's replyTo still works.
+      expect(await system.client.service<Shop>('Shop').order('sku-ok', 2)).toBe('2 × sku-ok');
     });
 
     test('go to the dead-letter topic with their reason, are never executed, and the worker keeps going', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { loadServices } from '../../src/config/from-config.js';
-import { interpolate, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { loadConfigFile, parseConfigText, parseWithEnvironment } from '../../src/config/load.js';
 import { sheafJsonSchema } from '../../src/config/json-schema.js';
 import { ConfigError, type ConfigIssue } from '../../src/errors.js';
 
@@ -24,11 +24,23 @@ function issuesOf(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
 describe('sheaf.yml', () => {
   test('${VAR} and ${VAR:-default} are replaced; an unset variable without default names its line', () => {
     const issues: ConfigIssue[] = [];
-    const text = interpolate('a: ${A}\nb: ${B:-fallback}\nc: ${C:-x}\n# ${IGNORED}\nd: ${MISSING}', { A: 'one', C: '' }, issues);
-    expect(text).toBe('a: one\nb: fallback\nc: x\n# ${IGNORED}\nd: ');
+    const document = parseWithEnvironment(
+      'a: ${A}\nb: ${B:-fallback}\nc: ${C:-x}\n# ${IGNORED}\nd: ${MISSING}\ne: "${A}"\nf: pre-${A}-post # ${ALSO_IGNORED}',
+      { A: 'one', C: '' },
+      issues,
+    );
+    expect(document.toJS()).toEqual({ a: 'one', b: 'fallback', c: 'x', d: '', e: 'one', f: 'pre-one-post' });
     expect(issues).toEqual([
       { path: 'line 5', message: '${MISSING} is not set; set MISSING in the environment, or give a default: ${MISSING:-value}' },
     ]);
+  });
+
+  test('an environment value is only ever a value: newlines and "key: value" in it add no keys', () => {
+    const hostile = 'x\n  rejectUnauthorized: false\ny: z';
+    const issues: ConfigIssue[] = [];
+    const document = parseWithEnvironment('pulsar:\n  tls: { caFile: ${CA} }\n  token: ${TOKEN}\n', { CA: hostile, TOKEN: 'a: b' }, issues);
+    expect(issues).toEqual([]);
+    expect(document.toJS()).toEqual({ pulsar: { tls: { caFile: hostile }, token: 'a: b' } });
   });
 
   test('numbers can come from the environment', () => {
