@@ -59,6 +59,18 @@ export function configuredToken(loaded: LoadedConfig): string | (() => Promise<s
   return async () => (await readFile(file, 'utf8')).trim();
 }
 
+/** Whether every host of a service URL is this machine (a token sent there in the clear stays on it). */
+function isLoopback(serviceUrl: string): boolean {
+  const hosts = serviceUrl
+    .replace(/^[a-z+]+:\/\//, '')
+    .split('/')[0]!
+    .split(',');
+  return hosts.every((hostPort) => {
+    const host = hostPort.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+    return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  });
+}
+
 export async function createTransport(loaded: LoadedConfig, logger: Logger): Promise<Transport> {
   const { config, directory } = loaded;
   if ((config.transport ?? 'inMemory') === 'inMemory') return new InMemoryTransport();
@@ -80,7 +92,25 @@ export async function createTransport(loaded: LoadedConfig, logger: Logger): Pro
   if (p.authentication && token === undefined) {
     issues.push({ path: 'pulsar.authentication', message: 'needs token or tokenFile' });
   }
+  if (p.authentication?.tokenFile) {
+    // Checked now, as caFile is: a missing file would otherwise fail only at the first connection.
+    const file = resolveFrom(directory, p.authentication.tokenFile);
+    const content = await readFile(file, 'utf8').then(
+      (text) => text.trim(),
+      (error: unknown) => {
+        issues.push({ path: 'pulsar.authentication.tokenFile', message: `cannot read ${file}: ${(error as Error).message}` });
+        return null;
+      },
+    );
+    if (content === '') issues.push({ path: 'pulsar.authentication.tokenFile', message: `${file} is empty; it must hold the token` });
+  }
   if (issues.length > 0) throw new ConfigError(issues, { source: loaded.path });
+  if (token !== undefined && p.brokerServiceUrl.startsWith('pulsar://') && !isLoopback(p.brokerServiceUrl)) {
+    logger.warn(
+      { brokerServiceUrl: p.brokerServiceUrl },
+      'the token is sent unencrypted (pulsar:// to a host that is not this machine); use pulsar+ssl:// with a tls block',
+    );
+  }
   return new PulsarTransport({
     brokerServiceUrl: p.brokerServiceUrl,
     ...(p.tenant ? { tenant: p.tenant } : {}),

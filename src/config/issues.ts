@@ -25,7 +25,11 @@ export function toConfigIssues(error: z.ZodError): ConfigIssue[] {
       }
       continue;
     }
-    const got = 'input' in issue && issue.code !== 'invalid_union' ? ` (got ${show(issue.input)})` : '';
+    // A secret's value is never shown, nor the secrets inside a value that is.
+    const got =
+      'input' in issue && issue.code !== 'invalid_union'
+        ? ` (got ${issue.path.some(isSecretKey) ? 'a value not shown: it is secret' : show(redacted(issue.input))})`
+        : '';
     issues.push({ path: formatPath(issue.path), message: `${issue.message}${got}` });
   }
   return issues;
@@ -61,6 +65,22 @@ export const positiveNumber = () =>
 
 export const nonNegativeNumber = () =>
   z.number({ error: 'must be a number ≥ 0' }).nonnegative({ error: 'must be a number ≥ 0' }).finite({ error: 'must be a number ≥ 0' });
+
+/** Keys whose values are secrets: never echoed in a message. */
+const SECRET_KEY = /token|password|passphrase|secret|credential|apikey|api_key|authentication|private/i;
+
+function isSecretKey(key: PropertyKey): boolean {
+  return typeof key === 'string' && SECRET_KEY.test(key);
+}
+
+/** A copy of `value` with the values of secret keys replaced, at any depth. */
+function redacted(value: unknown, depth = 0): unknown {
+  if (value === null || typeof value !== 'object' || depth > 8) return value;
+  if (Array.isArray(value)) return value.map((item) => redacted(item, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) out[key] = isSecretKey(key) ? '[redacted]' : redacted(item, depth + 1);
+  return out;
+}
 
 function show(value: unknown): string {
   if (value === undefined) return 'nothing';

@@ -118,6 +118,20 @@ export function parseConfigText(text: string, absolutePath: string, env: NodeJS.
   if ((config.transport ?? 'inMemory') === 'pulsar' && !config.pulsar) {
     issues.push({ path: 'pulsar', message: 'is required with transport: pulsar (at least pulsar.brokerServiceUrl)' });
   }
+  const auth = config.pulsar?.authentication;
+  if (auth?.token !== undefined && auth.tokenFile !== undefined) {
+    issues.push({
+      path: 'pulsar.authentication',
+      message: 'has both token and tokenFile; keep one (tokenFile is re-read at every reconnection)',
+    });
+  }
+  if (config.pulsar?.tls && !config.pulsar.brokerServiceUrl.startsWith('pulsar+ssl://')) {
+    // A tls block on a plaintext URL would be ignored, and a token would travel unencrypted.
+    issues.push({
+      path: 'pulsar.tls',
+      message: `needs a pulsar+ssl:// brokerServiceUrl (got ${config.pulsar.brokerServiceUrl.split('://')[0]}://...); use pulsar+ssl://host:6651, or remove tls`,
+    });
+  }
   const executors = new Map<string, CompiledExecutorSettings & { module: string; export: string }>();
   const seen = new Map<string, number>();
   (config.services ?? []).forEach((service, index) => {

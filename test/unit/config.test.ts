@@ -3,7 +3,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { loadServices } from '../../src/config/from-config.js';
+import { createTransport, loadServices } from '../../src/config/from-config.js';
+import { testLogger } from '../support/logger.js';
 import { loadConfigFile, parseConfigText, parseWithEnvironment } from '../../src/config/load.js';
 import { sheafJsonSchema } from '../../src/config/json-schema.js';
 import { ConfigError, type ConfigIssue } from '../../src/errors.js';
@@ -52,6 +53,18 @@ describe('sheaf.yml', () => {
     expect(loaded.executors.get('Echo')).toMatchObject({ concurrency: 3, batch: { maxMessages: 7, maxSeconds: 1 }, maxUnacked: 42 });
   });
 
+  test('a secret is never echoed in a config error, nor inside a value that holds one', () => {
+    const token = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+    const messages = [
+      ...issuesOf(`transport: pulsar\npulsar:\n  brokerServiceUrl: pulsar://h:6650\n  authentication: { token: 7 }\n`),
+      ...issuesOf(`transport: pulsar\npulsar:\n  brokerServiceUrl: pulsar://h:6650\n  authentication: { token: [${token}] }\n`),
+      ...issuesOf(`transport: pulsar\npulsar: [ { authentication: { token: ${token} } } ]\n`),
+    ].join('\n');
+    expect(messages).toMatch(/pulsar\.authentication\.token: .*not shown: it is secret/);
+    expect(messages).not.toContain(token.slice(0, 12));
+    expect(messages).not.toContain('7)');
+  });
+
   test('every problem is reported at once, by path, with what was given', () => {
     const issues = issuesOf(`
 transport: kafka
@@ -87,6 +100,37 @@ services:
     expect(issues).toEqual([
       'services[0].executor.maxUnacked: must be at least concurrency × batch.maxMessages = 10 × 10 = 100 (got 50); otherwise batches can never fill. Raise maxUnacked, or lower concurrency or batch.maxMessages',
       "services[1].name: duplicates services[0].name 'Echo'; each service is declared once",
+    ]);
+  });
+
+  test('token and tokenFile together, and a tls block on a pulsar:// URL, are config errors that name the fix', () => {
+    const issues = issuesOf(
+      `transport: pulsar\npulsar:\n  brokerServiceUrl: pulsar://broker:6650\n  authentication: { token: t, tokenFile: /run/t }\n  tls: { caFile: ca.pem }\n`,
+    );
+    expect(issues).toEqual([
+      'pulsar.authentication: has both token and tokenFile; keep one (tokenFile is re-read at every reconnection)',
+      'pulsar.tls: needs a pulsar+ssl:// brokerServiceUrl (got pulsar://...); use pulsar+ssl://host:6651, or remove tls',
+    ]);
+  });
+
+  test('a tokenFile that is missing or empty fails when the config loads, naming the file; no connection is tried', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sheaf-config-'));
+    const file = join(dir, 'sheaf.yml');
+    await writeFile(join(dir, 'empty-token'), '\n');
+    const messages: string[] = [];
+    for (const tokenFile of ['./no-such-token', './empty-token']) {
+      // Port 9 (discard): were a connection tried, it would be refused or time out, not give these errors.
+      await writeFile(
+        file,
+        `transport: pulsar\npulsar:\n  brokerServiceUrl: pulsar://127.0.0.1:9\n  authentication: { tokenFile: ${tokenFile} }\n`,
+      );
+      const error = await createTransport(await loadConfigFile(file), testLogger).catch((e: unknown) => e as ConfigError);
+      expect(error).toBeInstanceOf(ConfigError);
+      messages.push(...(error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`));
+    }
+    expect(messages).toEqual([
+      expect.stringMatching(new RegExp(`^pulsar\\.authentication\\.tokenFile: cannot read ${join(dir, 'no-such-token')}: ENOENT`)),
+      `pulsar.authentication.tokenFile: ${join(dir, 'empty-token')} is empty; it must hold the token`,
     ]);
   });
 
