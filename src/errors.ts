@@ -7,8 +7,16 @@
 /** Base class: every error Sheaf itself raises is a `SheafError`. */
 export class SheafError extends Error {
   override name = 'SheafError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /**
+   * What service code wants to travel with the error to the dead letter and
+   * the client (`new NonRetryableError('quota', { details: { quota: 10 } })`).
+   * It is the only own data of an error that leaves the worker; string
+   * values that look like credentials are redacted (docs/security.md).
+   */
+  readonly details?: Readonly<Record<string, unknown>>;
+  constructor(message: string, options?: { cause?: unknown; details?: Readonly<Record<string, unknown>> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    if (options?.details !== undefined) this.details = options.details;
   }
 }
 

@@ -65,6 +65,14 @@ export const sheafConfigSchema = strictObject({
     .nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
     .optional()
     .describe('how long a worker drains on SIGTERM before it gives up, closes and exits 1 (default 30; 0: wait for ever)'),
+  errors: strictObject({
+    includeStack: z
+      .boolean({ error: 'must be true or false' })
+      .optional()
+      .describe('keep stacks (file paths, code lines) in dead letters and failure results (default false)'),
+  })
+    .optional()
+    .describe('how task errors are written where others can read them'),
   processes: z
     .number({ error: 'must be a whole number of processes' })
     .int({ error: 'must be a whole number of processes' })

@@ -47,6 +47,8 @@ export async function runDemo({ tasks, out, transport = new InMemoryTransport() 
     transport,
     logger,
     name: 'demo-worker',
+    // A development run: stacks stay in dead letters and failure results.
+    errors: { includeStack: true },
     services: [
       {
         name: 'EmailService',

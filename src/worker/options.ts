@@ -46,6 +46,12 @@ export interface WorkerOptions {
    * the broker redelivers what was left. Default 30; 0 waits for ever.
    */
   shutdownGraceSeconds?: number;
+  /**
+   * How task errors are written into dead letters, retries and failure
+   * results. `includeStack` (default false) keeps their stacks, which name
+   * files and code lines: for development (the demo turns it on).
+   */
+  errors?: { includeStack?: boolean };
 }
 
 export interface CompiledService extends CompiledExecutorSettings {
@@ -62,6 +68,7 @@ export interface CompiledWorkerOptions {
   readonly services: readonly CompiledService[];
   /** Infinity: wait for ever. */
   readonly shutdownGraceMs: number;
+  readonly errors: { readonly includeStack: boolean };
 }
 
 export const serviceNameSchema = z
@@ -91,6 +98,7 @@ const workerOptionsSchema = strictObject({
     .number({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
     .nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
     .optional(),
+  errors: strictObject({ includeStack: z.boolean({ error: 'must be true or false' }).optional() }).optional(),
   services: z
     .array(
       strictObject({
@@ -134,5 +142,6 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     random: parsed.data.random ?? Math.random,
     services,
     shutdownGraceMs: parsed.data.shutdownGraceSeconds === 0 ? Infinity : (parsed.data.shutdownGraceSeconds ?? 30) * 1000,
+    errors: { includeStack: parsed.data.errors?.includeStack ?? false },
   };
 }

@@ -22,6 +22,7 @@ import { isAbortError, type Consumer, type ReceivedMessage } from '../transport/
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { deferred, type Deferred } from '../util/deferred.js';
 import { decodeTask, type TaskEnvelope } from '../wire/envelopes.js';
+import type { ErrorInfoOptions } from '../wire/error-info.js';
 import { BatchBuffer, type FlushedBatch } from './batch-buffer.js';
 import type { WorkerEvents, TaskSettlement } from './events.js';
 import { Executor } from './executor.js';
@@ -49,6 +50,8 @@ export interface ServiceRunnerDeps {
   readonly metrics: WorkerMetrics;
   /** For span attributes (`messaging.system`). */
   readonly transportKind: string;
+  /** How errors are written into dead letters, retries and failure results. */
+  readonly errorInfo: ErrorInfoOptions;
   /** Called when the consume loop dies of something other than a stop. */
   readonly onFatal: (error: unknown) => void;
 }
@@ -100,6 +103,7 @@ export class ServiceRunner {
       consumer: deps.consumer,
       retryPolicy: new RetryPolicy(service.retry, deps.random),
       isolation: service.isolation,
+      errorInfo: deps.errorInfo,
       clock,
       log: this.log,
       onSettled: (task) => this.settled(task),

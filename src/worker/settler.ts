@@ -31,7 +31,7 @@ import { BadReplyToError, MessageTooLargeError } from '../errors.js';
 import { isResultTopic } from '../topics.js';
 import type { Consumer, ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
-import { toErrorInfo, type ErrorInfo } from '../wire/error-info.js';
+import { toErrorInfo, type ErrorInfo, type ErrorInfoOptions } from '../wire/error-info.js';
 import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope, type TaskIsolation } from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
 import type { TaskSettlement } from './events.js';
@@ -60,6 +60,8 @@ export interface SettlerDeps {
   readonly consumer: Consumer;
   readonly retryPolicy: RetryPolicy;
   readonly isolation: IsolationMode;
+  /** How errors are written (`includeStack`). */
+  readonly errorInfo: ErrorInfoOptions;
   readonly clock: Clock;
   readonly log: Logger;
   /** Called once per task message, after it was acked or handed back. */
@@ -178,7 +180,7 @@ export class Settler {
     reason: DeadLetterReason,
     cause: unknown,
   ): Promise<void> {
-    const error = toErrorInfo(cause);
+    const error = toErrorInfo(cause, this.deps.errorInfo);
     this.deps.log.warn(
       { reason, taskId: envelope?.taskId, messageId: message.id, error: error.message },
       'task can never run; dead-lettering it',
@@ -279,7 +281,7 @@ export class Settler {
   private async recordFailure(entry: Pending, cause: unknown, plan: FailurePlan): Promise<void> {
     const e = entry.task.envelope;
     const attempts = e.retryIndex + 1;
-    const error = toErrorInfo(cause);
+    const error = toErrorInfo(cause, this.deps.errorInfo);
     try {
       if (plan.kind === 'isolate') {
         // Not a retry: the same attempt again, apart from tasks it was not with (its budget stays).
@@ -372,7 +374,7 @@ export class Settler {
         if (!(error instanceof MessageTooLargeError) || entry.reply!.outcome !== 'succeeded') throw error;
         // Running it again would give the same result: the task fails for good, without a retry loop.
         const attempts = e.retryIndex + 1;
-        const info = toErrorInfo(error);
+        const info = toErrorInfo(error, this.deps.errorInfo);
         entry.reason = 'resultTooLarge';
         entry.settlement = 'failed';
         await this.publishDeadLetter({

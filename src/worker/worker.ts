@@ -76,12 +76,13 @@ export class SheafWorker {
           },
         );
       }
-      const { shutdownGraceSeconds } = setup.loaded.config;
+      const { shutdownGraceSeconds, errors } = setup.loaded.config;
       const worker = new SheafWorker({
         transport: setup.transport,
         services,
         logger: setup.logger,
         ...(shutdownGraceSeconds !== undefined ? { shutdownGraceSeconds } : {}),
+        ...(errors ? { errors } : {}),
         ...(setup.loaded.config.name ? { name: setup.loaded.config.name } : {}),
       });
       worker.own(setup.close);
@@ -219,6 +220,7 @@ export class SheafWorker {
         events: this.events,
         metrics: this.metrics,
         transportKind: transport.kind,
+        errorInfo: this.options.errors,
         onFatal: (error) => this.fail(error),
       });
       this.runners.set(service.name, runner);

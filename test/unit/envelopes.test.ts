@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { decodeResult, decodeResults, decodeTask, encodeEnvelope, salvageTaskFields, type TaskEnvelope } from '../../src/wire/envelopes.js';
 import { fromErrorInfo, toErrorInfo } from '../../src/wire/error-info.js';
-import { DecodeError } from '../../src/errors.js';
+import { DecodeError, NonRetryableError } from '../../src/errors.js';
 
 const task: TaskEnvelope = {
   v: 1,
@@ -74,6 +74,32 @@ describe('envelopes', () => {
     expect(rebuilt.name).toBe('CodedError');
     expect(rebuilt.data).toEqual({ code: 'E42' });
     expect((rebuilt.cause as Error).name).toBe('RangeError');
+  });
+
+  test("errors travel by an allowlist: name, message, code, a Sheaf error's details, the cause; no stack unless asked; credentials redacted", () => {
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3b3JrZXIifQ.c2lnbmF0dXJl';
+    const leaky = Object.assign(
+      new Error(
+        `call to https://svc:hunter2@api.example/x failed: Authorization: Bearer abcdef123456 password=swordfish apiKey: k-123 ${jwt}`,
+      ),
+      {
+        code: 'ECONNRESET',
+        request: { headers: { Authorization: 'Bearer abcdef123456' } },
+        config: { connectionString: 'postgres://u:p@db/x' },
+      },
+    );
+    const info = toErrorInfo(
+      new NonRetryableError('quota', { cause: leaky, details: { quota: 10, token: 'sekrit', note: 'Bearer zzzzzzzzzz' } }),
+    );
+    const text = JSON.stringify(info);
+    for (const secret of ['hunter2', 'abcdef123456', 'swordfish', 'k-123', jwt, 'sekrit', 'zzzzzzzzzz', 'postgres://'])
+      expect(text).not.toContain(secret);
+    expect(info.stack).toBeUndefined();
+    expect(info.data).toEqual({ details: { quota: 10, token: '[redacted]', note: 'Bearer [redacted]' } });
+    expect(info.cause).toMatchObject({ name: 'Error', data: { code: 'ECONNRESET' } });
+    expect(info.cause!.message).toContain('https://[redacted]@api.example/x');
+    expect(toErrorInfo(new Error('x'), { includeStack: true }).stack).toMatch(/^Error: x\n/);
+    expect(toErrorInfo({ password: 'p1', user: 'u' }).message).toBe('{"password":"[redacted]","user":"u"}');
   });
 
   test('a thrown non-error is described', () => {
