@@ -176,6 +176,33 @@ describe('Pulsar connection and lookup', () => {
     expect(await client(b.url, { tls: { ca: cert } }).partitions('t')).toBe(4);
     // Without the CA the broker's certificate is not trusted.
     await expect(client(b.url).partitions('t')).rejects.toThrow(/certificate/);
+
+    // A lookup that names only a plaintext broker URL (the TLS one missing or empty) is refused, never followed.
+    let plaintextConnections = 0;
+    const plaintext = await broker(connectThen(() => undefined));
+    for (const tlsUrl of [undefined, '']) {
+      const looked = await broker(
+        connectThen((command, reply) => {
+          if (command.type !== CommandType.LOOKUP) return;
+          reply({
+            type: CommandType.LOOKUP_RESPONSE,
+            lookupTopicResponse: {
+              request_id: command.lookupTopic!.request_id,
+              response: 1,
+              brokerServiceUrl: plaintext.url,
+              ...(tlsUrl === undefined ? {} : { brokerServiceUrlTls: tlsUrl }),
+              authoritative: true,
+            },
+          });
+        }),
+        { key, cert },
+      );
+      await expect(client(looked.url, { tls: { ca: cert } }).lookup('persistent://public/default/t')).rejects.toThrow(
+        /refusing to fall back to plaintext/,
+      );
+    }
+    plaintextConnections = plaintext.received.filter((c) => c.type === CommandType.CONNECT).length;
+    expect(plaintextConnections).toBe(0);
   });
 
   test('service URLs: defaults, several hosts, and a clear error for a bad one', () => {

@@ -96,9 +96,22 @@ export class PulsarClient {
     for (const c of all) if (c.status === 'fulfilled') c.value.close();
   }
 
+  /**
+   * The broker URL a lookup answer points to. With TLS (a pulsar+ssl://
+   * service URL) only the broker's TLS URL will do: a client that followed a
+   * plaintext URL would send its token and tasks unencrypted, so an answer
+   * without one (missing or empty) fails the lookup instead.
+   */
   private pickUrl(plain: string | undefined, tls: string | undefined): string {
-    const wantTls = this.serviceAddresses[0]!.tls;
-    const url = wantTls ? (tls ?? plain) : (plain ?? tls);
+    if (this.serviceAddresses[0]!.tls) {
+      if (!tls || !tls.startsWith('pulsar+ssl://')) {
+        throw new PulsarConnectionError(
+          'the lookup named no TLS URL for the broker (brokerServiceUrlTls); refusing to fall back to plaintext with TLS configured: enable the broker\'s TLS port',
+        );
+      }
+      return tls;
+    }
+    const url = plain || tls;
     if (!url) throw new PulsarConnectionError('lookup response named no broker URL');
     return url;
   }
