@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { noPulsar, pulsarUrl } from '../support/pulsar.js';
 import { runCli, writeEchoConfig } from '../support/cli.js';
+import { SimulatedBroker } from '../support/simulated-broker.js';
 
 describe('the sheaf command on a fresh machine', () => {
   test('--version prints the package version', async () => {
@@ -62,6 +63,23 @@ describe.skipIf(noPulsar())('sheaf worker that cannot start (pulsar)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/not a Pulsar binary-protocol port: it answered with HTTP/);
     expect(r.stderr).not.toMatch(/frame of \d+ bytes/);
+  });
+
+  test('a role the broker refuses to let produce: exit 1 with one line naming authorization, connections closed', async () => {
+    const broker = await new SimulatedBroker({ refuseProducer: () => true }).start();
+    try {
+      const config = await writeEchoConfig({ transport: 'pulsar', pulsar: { brokerServiceUrl: broker.url, namespace: 'default' } });
+      const r = await runCli(['worker', '-c', config]);
+      expect(r.code).toBe(1);
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('sheaf:'));
+      expect(lines).toEqual([expect.stringMatching(/could not start: .*check pulsar\.authentication .*permissions on the namespace/)]);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await broker.stop();
+    }
   });
 
   test('no broker at the address: exit 1 within the connect timeout, saying to check the URL', async () => {

@@ -6,6 +6,8 @@ import { afterEach, describe, expect, test, vi } from 'vitest';
 import { PulsarClient } from '../../src/transport/pulsar/client.js';
 import { CommandType, num } from '../../src/transport/pulsar/commands.js';
 import { PulsarServerError } from '../../src/transport/pulsar/errors.js';
+import { encodeSimpleFrame } from '../../src/transport/pulsar/frames.js';
+import Long from 'long';
 import { parseServiceUrl } from '../../src/transport/pulsar/service-url.js';
 import { FakeBroker, connectThen } from '../support/fake-broker.js';
 import { testLogger } from '../support/logger.js';
@@ -44,6 +46,31 @@ const lookupAnswer =
   });
 
 describe('Pulsar connection and lookup', () => {
+  test('a refused token is named: its role and expiry from its claims, never its text, not "connection closed"', async () => {
+    const b = await broker((command, _reply, socket) => {
+      if (command.type !== CommandType.CONNECT) return;
+      // As a broker does: ERROR on request id -1 (all ones as a uint64), then close.
+      socket.end(
+        encodeSimpleFrame({
+          type: CommandType.ERROR,
+          error: { request_id: Long.fromString('18446744073709551615', true), error: 3, message: 'Failed to authentication token' },
+        }),
+      );
+    });
+    const claims = (body: object) => `eyJhbGciOiJIUzI1NiJ9.${Buffer.from(JSON.stringify(body)).toString('base64url')}.c2lnbmF0dXJl`;
+    const expired = claims({ sub: 'worker', exp: 1_700_000_000 });
+    const error = await client(b.url, { token: expired })
+      .partitions('t')
+      .catch((e: unknown) => e as Error);
+    expect(error).toBeInstanceOf(PulsarServerError);
+    expect((error as Error).message).toBe('AuthenticationError: authentication failed for role "worker": token expired at 2023-11-14T22:13:20.000Z');
+    expect((error as Error).message).not.toContain(expired.split('.')[1]!.slice(0, 10));
+    const valid = await client(b.url, { token: claims({ sub: 'worker', exp: 4_000_000_000 }) })
+      .partitions('t')
+      .catch((e: unknown) => e as Error);
+    expect((valid as Error).message).toBe('AuthenticationError: authentication failed for role "worker": Failed to authentication token');
+  });
+
   test('CONNECT carries the token; an AUTH_CHALLENGE is answered with the current token', async () => {
     let token = 'first-token';
     const b = await broker(
@@ -80,7 +107,7 @@ describe('Pulsar connection and lookup', () => {
       if (command.type === CommandType.CONNECT)
         reply({ type: CommandType.ERROR, error: { request_id: 0, error: 3, message: 'bad token' } });
     });
-    await expect(client(b.url, { token: 'nope' }).partitions('t')).rejects.toThrow(/AuthenticationError: bad token/);
+    await expect(client(b.url, { token: 'nope' }).partitions('t')).rejects.toThrow(/AuthenticationError: authentication failed.*: bad token/);
   });
 
   test('LOOKUP follows redirects to the broker that owns the topic', async () => {

@@ -64,6 +64,8 @@ export class Connection {
   private lastReceivedAt = Date.now();
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   private closedWith: Error | null = null;
+  /** The token last sent, to name its role and expiry if the broker refuses it (never its text). */
+  private lastToken: string | undefined;
   /** True from the first write of a turn until the end of it (the socket is corked meanwhile). */
   private corked = false;
   maxMessageSize = 5 * 1024 * 1024;
@@ -257,6 +259,7 @@ export class Connection {
     const { token } = this.options;
     if (token === undefined) return undefined;
     const value = typeof token === 'function' ? await token() : token;
+    this.lastToken = value;
     return Buffer.from(value, 'utf8');
   }
 
@@ -310,7 +313,13 @@ export class Connection {
         // Request id 0 is the handshake: an ERROR for it is a refused CONNECT.
         const e = c.error!;
         const requestId = num(e.request_id);
-        if (this.pending.has(requestId)) return this.fail(requestId, serverError(ServerError[e.error] ?? String(e.error), e.message));
+        const name = ServerError[e.error] ?? String(e.error);
+        // During the handshake the broker answers a refused CONNECT on request id -1, then closes: it is the handshake's error.
+        if (this.pending.has(0)) {
+          const message = name === 'AuthenticationError' ? describeRefusedToken(this.lastToken, e.message) : e.message;
+          return this.fail(0, serverError(name, message));
+        }
+        if (this.pending.has(requestId)) return this.fail(requestId, serverError(name, e.message));
         this.options.logger.warn({ error: ServerError[e.error], message: e.message }, 'broker error for no pending request');
         return;
       }
@@ -388,6 +397,26 @@ export class Connection {
     this.consumers.clear();
     for (const listener of this.closeListeners) listener(error);
   }
+}
+
+/**
+ * Why the broker refused a token, named by what the token says of itself (its
+ * role and expiry, read from a JWT's claims; never the token's text).
+ */
+export function describeRefusedToken(token: string | undefined, brokerMessage: string): string {
+  if (token === undefined) return `authentication failed: no token was sent (${brokerMessage}); set pulsar.authentication`;
+  let claims: { sub?: unknown; exp?: unknown } = {};
+  try {
+    const payload = token.split('.')[1];
+    if (payload) claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as typeof claims;
+  } catch {
+    // not a JWT: nothing more to say than the broker did
+  }
+  const role = typeof claims.sub === 'string' ? ` for role ${JSON.stringify(claims.sub.slice(0, 100))}` : '';
+  if (typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now()) {
+    return `authentication failed${role}: token expired at ${new Date(claims.exp * 1000).toISOString()}`;
+  }
+  return `authentication failed${role}: ${brokerMessage}`;
 }
 
 function typeName(type: number): string {
