@@ -4,6 +4,7 @@
  * and client call these from their `fromConfigFile`; whatever is built here
  * is owned, and closed, by them.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -149,10 +150,9 @@ export async function loadServices(loaded: LoadedConfig): Promise<ServiceOptions
     try {
       module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
     } catch (error) {
+      // The module's own imports can be missing too (a dependency not installed): only a missing file is "no such file".
       const reason =
-        (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(path)
-          ? 'no such file'
-          : (error as Error).message;
+        (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && !existsSync(path) ? 'no such file' : (error as Error).message;
       issues.push({ path: `${at}.module`, message: `cannot load ${path}: ${reason} (module paths are resolved from ${loaded.directory})` });
       continue;
     }

@@ -138,6 +138,20 @@ services:
     expect(issuesOf('services:\n  - name: [unclosed\n')[0]).toMatch(/^line \d: YAML: /);
   });
 
+  test('a module whose own import fails is reported with that error, not as a missing file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sheaf-config-'));
+    await writeFile(join(dir, 'service.mjs'), "import 'a-package-that-is-not-installed';\nexport class S {}\n");
+    const file = join(dir, 'sheaf.yml');
+    await writeFile(file, 'services:\n  - name: S\n    executor: { module: ./service.mjs, export: S }\n');
+    const error = await loadServices(await loadConfigFile(file)).catch((e: unknown) => e as ConfigError);
+    expect(error).toBeInstanceOf(ConfigError);
+    const [message] = (error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+    expect(message).toMatch(
+      /^services\[0\]\.executor\.module: cannot load .*service\.mjs: Cannot find package 'a-package-that-is-not-installed'/,
+    );
+    expect(message).not.toContain('no such file');
+  });
+
   test('a module that cannot be found names the path it tried; a missing export lists the exports', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sheaf-config-'));
     const file = join(dir, 'sheaf.yml');
