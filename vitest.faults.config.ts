@@ -12,6 +12,9 @@ export default defineConfig({
   },
   test: {
     include: ['test/faults/**/*.fault.test.ts'],
+    // A broker killed with SIGKILL can come back with its bookie unhealthy for minutes, failing the runs after it
+    // on the shared broker: the crash run is part of the full runs only, not of the short ones CI makes.
+    exclude: process.env.FAULTS_SCALE === 'short' ? ['test/faults/broker-kill.fault.test.ts'] : [],
     globalSetup: ['test/setup/build.ts', 'test/setup/pulsar-broker.ts'],
     setupFiles: ['test/setup/delete-namespaces.ts'],
     fileParallelism: false,

@@ -237,18 +237,24 @@ describe('back-pressure flush', () => {
   });
 });
 
+/** A greeter whose batches of key 'hung' wait until `release()`. */
+function oneKeyHangs() {
+  let release: () => void = () => undefined;
+  const hanging = new Promise<void>((resolve) => (release = resolve));
+  class OneKeyHangs {
+    greet(_name: string): void {}
+    @Batch('greet')
+    async greetMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+      if (Task.batch().batchKey === 'hung') await hanging;
+      return new Map([...tasks].map(([id, name]) => [id, `hello ${name}`]));
+    }
+  }
+  return { OneKeyHangs, release: () => release() };
+}
+
 describe('a hung batch key', () => {
   test('cannot take every execution slot: the other keys go on while it hangs', async () => {
-    let release: () => void = () => undefined;
-    const hanging = new Promise<void>((resolve) => (release = resolve));
-    class OneKeyHangs {
-      greet(_name: string): void {}
-      @Batch('greet')
-      async greetMany(tasks: Map<string, string>): Promise<Map<string, string>> {
-        if (Task.batch().batchKey === 'hung') await hanging;
-        return new Map([...tasks].map(([id, name]) => [id, `hello ${name}`]));
-      }
-    }
+    const { OneKeyHangs, release } = oneKeyHangs();
     // concurrency 2: by default one key may hold one slot, and the other stays for other keys.
     const system = await startSystem([
       { name: 'Greeter', executor: { factory: () => new OneKeyHangs(), concurrency: 2, batch: { maxMessages: 1, maxSeconds: 0.05 } } },
@@ -267,16 +273,7 @@ describe('a hung batch key', () => {
   });
 
   test('cannot fill the in-flight room: its surplus batches go back to the broker while other keys run', async () => {
-    let release: () => void = () => undefined;
-    const hanging = new Promise<void>((resolve) => (release = resolve));
-    class OneKeyHangs {
-      greet(_name: string): void {}
-      @Batch('greet')
-      async greetMany(tasks: Map<string, string>): Promise<Map<string, string>> {
-        if (Task.batch().batchKey === 'hung') await hanging;
-        return new Map([...tasks].map(([id, name]) => [id, `hello ${name}`]));
-      }
-    }
+    const { OneKeyHangs, release } = oneKeyHangs();
     // maxUnacked 20: without deferral the hung key's 30 tasks would hold all of it, and nothing else would be received.
     const system = await startSystem([
       {

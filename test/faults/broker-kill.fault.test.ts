@@ -6,72 +6,74 @@
  * settled or holds itself, but a copy that reaches the other worker runs
  * again; the share of tasks executed twice is recorded, not bounded here
  * (docs/reliability.md). Two `sheaf worker` processes, 1 s batches.
+ * Full runs only (`npm run test:faults`; vitest.faults.config.ts says why).
  */
-import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, expect, test } from 'vitest';
 import type { CliProcess } from '../support/cli.js';
-import { connectClient, dispatchAll, executionsPerTask, faultRun, pick, recordFigures, startWorker } from './support.js';
-
-const script = new URL('../../scripts/pulsar.sh', import.meta.url).pathname;
-const run = promisify(execFile);
-const restartable = await run('bash', [script, 'status']).then(
-  () => true,
-  () => false,
-);
+import {
+  brokerCommand,
+  brokerRestartable,
+  connectClient,
+  dispatchAll,
+  executionsPerTask,
+  faultRun,
+  pick,
+  recordFigures,
+  startWorker,
+} from './support.js';
 
 const workers: CliProcess[] = [];
 afterAll(async () => {
   for (const w of workers) w.child.kill('SIGKILL');
-});
+  // A clean stop and start after the crash, so that the runs after this one find a healthy broker.
+  await brokerCommand('stop');
+  await brokerCommand('start');
+}, 180_000);
 
-test.skipIf(!restartable && process.env.SHEAF_REQUIRE_PULSAR !== '1')(
-  'a broker killed -9 mid-batch: nothing lost, every result right',
-  async () => {
-    const total = pick(4_000, 2_000);
-    const faults = await faultRun();
-    // Batches take a second, so the kill lands in running batches.
-    const env = { ...faults.env, FAULT_SLOW_MS: '1000' };
-    for (let i = 0; i < 2; i++) workers.push(await startWorker({ ...faults, env }));
-    const { client, close } = await connectClient(faults);
-    let crash: Promise<number> | undefined;
-    const started = Date.now();
-    try {
-      const { ids, wrong } = await dispatchAll(
-        client,
-        total,
-        (i) => `key-${i % 8}`,
-        (done) => {
-          if (done !== Math.floor(total / 3)) return;
-          crash = (async () => {
-            const t = Date.now();
-            await run('bash', [script, 'kill']);
-            // Down for 5 s: what the workers and the client do meanwhile is part of the run.
-            await sleep(5000);
-            await run('bash', [script, 'start']);
-            return (Date.now() - t) / 1000;
-          })();
-        },
-      );
-      const downSeconds = await crash!;
-      const executions = await executionsPerTask(faults);
-      const executed = ids.filter((id) => (executions.get(id) ?? 0) > 0).length;
-      const twice = [...executions.values()].filter((n) => n > 1).length;
-      await recordFigures('brokerKill', {
-        tasks: total,
-        brokerDownSeconds: downSeconds.toFixed(1),
-        lost: total - executed,
-        wrongResults: wrong,
-        executedTwice: twice,
-        executedTwiceRate: (twice / total).toFixed(4),
-        seconds: ((Date.now() - started) / 1000).toFixed(1),
-      });
-      expect(wrong).toBe(0);
-      expect(executed).toBe(total);
-      for (const w of workers) expect(w.child.exitCode).toBeNull();
-    } finally {
-      await close();
-    }
-  },
-);
+test.skipIf(!brokerRestartable)('a broker killed -9 mid-batch: nothing lost, every result right', async () => {
+  const total = pick(4_000, 2_000);
+  const faults = await faultRun();
+  // Batches take a second, so the kill lands in running batches.
+  const env = { ...faults.env, FAULT_SLOW_MS: '1000' };
+  for (let i = 0; i < 2; i++) workers.push(await startWorker({ ...faults, env }));
+  const { client, close } = await connectClient(faults);
+  let crash: Promise<number> | undefined;
+  const started = Date.now();
+  try {
+    const { ids, wrong } = await dispatchAll(
+      client,
+      total,
+      (i) => `key-${i % 8}`,
+      (done) => {
+        if (done !== Math.floor(total / 3)) return;
+        crash = (async () => {
+          const t = Date.now();
+          await brokerCommand('kill');
+          // Down for 5 s: what the workers and the client do meanwhile is part of the run.
+          await sleep(5000);
+          await brokerCommand('start');
+          return (Date.now() - t) / 1000;
+        })();
+      },
+    );
+    const downSeconds = await crash!;
+    const executions = await executionsPerTask(faults);
+    const executed = ids.filter((id) => (executions.get(id) ?? 0) > 0).length;
+    const twice = [...executions.values()].filter((n) => n > 1).length;
+    await recordFigures('brokerKill', {
+      tasks: total,
+      brokerDownSeconds: downSeconds.toFixed(1),
+      lost: total - executed,
+      wrongResults: wrong,
+      executedTwice: twice,
+      executedTwiceRate: (twice / total).toFixed(4),
+      seconds: ((Date.now() - started) / 1000).toFixed(1),
+    });
+    expect(wrong).toBe(0);
+    expect(executed).toBe(total);
+    for (const w of workers) expect(w.child.exitCode).toBeNull();
+  } finally {
+    await close();
+  }
+});

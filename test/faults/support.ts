@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,25 @@ import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js'
 import { startCli, type CliProcess } from '../support/cli.js';
 import { testLogger } from '../support/logger.js';
 import { freshNamespace, pulsarUrl } from '../support/pulsar.js';
+
+const brokerScript = new URL('../../scripts/pulsar.sh', import.meta.url).pathname;
+
+/** Runs `scripts/pulsar.sh <command>` (start, stop, kill) against the shared broker. */
+export async function brokerCommand(command: 'start' | 'stop' | 'kill'): Promise<void> {
+  await promisify(execFile)('bash', [brokerScript, command]);
+}
+
+/**
+ * Whether this run may stop and start the broker: one that scripts/pulsar.sh
+ * started (CI's, or the test setup's). In CI (SHEAF_REQUIRE_PULSAR=1) the
+ * runs that need it never skip.
+ */
+export const brokerRestartable: boolean =
+  process.env.SHEAF_REQUIRE_PULSAR === '1' ||
+  (await promisify(execFile)('bash', [brokerScript, 'status']).then(
+    () => true,
+    () => false,
+  ));
 
 /** `full` for `npm run test:faults`, `short` for CI (FAULTS_SCALE=short). */
 export const scale = process.env.FAULTS_SCALE === 'short' ? 'short' : 'full';
@@ -69,12 +89,22 @@ export function startStatWorker(run: FaultRun): {
   });
   let out = '';
   let onReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  let onExit: (code: number | null) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    onReady = resolve;
+    // A worker that dies before it is ready (it could not start) fails the run instead of leaving it waiting.
+    onExit = (code) => reject(new Error(`stat-worker exited with ${code} before it was ready:\n${out}`));
+  });
   child.stdout.on('data', (c: Buffer) => {
     out += c.toString();
     if (out.includes('stat-worker ready')) onReady();
   });
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.on('close', (code) => {
+      onExit(code);
+      resolve();
+    }),
+  );
   return {
     ready,
     async stop() {
