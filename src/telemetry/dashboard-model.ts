@@ -22,6 +22,8 @@ export interface DashboardSource {
   stats(): Record<string, { inFlight: number; openAggregates: number; runningExecutions: number }>;
   batchLimits(): Record<string, { maxMessages: number }>;
   readonly state: { status: string };
+  /** Why the worker cannot reach its broker now, if it cannot (`/readyz` reports it). */
+  readonly connectionProblem?: string | null;
 }
 
 export interface MethodFigures {

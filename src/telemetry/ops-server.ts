@@ -82,6 +82,9 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       }
       case '/readyz': {
         const status = options.worker.state.status;
+        // Running but cut off from the broker (a refused token while it retries, a broker down): not ready, and why.
+        const problem = options.worker.connectionProblem ?? null;
+        if (status === 'running' && problem !== null) return json(res, 503, { status, connection: problem });
         return json(res, status === 'running' ? 200 : 503, { status });
       }
       case '/dashboard':

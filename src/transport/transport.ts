@@ -160,6 +160,13 @@ export interface Transport {
   subscribe(options: SubscribeOptions): Promise<Consumer>;
   /** Creates the durable subscription if it does not exist, so messages are kept for it. */
   ensureSubscription(topic: string, subscription: string): Promise<void>;
+  /**
+   * Why the transport cannot reach its broker right now: the last failure to
+   * connect (a refused token, a broker that is down) while no connection has
+   * succeeded since; null when connected. Optional (a transport without a
+   * broker has none). `/readyz` reports it.
+   */
+  connectionProblem?(): string | null;
   close(): Promise<void>;
 }
 

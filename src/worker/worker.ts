@@ -109,6 +109,11 @@ export class SheafWorker {
   }
 
   /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
+  /** Why the worker's transport cannot reach its broker now (see `Transport.connectionProblem`); null when it can. */
+  get connectionProblem(): string | null {
+    return this.options.transport.connectionProblem?.() ?? null;
+  }
+
   get transportKind(): string {
     return this.options.transport.kind;
   }

@@ -28,6 +28,7 @@ describe('readiness follows the worker; health follows the event loop', () => {
       state,
       stats: () => ({}),
       batchLimits: () => ({}),
+      connectionProblem: null as string | null,
     };
     const { exporter } = registerMetrics();
     const ops = await startOpsServer({ port: 0, host: '127.0.0.1', worker, exporter, dashboard: true });
@@ -35,6 +36,13 @@ describe('readiness follows the worker; health follows the event loop', () => {
       expect((await fetch(`${ops.url}/readyz`)).status).toBe(503);
       state.status = 'running';
       expect(await (await fetch(`${ops.url}/readyz`)).json()).toEqual({ status: 'running' });
+      // Running, but cut off from the broker: not ready, saying why.
+      worker.connectionProblem = 'AuthenticationError: authentication failed for role "worker": token expired at 2023-11-14T22:13:20.000Z';
+      const cutOff = await fetch(`${ops.url}/readyz`);
+      expect(cutOff.status).toBe(503);
+      expect(await cutOff.json()).toEqual({ status: 'running', connection: worker.connectionProblem });
+      worker.connectionProblem = null;
+      expect((await fetch(`${ops.url}/readyz`)).status).toBe(200);
       state.status = 'draining';
       expect((await fetch(`${ops.url}/readyz`)).status).toBe(503);
       const health = await fetch(`${ops.url}/healthz`);

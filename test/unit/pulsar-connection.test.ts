@@ -63,12 +63,41 @@ describe('Pulsar connection and lookup', () => {
       .partitions('t')
       .catch((e: unknown) => e as Error);
     expect(error).toBeInstanceOf(PulsarServerError);
-    expect((error as Error).message).toBe('AuthenticationError: authentication failed for role "worker": token expired at 2023-11-14T22:13:20.000Z');
+    expect((error as Error).message).toBe(
+      'AuthenticationError: authentication failed for role "worker": token expired at 2023-11-14T22:13:20.000Z',
+    );
     expect((error as Error).message).not.toContain(expired.split('.')[1]!.slice(0, 10));
     const valid = await client(b.url, { token: claims({ sub: 'worker', exp: 4_000_000_000 }) })
       .partitions('t')
       .catch((e: unknown) => e as Error);
     expect((valid as Error).message).toBe('AuthenticationError: authentication failed for role "worker": Failed to authentication token');
+    // The client says why it cannot reach the broker (what /readyz reports), until a connection succeeds.
+    let refuse = true;
+    const flipping = await broker((command, reply, socket) => {
+      if (command.type === CommandType.CONNECT && refuse) {
+        socket.end(
+          encodeSimpleFrame({
+            type: CommandType.ERROR,
+            error: { request_id: Long.fromString('18446744073709551615', true), error: 3, message: 'Failed to authentication token' },
+          }),
+        );
+        return;
+      }
+      connectThen((c, r) => {
+        if (c.type === CommandType.PARTITIONED_METADATA) {
+          r({
+            type: CommandType.PARTITIONED_METADATA_RESPONSE,
+            partitionMetadataResponse: { request_id: c.partitionMetadata!.request_id, partitions: 0 },
+          });
+        }
+      })(command, reply, socket);
+    });
+    const retrying = client(flipping.url, { token: expired });
+    await retrying.partitions('t').catch(() => undefined);
+    expect(retrying.connectionProblem).toMatch(/^AuthenticationError: authentication failed for role "worker": token expired/);
+    refuse = false; // the token was renewed, say
+    expect(await retrying.partitions('t')).toBe(0);
+    expect(retrying.connectionProblem).toBeNull();
   });
 
   test('CONNECT carries the token; an AUTH_CHALLENGE is answered with the current token', async () => {
@@ -107,7 +136,9 @@ describe('Pulsar connection and lookup', () => {
       if (command.type === CommandType.CONNECT)
         reply({ type: CommandType.ERROR, error: { request_id: 0, error: 3, message: 'bad token' } });
     });
-    await expect(client(b.url, { token: 'nope' }).partitions('t')).rejects.toThrow(/AuthenticationError: authentication failed.*: bad token/);
+    await expect(client(b.url, { token: 'nope' }).partitions('t')).rejects.toThrow(
+      /AuthenticationError: authentication failed.*: bad token/,
+    );
   });
 
   test('LOOKUP follows redirects to the broker that owns the topic', async () => {

@@ -31,6 +31,7 @@ export class PulsarClient {
   private nextServiceAddress = 0;
   private nextId = 1;
   private closed = false;
+  private lastConnectFailure: string | null = null;
 
   constructor(private readonly options: PulsarClientOptions) {
     this.serviceAddresses = parseServiceUrl(options.serviceUrl);
@@ -89,6 +90,11 @@ export class PulsarClient {
     throw new PulsarConnectionError(`lookup of ${topic} was redirected more than ${MAX_REDIRECTS} times`);
   }
 
+  /** The last failure to open a connection, while none has opened since (null: the last attempt succeeded). */
+  get connectionProblem(): string | null {
+    return this.lastConnectFailure;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const all = await Promise.allSettled(this.connections.values());
@@ -106,7 +112,7 @@ export class PulsarClient {
     if (this.serviceAddresses[0]!.tls) {
       if (!tls || !tls.startsWith('pulsar+ssl://')) {
         throw new PulsarConnectionError(
-          'the lookup named no TLS URL for the broker (brokerServiceUrlTls); refusing to fall back to plaintext with TLS configured: enable the broker\'s TLS port',
+          "the lookup named no TLS URL for the broker (brokerServiceUrlTls); refusing to fall back to plaintext with TLS configured: enable the broker's TLS port",
         );
       }
       return tls;
@@ -129,6 +135,7 @@ export class PulsarClient {
     if (existing) return existing;
     const opening = Connection.open(address, physical, this.options).then(
       (connection) => {
+        this.lastConnectFailure = null;
         connection.onClose(() => {
           if (this.connections.get(key) === opening) this.connections.delete(key);
         });
@@ -137,6 +144,7 @@ export class PulsarClient {
       },
       (error: unknown) => {
         this.connections.delete(key);
+        this.lastConnectFailure = (error as Error)?.message ?? String(error);
         throw error;
       },
     );

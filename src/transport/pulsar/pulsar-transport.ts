@@ -128,6 +128,10 @@ export class PulsarTransport implements Transport {
   readonly sendsBounded: boolean;
   private readonly client: PulsarClient;
   private readonly prefix: string;
+
+  connectionProblem(): string | null {
+    return this.client.connectionProblem;
+  }
   /** The tenant and namespace of logical topic names. */
   readonly tenant: string;
   readonly namespace: string;
