@@ -78,8 +78,6 @@ export class ServiceRunner {
   private readonly stop = new AbortController();
   private readonly tracked = new Set<Promise<void>>();
   private inFlight = 0;
-  /** Batches and single tasks handed to execution and not yet settled (running or waiting for a slot). */
-  private executions = 0;
   private warnedBackpressure = false;
   private room: Deferred<void> | null = null;
   private loop: Promise<void> | null = null;
@@ -213,12 +211,11 @@ export class ServiceRunner {
     }
   }
 
+  /** Runs an execution; when it ends, a worker stopped at the in-flight bound looks for room again. */
   private async counted(execution: Promise<void>): Promise<void> {
-    this.executions += 1;
     try {
       await execution;
     } finally {
-      this.executions -= 1;
       // The consume loop may have blocked while this execution still held its slot.
       if (this.room) this.relieveBackpressure();
     }
