@@ -4,7 +4,9 @@
  * processes, 8 batch keys, maxMessages 100. With isolation (bisect, the
  * default) exactly the poison tasks are dead-lettered, every innocent task
  * succeeds on its first attempt, and an innocent runs at most
- * ⌈log2(maxMessages)⌉ + 1 times.
+ * ⌈log2(maxMessages)⌉ + 1 extra times (the issue's bound): one per split,
+ * and one more for a copy the broker hands to the other worker (at least
+ * once), which cannot know it ran.
  */
 import { afterAll, expect, test } from 'vitest';
 import type { SheafClient } from '../../src/client/client.js';
@@ -137,7 +139,8 @@ for (const { name, mode, title, total, poison, oneKey, isolation } of scenarios)
       expect(poisoned.every((o) => !o.ok)).toBe(true);
       expect(new Set(letters.map((l) => l.task?.taskId)).size).toBe(poison);
       expect(letters.every((l) => l.task?.args[0] === 'poison')).toBe(true);
-      expect(Math.max(...innocentExecutions)).toBeLessThanOrEqual(Math.ceil(Math.log2(MAX_MESSAGES)) + 1);
+      // The first execution, plus at most ⌈log2(maxMessages)⌉ + 1 extra ones.
+      expect(Math.max(...innocentExecutions)).toBeLessThanOrEqual(1 + Math.ceil(Math.log2(MAX_MESSAGES)) + 1);
     } finally {
       await close();
       for (const w of workers.splice(0)) {
