@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { ConfigIssue } from '../errors.js';
+import { isSecretKey } from '../util/secrets.js';
 
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
@@ -65,13 +66,6 @@ export const positiveNumber = () =>
 
 export const nonNegativeNumber = () =>
   z.number({ error: 'must be a number ≥ 0' }).nonnegative({ error: 'must be a number ≥ 0' }).finite({ error: 'must be a number ≥ 0' });
-
-/** Keys whose values are secrets: never echoed in a message. */
-const SECRET_KEY = /token|password|passphrase|secret|credential|apikey|api_key|authentication|private/i;
-
-function isSecretKey(key: PropertyKey): boolean {
-  return typeof key === 'string' && SECRET_KEY.test(key);
-}
 
 /** A copy of `value` with the values of secret keys replaced, at any depth. */
 function redacted(value: unknown, depth = 0): unknown {

@@ -57,7 +57,7 @@ export function parseWithEnvironment(text: string, env: NodeJS.ProcessEnv, issue
     .join('\n');
   const document = parseDocument(marked);
   if (references.length === 0) return document;
-  const resolve = (index: string): string => {
+  const valueOf = (index: string): string => {
     const ref = references[Number(index)];
     if (!ref) return '';
     const value = env[ref.variable];
@@ -73,7 +73,7 @@ export function parseWithEnvironment(text: string, env: NodeJS.ProcessEnv, issue
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('__sheaf_env_')) return;
       const alone = node.type === Scalar.PLAIN ? WHOLE_PLACEHOLDER.exec(node.value) : null;
-      const value = node.value.replace(PLACEHOLDER, (_whole, index: string) => resolve(index));
+      const value = node.value.replace(PLACEHOLDER, (_whole, index: string) => valueOf(index));
       node.value = alone ? typed(value) : value;
     },
   });

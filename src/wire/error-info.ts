@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RemoteTaskError, SheafError } from '../errors.js';
+import { isSecretKey, redactSecrets } from '../util/secrets.js';
 
 /** An error as it travels between worker and client. */
 export interface ErrorInfo {
@@ -49,33 +50,6 @@ export function toErrorInfo(thrown: unknown, options: ErrorInfoOptions = {}, dep
   return info;
 }
 
-type Replacement = string | ((match: string, ...groups: string[]) => string);
-
-/** A quoted value keeps its quotes: `"[redacted]"`, so JSON stays JSON. */
-const keepQuotes = (_match: string, key: string, separator: string, value: string): string =>
-  `${key}${separator}${value.startsWith('"') ? '"[redacted]"' : value.startsWith("'") ? "'[redacted]'" : '[redacted]'}`;
-
-const SECRET_PATTERNS: ReadonlyArray<[RegExp, Replacement]> = [
-  // Authorization header values.
-  [/\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=-]{8,}/gi, '$1$2[redacted]'],
-  // JSON Web Tokens (header.payload.signature, base64url).
-  [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, '[redacted jwt]'],
-  // password=..., apiKey: ..., "token": "..."
-  [
-    /\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret|authorization)("?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;"']+)/gi,
-    keepQuotes,
-  ],
-  // URL userinfo: scheme://user:password@host
-  [/\b([a-z][a-z0-9+.-]*:\/\/)[^/\s:@]+(:[^/\s@]*)?@/gi, '$1[redacted]@'],
-];
-
-/** `text` with what looks like a credential replaced by `[redacted]` (docs/security.md lists the patterns). */
-export function redactSecrets(text: string): string {
-  let out = text;
-  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement as (m: string, ...g: string[]) => string);
-  return out;
-}
-
 /** Rebuilds a client-side error from an `ErrorInfo`, keeping the remote name. */
 export function fromErrorInfo(info: ErrorInfo): RemoteTaskError {
   return new RemoteTaskError(info, info.cause ? fromErrorInfo(info.cause) : undefined);
@@ -97,10 +71,8 @@ function keptData(error: Error): Record<string, unknown> | undefined {
   return data;
 }
 
-const SECRET_KEY = /token|password|passwd|secret|credential|api[_-]?key|authorization|cookie|private/i;
-
 function redactValue(key: string, value: unknown): unknown {
-  if (key !== '' && SECRET_KEY.test(key)) return '[redacted]';
+  if (key !== '' && isSecretKey(key)) return '[redacted]';
   return typeof value === 'string' ? redactSecrets(value) : value;
 }
 

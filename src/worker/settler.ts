@@ -99,7 +99,6 @@ export class Settler {
    */
   async settle(tasks: readonly ReceivedTask[], outcomes: readonly ExecutionOutcome[], failedAsWhole = false): Promise<TaskSettlement[]> {
     const pending: Pending[] = [];
-    const failures: Promise<void>[] = [];
     const failed: Array<{ entry: Pending; error: unknown }> = [];
     tasks.forEach((task, i) => {
       const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null, poison: false };
@@ -114,8 +113,7 @@ export class Settler {
       failedAsWhole,
       tasks.length,
     );
-    failed.forEach(({ entry, error }, i) => failures.push(this.recordFailure(entry, error, plans[i]!)));
-    if (failures.length > 0) await Promise.all(failures);
+    if (failed.length > 0) await Promise.all(failed.map(({ entry, error }, i) => this.recordFailure(entry, error, plans[i]!)));
     await this.publishReplies(pending);
     const durable: ReceivedMessage[] = [];
     for (const entry of pending) if (entry.settlement !== 'redelivered') durable.push(entry.task.message);
@@ -224,17 +222,8 @@ export class Settler {
   defer(tasks: readonly ReceivedTask[], delayMs: (task: ReceivedTask) => number): void {
     for (const task of tasks) {
       this.deps.consumer.nack(task.message, delayMs(task));
-      const e = task.envelope;
-      this.deps.onSettled({
-        taskId: e.taskId,
-        method: e.method,
-        batchKey: task.batchKey,
-        settlement: 'deferred',
-        reason: null,
-        attempts: e.retryIndex + 1,
-        envelope: e,
-        poison: false,
-      });
+      // With its envelope: the runner releases the attempt it held (and its copies), but remembers nothing settled.
+      this.reportUnrun(task.envelope, 'deferred', true);
     }
   }
 
@@ -245,16 +234,7 @@ export class Settler {
   async settleCopy(message: ReceivedMessage, envelope: TaskEnvelope, durable: boolean): Promise<void> {
     if (durable) return this.dropTwin(message, envelope);
     this.deps.consumer.nack(message);
-    this.deps.onSettled({
-      taskId: envelope.taskId,
-      method: envelope.method,
-      batchKey: envelope.meta.batchKey ?? null,
-      settlement: 'redelivered',
-      reason: null,
-      attempts: envelope.retryIndex + 1,
-      envelope: null,
-      poison: false,
-    });
+    this.reportUnrun(envelope, 'redelivered', false);
   }
 
   /** A second copy of an attempt settled here already: its outcome is durable, so it is acked without running. */
@@ -265,6 +245,11 @@ export class Settler {
     } catch (error) {
       settlement = this.handBack(message, error);
     }
+    this.reportUnrun(envelope, settlement, false);
+  }
+
+  /** Reports a task message settled without running (a twin, a copy, a deferral); `withEnvelope` as `SettledTask.envelope`. */
+  private reportUnrun(envelope: TaskEnvelope, settlement: TaskSettlement, withEnvelope: boolean): void {
     this.deps.onSettled({
       taskId: envelope.taskId,
       method: envelope.method,
@@ -272,7 +257,7 @@ export class Settler {
       settlement,
       reason: null,
       attempts: envelope.retryIndex + 1,
-      envelope: null,
+      envelope: withEnvelope ? envelope : null,
       poison: false,
     });
   }

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, test, vi } from 'vitest';
 import { Batch, Params } from '../../src/service/decorators.js';
 import { Task } from '../../src/worker/context.js';
 import { startSystem, type System } from '../support/system.js';
+import type { TaskReport } from '../../src/worker/events.js';
 
 interface Greeter {
   greet(name: string): Promise<string>;
@@ -286,7 +287,16 @@ describe('a hung batch key', () => {
       const first = await greeter('other').greet('first'); // another key is active
       expect(first).toBe('hello first');
       const hung = [...Array(30).keys()].map((i) => greeter('hung').greet(`h${i}`));
-      await until(() => system.settlements.some((s) => s.settlement === 'deferred'));
+      await new Promise<void>((resolve) => {
+        const onTask = (report: TaskReport): void => {
+          if (report.settlement !== 'deferred') return;
+          system.worker.events.off('task', onTask);
+          resolve();
+        };
+        system.worker.events.on('task', onTask);
+        if (system.settlements.some((r) => r.settlement === 'deferred'))
+          onTask(system.settlements.find((r) => r.settlement === 'deferred')!);
+      });
       const others = await Promise.all([...Array(20).keys()].map((i) => greeter(`k${i % 2}`).greet(`o${i}`)));
       expect(others).toEqual([...Array(20).keys()].map((i) => `hello o${i}`));
       release();
@@ -299,8 +309,3 @@ describe('a hung batch key', () => {
     }
   });
 });
-
-/** Resolves once `condition` holds, checking on every turn of the event loop. */
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
-}

@@ -102,6 +102,14 @@ describe('envelopes', () => {
     expect(toErrorInfo({ password: 'p1', user: 'u' }).message).toBe('{"password":"[redacted]","user":"u"}');
   });
 
+  test('redaction stays linear on hostile text and cuts what is past 64 KiB', () => {
+    // Runs of look-alikes (schemes, JWT starts, key names) that unbounded patterns would rescan from every position.
+    const hostile = `${'a.'.repeat(100_000)}${'eyJ-'.repeat(50_000)}${'token='.repeat(20_000)}`;
+    const info = toErrorInfo(new Error(hostile));
+    expect(info.message.length).toBeLessThan(70 * 1024);
+    expect(info.message).toMatch(/… \(cut at 65536 characters\)$/);
+  });
+
   test('a thrown non-error is described', () => {
     expect(toErrorInfo('plain string')).toEqual({ name: 'NonErrorThrown', message: 'plain string' });
     expect(toErrorInfo({ code: 1 })).toEqual({ name: 'NonErrorThrown', message: '{"code":1}' });

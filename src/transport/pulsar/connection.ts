@@ -403,7 +403,7 @@ export class Connection {
  * Why the broker refused a token, named by what the token says of itself (its
  * role and expiry, read from a JWT's claims; never the token's text).
  */
-export function describeRefusedToken(token: string | undefined, brokerMessage: string): string {
+function describeRefusedToken(token: string | undefined, brokerMessage: string): string {
   if (token === undefined) return `authentication failed: no token was sent (${brokerMessage}); set pulsar.authentication`;
   let claims: { sub?: unknown; exp?: unknown } = {};
   try {

@@ -456,7 +456,6 @@ export class PartitionConsumer implements ConnectionHandler {
     this.send({ type: CommandType.FLOW, flow: { consumer_id: this.consumerId, messagePermits: grant } });
   }
 
-
   private queueAck(idData: MessageIdData): void {
     this.pendingAcks.push(idData);
     this.scheduleFlush();

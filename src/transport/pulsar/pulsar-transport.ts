@@ -128,10 +128,6 @@ export class PulsarTransport implements Transport {
   readonly sendsBounded: boolean;
   private readonly client: PulsarClient;
   private readonly prefix: string;
-
-  connectionProblem(): string | null {
-    return this.client.connectionProblem;
-  }
   /** The tenant and namespace of logical topic names. */
   readonly tenant: string;
   readonly namespace: string;
@@ -190,6 +186,11 @@ export class PulsarTransport implements Transport {
   /** The full Pulsar topic name of a logical one. */
   topicName(topic: string): string {
     return topic.includes('://') ? topic : `${this.prefix}${topic}`;
+  }
+
+  /** The client's last failure to connect, while no connection has opened since (see `Transport.connectionProblem`). */
+  connectionProblem(): string | null {
+    return this.client.connectionProblem;
   }
 
   async createProducer(topic: string): Promise<Producer> {
