@@ -98,6 +98,16 @@ export interface SubscribeOptions {
    * with the same key go to the same consumer while it is connected (Pulsar only).
    */
   readonly subscriptionType?: 'shared' | 'keyShared';
+  /**
+   * `true` (default): the subscription outlives its consumers and keeps
+   * messages for them. `false`: it lives only as long as this consumer, sees
+   * only messages published after it was made, and is gone when the consumer
+   * closes (Pulsar's non-durable subscription, as a reader uses). For
+   * messages that are worth having but not worth keeping: a consumer that
+   * reconnects resumes after the last message it was given, but messages
+   * may be missed (a broker that restarted without them) or seen twice.
+   */
+  readonly durable?: boolean;
 }
 
 export interface Consumer {

@@ -73,6 +73,28 @@ export function describeTransportContract(target: ContractTarget): void {
       expect(text(await c.receive())).toBe('kept');
     });
 
+    test('a non-durable subscription sees only what is published while its consumer lives', async () => {
+      // A durable subscription keeps 'before' on the topic, so a reader that saw it would have started too early.
+      await transport.ensureSubscription(topic, 'keeper');
+      const producer = await transport.createProducer(topic);
+      await producer.send({ payload: bytes('before') });
+      const options = { topic, subscription: 'reader', maxUnacked: 10, durable: false };
+      const reader = await transport.subscribe(options);
+      await producer.send({ payload: bytes('during') });
+      const during = await reader.receive();
+      expect(text(during)).toBe('during');
+      await reader.ack(during);
+      await reader.close();
+      await producer.send({ payload: bytes('between') });
+      // Same name again: a new subscription, not the old one kept.
+      const again = await transport.subscribe(options);
+      await producer.send({ payload: bytes('after') });
+      expect(text(await again.receive())).toBe('after');
+      await again.close();
+      const keeper = await consumer('keeper');
+      expect((await keeper.receiveMany(10)).map(text)).toEqual(['before', 'during', 'between', 'after']);
+    });
+
     test('an acked message is never delivered again; an unacked one is when its consumer closes', async () => {
       const first = await consumer('s', 10);
       const producer = await transport.createProducer(topic);

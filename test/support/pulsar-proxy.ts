@@ -13,6 +13,8 @@ export class PulsarTestProxy {
   private server: Server | null = null;
   /** Connections accepted so far: each cut makes clients come back with new ones. */
   accepted = 0;
+  /** While true, new connections are closed at once (a broker that is down). */
+  refuseNew = false;
 
   constructor(
     private readonly brokerHost: string,
@@ -41,6 +43,10 @@ export class PulsarTestProxy {
   }
 
   private accept(client: Socket): void {
+    if (this.refuseNew) {
+      client.destroy();
+      return;
+    }
     this.accepted += 1;
     const broker = connect({ host: this.brokerHost, port: this.brokerPort });
     this.sockets.add(client);

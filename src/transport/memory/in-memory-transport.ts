@@ -254,6 +254,8 @@ class MemoryConsumer implements Consumer {
   readonly topic: string;
   readonly subscription: string;
   private readonly maxUnacked: number;
+  /** False: the subscription goes when this consumer closes (`SubscribeOptions.durable`). */
+  private readonly durable: boolean;
   /** Delivered to this consumer and not yet returned by `receive()`. */
   private readonly prefetched = new ReceiveQueue<ReceivedMessage>();
   /** Delivered and not yet acked or nacked (includes `prefetched`). */
@@ -271,6 +273,7 @@ class MemoryConsumer implements Consumer {
     this.topic = options.topic;
     this.subscription = options.subscription;
     this.maxUnacked = options.maxUnacked;
+    this.durable = options.durable !== false;
   }
 
   get room(): number {
@@ -330,6 +333,7 @@ class MemoryConsumer implements Consumer {
     this.held.clear();
     for (const entry of held) this.sub.redeliver(entry, 0, false);
     this.sub.dispatch();
+    if (!this.durable) this.removeSubscription();
   }
 
   async unsubscribe(): Promise<void> {

@@ -143,6 +143,7 @@ export interface BaseCommand {
     request_id: Uint64;
     consumer_name?: string;
     durable?: boolean;
+    startMessageId?: MessageIdData;
     initialPosition?: number;
     force_topic_creation?: boolean;
     keySharedMeta?: { keySharedMode: number; allowOutOfOrderDelivery?: boolean };

@@ -56,6 +56,8 @@ export interface ConsumerSettings {
   readonly nackRedeliveryDelayMs: number;
   /** False: subscribe without asking for messages (creates the durable subscription only). */
   readonly flow?: boolean;
+  /** False: a non-durable subscription (see `SubscribeOptions.durable`). Default true. */
+  readonly durable?: boolean;
   /** Ack batch indexes one by one (needs the broker's acknowledgmentAtBatchIndexLevelEnabled). */
   readonly batchIndexAck?: boolean;
   /** Bounds on chunked messages being reassembled. */
@@ -115,6 +117,8 @@ export class PartitionConsumer implements ConnectionHandler {
   private readonly backoff = new Backoff();
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private closing: Promise<void> | null = null;
+  /** Non-durable only: the last entry delivered, where a resubscription starts again (the broker forgot the cursor). */
+  private lastEntry: MessageIdData | null = null;
 
   constructor(
     private readonly client: PulsarClient,
@@ -160,8 +164,11 @@ export class PartitionConsumer implements ConnectionHandler {
             consumer_id: this.consumerId,
             request_id: requestId,
             consumer_name: `sheaf-${this.consumerId}`,
-            durable: true,
-            initialPosition: 1, // Earliest: a new subscription sees what the topic still holds
+            ...(this.settings.durable === false
+              ? // A reader's subscription: from now on, or from where it stopped (the broker sends that entry again).
+                { durable: false, initialPosition: 0, ...(this.lastEntry ? { startMessageId: this.lastEntry } : {}) }
+              : // Earliest: a new subscription sees what the topic still holds.
+                { durable: true, initialPosition: 1 }),
             force_topic_creation: true,
             ...(this.settings.subscriptionType === 'keyShared' ? { keySharedMeta: { keySharedMode: 0 /* AUTO_SPLIT */ } } : {}),
           },
@@ -323,6 +330,7 @@ export class PartitionConsumer implements ConnectionHandler {
     const m = frame.command.message!;
     const idData: MessageIdData = { ledgerId: num(m.message_id.ledgerId), entryId: num(m.message_id.entryId), partition: this.partition };
     const redeliveryCount = m.redelivery_count ?? 0;
+    if (this.settings.durable === false) this.lastEntry = { ledgerId: idData.ledgerId, entryId: idData.entryId };
     const decoded = decodeEntry(frame, m.ack_set, { maxMessageSize });
     this.outstanding -= decoded.permits;
     if (decoded.kind === 'chunk') {

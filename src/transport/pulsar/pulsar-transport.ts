@@ -214,6 +214,7 @@ export class PulsarTransport implements Transport {
         subscription: options.subscription,
         subscriptionType: options.subscriptionType ?? 'shared',
         maxUnacked: options.maxUnacked,
+        ...(options.durable === false ? { durable: false } : {}),
         ...this.consumerSettings,
       }),
     );
