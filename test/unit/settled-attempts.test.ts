@@ -47,4 +47,18 @@ describe('SettledAttempts', () => {
     expect(cache.settled(attempt('new'))).toBe(true);
     expect(cache.size).toBe(1);
   });
+
+  test('a task id settled again counts from its latest settlement, for the bound and for the age', () => {
+    const clock = new ManualClock();
+    const cache = new SettledAttempts(2, 1000, clock);
+    cache.add(attempt('a'));
+    cache.add(attempt('b'));
+    clock.advance(600);
+    for (let i = 1; i <= 10; i++) cache.add(attempt('a', i)); // 'a' is now the youngest, whatever its older records
+    cache.add(attempt('c')); // over the bound: 'b' is the oldest to go
+    expect(['a', 'b', 'c'].map((id) => cache.settled(attempt(id)))).toEqual([true, false, true]);
+    clock.advance(500); // 'a' was settled 500 ms ago, not 1,100
+    expect(cache.settled(attempt('a', 10))).toBe(true);
+    expect(cache.size).toBe(2);
+  });
 });
