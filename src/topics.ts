@@ -9,6 +9,8 @@ export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{0,199}$/;
 export const taskTopic = (service: string): string => `sheaf-tasks-${service}`;
 export const deadLetterTopic = (service: string): string => `sheaf-dead-letters-${service}`;
 export const resultTopic = (clientName: string): string => `sheaf-results-${clientName}`;
+/** Where the workers of a service announce the attempts they settled (see `src/worker/settled-feed.ts`). */
+export const settledTopic = (service: string): string => `sheaf-settled-${service}`;
 
 const RESULT_TOPIC = /^sheaf-results-[A-Za-z][A-Za-z0-9_-]{0,199}$/;
 

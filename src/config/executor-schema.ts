@@ -19,6 +19,7 @@
  *   retry.ignoredErrors        []
  *   settledCache.maxTasks      100000
  *   settledCache.maxSeconds    600
+ *   settledCache.shared        true
  *   isolation                  bisect
  */
 import { z } from 'zod';
@@ -34,7 +35,7 @@ export const EXECUTOR_DEFAULTS = {
   retry: { minimumSeconds: 1, backoffCoefficient: 2, randomFactor: 0.5, maximumRetries: 11 },
   /** maxUnacked = this × concurrency × maxMessages: one batch running and one filling per slot. */
   unackedPerSlot: 2,
-  settledCache: { maxTasks: 100_000, maxSeconds: 600 },
+  settledCache: { maxTasks: 100_000, maxSeconds: 600, shared: true },
   isolation: 'bisect',
 } as const;
 
@@ -72,6 +73,7 @@ export const retrySchema = strictObject({
 export const settledCacheSchema = strictObject({
   maxTasks: positiveInt().optional(),
   maxSeconds: positiveNumber().optional(),
+  shared: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 /** Executor keys other than how the service instance is obtained (factory, or module/export). */
@@ -106,8 +108,8 @@ export interface CompiledExecutorSettings {
   readonly maxUnacked: number;
   readonly batch: BatchLimits;
   readonly retry: RetryOptions;
-  /** Recently settled attempts remembered to drop their twins. */
-  readonly settledCache: { readonly maxTasks: number; readonly maxAgeMs: number };
+  /** Recently settled attempts remembered to drop their twins; `shared`: also those the service's other workers settled. */
+  readonly settledCache: { readonly maxTasks: number; readonly maxAgeMs: number; readonly shared: boolean };
   readonly isolation: IsolationMode;
 }
 
@@ -165,6 +167,7 @@ export function compileExecutorSettings(settings: ExecutorSettings, path: string
     settledCache: {
       maxTasks: settings.settledCache?.maxTasks ?? EXECUTOR_DEFAULTS.settledCache.maxTasks,
       maxAgeMs: (settings.settledCache?.maxSeconds ?? EXECUTOR_DEFAULTS.settledCache.maxSeconds) * 1000,
+      shared: settings.settledCache?.shared ?? EXECUTOR_DEFAULTS.settledCache.shared,
     },
     isolation: settings.isolation ?? EXECUTOR_DEFAULTS.isolation,
   };
@@ -187,7 +190,11 @@ export function executorSettingsOf(compiled: CompiledExecutorSettings): Executor
       ...(compiled.batch.maxBytes !== undefined ? { maxBytes: compiled.batch.maxBytes } : {}),
     },
     retry: { ...compiled.retry, ignoredErrors: [...compiled.retry.ignoredErrors] },
-    settledCache: { maxTasks: compiled.settledCache.maxTasks, maxSeconds: compiled.settledCache.maxAgeMs / 1000 },
+    settledCache: {
+      maxTasks: compiled.settledCache.maxTasks,
+      maxSeconds: compiled.settledCache.maxAgeMs / 1000,
+      shared: compiled.settledCache.shared,
+    },
     isolation: compiled.isolation,
   };
 }

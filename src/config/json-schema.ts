@@ -102,8 +102,16 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   'services[].executor.settledCache': {
     description: 'attempts settled recently, remembered so that a second copy of one is acked without running again',
   },
-  'services[].executor.settledCache.maxTasks': { description: 'task ids remembered at most (about 150 bytes each)', default: 100000 },
+  'services[].executor.settledCache.maxTasks': {
+    description: 'task ids remembered at most (about 210 bytes each, the id included)',
+    default: 100000,
+  },
   'services[].executor.settledCache.maxSeconds': { description: 'how long an attempt is remembered', default: 600 },
+  'services[].executor.settledCache.shared': {
+    description:
+      "workers of the service announce the attempts they settle on its sheaf-settled- topic and remember each other's, so a copy the broker hands to another worker (after it lost acks) is not run again",
+    default: true,
+  },
   'services[].executor.isolation': {
     description:
       'a batch that failed as a whole (threw, timed out): bisect retries it as two halves apart from other tasks, recursively, until the failing task stands alone; single retries each task alone; none retries each task on its own schedule with any others. Isolation retries use no retry',

@@ -18,9 +18,17 @@ const SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const BYTES_BUCKETS = [256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216];
 
-/** Per-service figures read when metrics are collected (observable gauges). */
+/** Per-service figures read when metrics are collected (observable instruments). */
 export interface GaugeSource {
-  stats(): Record<string, { inFlight: number; openAggregates: number; runningExecutions: number }>;
+  stats(): Record<string, ObservedStats>;
+}
+
+/** What is read of a service's stats; `settledElsewhere` counts up, the others are levels. */
+interface ObservedStats {
+  inFlight: number;
+  openAggregates: number;
+  runningExecutions: number;
+  settledElsewhere?: number;
 }
 
 /** Per-task counts kept in plain numbers and reported when metrics are collected. */
@@ -101,21 +109,24 @@ export class WorkerMetrics {
       description: 'duration of one execution (a batch, or a single task)',
       advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     });
-    const gauge = (
-      name: string,
-      description: string,
-      pick: (s: { inFlight: number; openAggregates: number; runningExecutions: number }) => number,
-    ) => {
-      const instrument = m.createObservableGauge(name, { description });
+    const observe = (name: string, description: string, pick: (s: ObservedStats) => number, kind: 'gauge' | 'counter' = 'gauge') => {
+      const instrument =
+        kind === 'gauge' ? m.createObservableGauge(name, { description }) : m.createObservableCounter(name, { description });
       const callback = (result: ObservableResult): void => {
         for (const [service, stats] of Object.entries(source.stats())) result.observe(pick(stats), { service });
       };
       instrument.addCallback(callback);
       this.detach.push(() => instrument.removeCallback(callback));
     };
-    gauge('sheaf_tasks_in_flight', 'tasks received and not yet settled', (s) => s.inFlight);
-    gauge('sheaf_open_aggregates', 'aggregates (method and batch key) filling now', (s) => s.openAggregates);
-    gauge('sheaf_running_executions', 'batches or single tasks executing now', (s) => s.runningExecutions);
+    observe('sheaf_tasks_in_flight', 'tasks received and not yet settled', (s) => s.inFlight);
+    observe('sheaf_open_aggregates', 'aggregates (method and batch key) filling now', (s) => s.openAggregates);
+    observe('sheaf_running_executions', 'batches or single tasks executing now', (s) => s.runningExecutions);
+    observe(
+      'sheaf_settled_elsewhere_total',
+      'attempts other workers of the service announced as settled (their copies are not run here; settledCache.shared)',
+      (s) => s.settledElsewhere ?? 0,
+      'counter',
+    );
   }
 
   /** Stops reporting this worker's gauges (it closed). */

@@ -138,6 +138,15 @@ export interface Consumer {
    * that no partly settled batch entry goes back to the broker whole.
    */
   pause(): void;
+  /**
+   * True when the broker will deliver this message again whatever is done
+   * with it here: the connection it came on is gone (Pulsar redelivers what
+   * a lost consumer held, to any consumer). An ack still counts. A worker
+   * does not start such a message: it would run here and wherever its copy
+   * goes. False while the delivery is current. Asked of messages this
+   * consumer delivered and that are not settled yet.
+   */
+  isStale(message: ReceivedMessage): boolean;
   /** Settles the message for good. Acking twice is harmless. */
   ack(message: ReceivedMessage): Promise<void>;
   /**

@@ -32,6 +32,7 @@ import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
 import { RetryPolicy } from './retry-policy.js';
 import { HeldAttempts } from './held-attempts.js';
 import { SettledAttempts } from './settled-attempts.js';
+import type { SettledFeed } from './settled-feed.js';
 import { Settler, type SettledTask } from './settler.js';
 import { Slots } from './slots.js';
 import { StuckKeys } from './stuck-keys.js';
@@ -42,6 +43,8 @@ export interface ServiceRunnerDeps {
   readonly instance: object;
   readonly consumer: Consumer;
   readonly publisher: OutcomePublisher;
+  /** Settled attempts shared with the service's other workers; null when not shared (`settledCache.shared`). */
+  readonly settledFeed: SettledFeed | null;
   readonly workerName: string;
   readonly clock: Clock;
   readonly random: () => number;
@@ -62,6 +65,8 @@ export interface ServiceRunnerStats {
   readonly openAggregates: number;
   readonly bufferedTasks: number;
   readonly runningExecutions: number;
+  /** Attempts other workers of the service announced as settled, taken into this worker's `settledCache`. */
+  readonly settledElsewhere: number;
 }
 
 export class ServiceRunner {
@@ -78,6 +83,7 @@ export class ServiceRunner {
   private readonly stop = new AbortController();
   private readonly tracked = new Set<Promise<void>>();
   private inFlight = 0;
+  private settledElsewhere = 0;
   private warnedBackpressure = false;
   private room: Deferred<void> | null = null;
   private loop: Promise<void> | null = null;
@@ -114,10 +120,15 @@ export class ServiceRunner {
       openAggregates: this.buffer.openAggregates,
       bufferedTasks: this.buffer.bufferedItems,
       runningExecutions: this.slots.inUse,
+      settledElsewhere: this.settledElsewhere,
     };
   }
 
   start(): void {
+    this.deps.settledFeed?.start((attempt) => {
+      this.settledElsewhere += 1;
+      this.settledAttempts.addShared(attempt);
+    });
     this.loop = this.consume().catch((error: unknown) => {
       this.log.error({ err: error }, 'the consume loop stopped on an error');
       this.deps.onFatal(error);
@@ -325,6 +336,10 @@ export class ServiceRunner {
       this.defer([task]);
       return;
     }
+    if (this.stillToRun([task]).length === 0) {
+      this.slots.release(task.batchKey);
+      return;
+    }
     this.stuckKeys.slotChanged(task.batchKey);
     let outcome: ExecutionOutcome;
     const started = this.deps.clock.now();
@@ -371,6 +386,12 @@ export class ServiceRunner {
       this.defer(batch.items);
       return;
     }
+    const items = this.stillToRun(batch.items);
+    if (items.length === 0) {
+      this.slots.release(batch.group.batchKey);
+      return;
+    }
+    if (items.length < batch.items.length) batch = { ...batch, items, bytes: items.reduce((sum, task) => sum + task.bytes, 0) };
     this.stuckKeys.slotChanged(batch.group.batchKey);
     let execution;
     let failedCount = 0;
@@ -468,6 +489,37 @@ export class ServiceRunner {
     this.deps.events.emit('batch', report);
   }
 
+  /**
+   * The tasks still worth running once their slot is free, checked as late
+   * as possible. Not an attempt settled meanwhile by another worker (its
+   * announcement came while the task waited in its batch): acked as a twin.
+   * Not a message the broker delivers again anyway (its connection is gone,
+   * `Consumer.isStale`): run now, it would run twice, here and wherever its
+   * copy goes. It is handed back, and a copy of it that already came back
+   * here takes its place.
+   */
+  private stillToRun(tasks: readonly ReceivedTask[]): readonly ReceivedTask[] {
+    let run: ReceivedTask[] | null = null;
+    for (let i = 0; i < tasks.length; i++) {
+      const task = tasks[i]!;
+      const settled = this.settledAttempts.settled(task.envelope);
+      if (!settled && !this.deps.consumer.isStale(task.message)) {
+        run?.push(task);
+        continue;
+      }
+      run ??= tasks.slice(0, i);
+      const copies = this.heldAttempts.release(task.envelope);
+      if (settled) {
+        for (const message of [task.message, ...copies]) this.track(this.settler.dropTwin(message, task.envelope));
+      } else {
+        this.settler.giveBack(task.message, task.envelope);
+        // Counted in flight when they came; the first is held (and run) now, the others wait beside it.
+        for (const copy of copies) this.accept(copy);
+      }
+    }
+    return run ?? tasks;
+  }
+
   /** Gives tasks back unrun (see `StuckKeys.shouldDefer`); the delay doubles with each deferral, up to the timeout. */
   private defer(tasks: readonly ReceivedTask[]): void {
     const { timeoutMs } = this.deps.service;
@@ -479,7 +531,11 @@ export class ServiceRunner {
     if (this.room && this.inFlight < this.deps.service.maxUnacked) this.room.resolve();
     const durable = task.settlement !== 'redelivered' && task.settlement !== 'deferred';
     if (task.envelope !== null) {
-      if (durable) this.settledAttempts.add(task.envelope);
+      if (durable) {
+        const e = task.envelope;
+        this.settledAttempts.add(e);
+        this.deps.settledFeed?.announce(e.taskId, e.retrySequence, e.retryIndex, e.isolation?.step ?? 0);
+      }
       for (const copy of this.heldAttempts.release(task.envelope)) {
         this.track(this.settler.settleCopy(copy, task.envelope, durable));
       }

@@ -233,6 +233,11 @@ export class Settler {
    */
   async settleCopy(message: ReceivedMessage, envelope: TaskEnvelope, durable: boolean): Promise<void> {
     if (durable) return this.dropTwin(message, envelope);
+    this.giveBack(message, envelope);
+  }
+
+  /** Hands a task message back unrun, as it is (a copy whose original was handed back, a stale delivery). */
+  giveBack(message: ReceivedMessage, envelope: TaskEnvelope): void {
     this.deps.consumer.nack(message);
     this.reportUnrun(envelope, 'redelivered', false);
   }

@@ -25,6 +25,7 @@ import type { WorkerEvents } from './events.js';
 import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } from './options.js';
 import { OutcomePublisher } from './outcome-publisher.js';
 import { ServiceRunner, type ServiceRunnerStats } from './service-runner.js';
+import { SettledFeed } from './settled-feed.js';
 
 export type WorkerState =
   | { readonly status: 'created' }
@@ -54,6 +55,7 @@ export class SheafWorker {
   private readonly runners = new Map<string, ServiceRunner>();
   private readonly publishers: OutcomePublisher[] = [];
   private readonly consumers: Consumer[] = [];
+  private readonly settledFeeds: SettledFeed[] = [];
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private metrics: WorkerMetrics | null = null;
@@ -212,7 +214,10 @@ export class SheafWorker {
         maxUnacked: service.maxUnacked,
       });
       this.consumers.push(consumer);
+      const settledFeed = service.settledCache.shared ? await SettledFeed.open(transport, service.name, this.log) : null;
+      if (settledFeed) this.settledFeeds.push(settledFeed);
       const runner = new ServiceRunner({
+        settledFeed,
         service,
         definition,
         instance,
@@ -243,6 +248,7 @@ export class SheafWorker {
     this.metrics?.close();
     await Promise.all(this.consumers.map((c) => c.close().catch(() => undefined)));
     await Promise.all(this.publishers.map((p) => p.close()));
+    await Promise.all(this.settledFeeds.map((f) => f.close()));
   }
 
   private async runOwnedCleanup(): Promise<void> {

@@ -68,7 +68,7 @@ for (const target of transportTargets()) {
       const results = await Promise.all(calls);
       expect(results[9_999]).toBe('9999');
       await vi.waitFor(() => expect(worker.stats().Echo!.inFlight).toBe(0));
-      expect(worker.stats().Echo).toEqual({ inFlight: 0, openAggregates: 0, bufferedTasks: 0, runningExecutions: 0 });
+      expect(worker.stats().Echo).toEqual({ inFlight: 0, openAggregates: 0, bufferedTasks: 0, runningExecutions: 0, settledElsewhere: 0 });
     });
 
     test('tasks received and not settled never exceed maxUnacked', async () => {

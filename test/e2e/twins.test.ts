@@ -10,6 +10,8 @@ import { Batch } from '../../src/service/decorators.js';
 import { taskTopic } from '../../src/topics.js';
 import { encodeEnvelope } from '../../src/wire/envelopes.js';
 import type { TaskReport } from '../../src/worker/events.js';
+import { SheafWorker } from '../../src/worker/worker.js';
+import { testLogger } from '../support/logger.js';
 import { Counter, startSystem, type System } from '../support/system.js';
 import { rawTask } from '../support/tasks.js';
 import { transportTargets } from '../support/transports.js';
@@ -110,5 +112,52 @@ for (const target of transportTargets()) {
       expect(s.settlements.map((r) => r.settlement)).toEqual(['succeeded', 'twin']);
       expect(executions.get(taskId)).toBe(1);
     });
+
+    for (const shared of [true, false]) {
+      test(`a copy of an attempt another worker settled ${shared ? 'is acked without running (settledCache.shared)' : 'runs again when settled attempts are not shared'}`, async () => {
+        const executions = new Counter();
+        class Echo {
+          echo(_v: string): void {}
+          @Batch('echo')
+          async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+            for (const id of tasks.keys()) executions.add(id);
+            return tasks;
+          }
+        }
+        const service = {
+          name: 'Echo',
+          executor: { factory: () => new Echo(), batch: { maxMessages: 1, maxSeconds: 0.05 }, settledCache: { shared } },
+        };
+        system = await startSystem([service], await target.create());
+        const s = system;
+        const other = new SheafWorker({ transport: s.transport, services: [service], logger: testLogger, name: 'other' });
+        const otherReports: TaskReport[] = [];
+        await other.start();
+        const workers = [
+          { worker: s.worker, reports: s.settlements },
+          { worker: other, reports: otherReports },
+        ];
+        other.events.on('task', (r) => otherReports.push(r));
+        const producer = await s.transport.createProducer(taskTopic('Echo'));
+        try {
+          const taskId = randomUUID();
+          const payload = encodeEnvelope(rawTask(taskId, 'Echo', 'echo', ['x']));
+          await producer.send({ payload });
+          await vi.waitFor(() => expect(s.settlements.length + otherReports.length).toBe(1));
+          // The worker that ran it goes away; the copy can only reach the other one, which never saw the task.
+          const ran = workers.find((w) => w.reports.length === 1)!;
+          const remaining = workers.find((w) => w !== ran)!;
+          await ran.worker.close();
+          if (shared) await vi.waitFor(() => expect(remaining.worker.stats().Echo!.settledElsewhere).toBe(1));
+          await producer.send({ payload }); // the broker's redelivery after it lost the ack
+          await vi.waitFor(() => expect(remaining.reports).toHaveLength(1));
+          expect(remaining.reports[0]!.settlement).toBe(shared ? 'twin' : 'succeeded');
+          expect(executions.get(taskId)).toBe(shared ? 1 : 2);
+        } finally {
+          await producer.close();
+          await other.close();
+        }
+      });
+    }
   });
 }

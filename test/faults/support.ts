@@ -129,8 +129,25 @@ export async function connectClient(run: FaultRun): Promise<{ client: SheafClien
 /** Executions per task id, from the fault service's log. */
 export async function executionsPerTask(run: FaultRun): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (const id of (await readFile(run.execLog, 'utf8')).split('\n')) if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+  for (const { taskId } of await executionLog(run)) counts.set(taskId, (counts.get(taskId) ?? 0) + 1);
   return counts;
+}
+
+/** One execution of a task, as the fault service logged it: which worker process, when it started. */
+export interface Execution {
+  readonly taskId: string;
+  readonly pid: number;
+  readonly startedAt: number;
+}
+
+/** Every execution the run's workers logged, in the order they were logged. */
+export async function executionLog(run: FaultRun): Promise<Execution[]> {
+  const executions: Execution[] = [];
+  for (const line of (await readFile(run.execLog, 'utf8')).split('\n')) {
+    const [taskId, pid, startedAt] = line.split(' ');
+    if (taskId) executions.push({ taskId, pid: Number(pid), startedAt: Number(startedAt) });
+  }
+  return executions;
 }
 
 /**

@@ -4,10 +4,13 @@
  * the run. Both sides must reconnect on their own and no task may be lost.
  */
 import 'reflect-metadata';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { SheafClient } from '../../src/client/client.js';
+import { SheafWorker } from '../../src/worker/worker.js';
+import { testLogger } from '../support/logger.js';
 import { Batch } from '../../src/service/decorators.js';
 import type { Transport } from '../../src/transport/transport.js';
-import { noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
+import { freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
 import { PulsarTestProxy } from '../support/pulsar-proxy.js';
 import { Counter, startSystem, type System } from '../support/system.js';
 
@@ -107,5 +110,64 @@ describe.skipIf(noPulsar())('a non-durable subscription across a reconnect', () 
     // The broker may send the entry it resumed from again: never anything older, never a gap.
     expect(seen.filter((s) => s !== 'm1')).toEqual(['m2', 'm3']);
     await producer.close();
+  });
+});
+
+describe.skipIf(noPulsar())('tasks delivered on a lost connection', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  let proxy: PulsarTestProxy | undefined;
+  afterEach(async () => {
+    if (proxy) proxy.refuseNew = false;
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await proxy?.stop();
+  });
+
+  test('a worker cut off from the broker does not start what it was given: the broker redelivers it, and it runs once', async () => {
+    const executions = new Counter();
+    class EchoImpl {
+      echo(_v: string): void {}
+      @Batch('echo')
+      async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+        for (const id of tasks.keys()) executions.add(id);
+        return new Map([...tasks].map(([id, v]) => [id, `echo ${v}`]));
+      }
+    }
+    const service = (maxSeconds: number) => ({
+      name: 'Echo',
+      executor: { factory: () => new EchoImpl(), batch: { maxMessages: 1000, maxSeconds } },
+    });
+    const { hostname, port } = new URL(pulsarUrl().replace(/^pulsar:/, 'http:'));
+    proxy = new PulsarTestProxy(hostname, Number(port));
+    const viaProxy = await proxy.start();
+    const namespace = await freshNamespace();
+    const cutOffSide = await pulsarTransport({ brokerServiceUrl: viaProxy, namespace });
+    const direct = await pulsarTransport({ namespace });
+    cleanups.push(
+      () => direct.close(),
+      () => cutOffSide.close(),
+    );
+    // Its batch waits 3 s to fill: long enough to lose the connection before it starts.
+    const cutOff = new SheafWorker({ transport: cutOffSide, services: [service(3)], logger: testLogger, name: 'cut-off' });
+    await cutOff.start();
+    cleanups.push(() => cutOff.close());
+    let batchesRunByCutOff = 0;
+    cutOff.events.on('batch', () => (batchesRunByCutOff += 1));
+    const client = await SheafClient.connect({ transport: direct, logger: testLogger });
+    cleanups.push(() => client.close());
+    const total = 20;
+    const results = Promise.all(
+      [...Array(total).keys()].map((i) => client.service<Echo>('Echo', { meta: { batchKey: 'k' } }).echo(`${i}`)),
+    );
+    await vi.waitFor(() => expect(cutOff.stats().Echo!.bufferedTasks).toBe(total), { timeout: 10_000 });
+    proxy.refuseNew = true;
+    proxy.cutAll();
+    const other = new SheafWorker({ transport: direct, services: [service(0.05)], logger: testLogger, name: 'other' });
+    await other.start();
+    cleanups.push(() => other.close());
+    expect(await results).toEqual([...Array(total).keys()].map((i) => `echo ${i}`));
+    // The cut-off worker's batch comes due: it hands its tasks back instead of running them.
+    await vi.waitFor(() => expect(cutOff.stats().Echo).toMatchObject({ bufferedTasks: 0, runningExecutions: 0 }), { timeout: 10_000 });
+    expect(batchesRunByCutOff).toBe(0);
+    expect(executions.values()).toEqual(Array(total).fill(1));
   });
 });

@@ -301,6 +301,11 @@ class MemoryConsumer implements Consumer {
     this.paused = true;
   }
 
+  /** No connections here: a delivery goes stale only when its consumer closes (what it held went back). */
+  isStale(_message: ReceivedMessage): boolean {
+    return this.closed;
+  }
+
   async ack(message: ReceivedMessage): Promise<void> {
     if (this.closed) throw this.closedError();
     if (this.held.delete(message.id)) this.sub.dispatch();

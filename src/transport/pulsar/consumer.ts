@@ -185,10 +185,7 @@ export class PartitionConsumer implements ConnectionHandler {
       return;
     }
     this.backoff.reset();
-    // Whatever was delivered on an earlier connection comes again from the broker.
-    this.entries.clear();
-    this.chunks.clear();
-    this.held = 0;
+    this.forgetDeliveries();
     this.outstanding = 0;
     this.sink.dropQueued(this.topic);
     this.flushAcks();
@@ -242,6 +239,21 @@ export class PartitionConsumer implements ConnectionHandler {
       this.queueAck({ ...id!, ack_set: wordsOf(tracker.batchSize, (i) => !tracker.acked.has(i)) });
     }
     if (current) this.refill(false);
+  }
+
+  /**
+   * Whatever was delivered on a connection that is gone comes again from the
+   * broker: from now on those deliveries are stale (see `resolve`, `isStale`).
+   */
+  private forgetDeliveries(): void {
+    this.entries.clear();
+    this.chunks.clear();
+    this.held = 0;
+  }
+
+  /** Whether `tracker` is an entry delivered on the current connection (and not settled). */
+  holds(tracker: EntryTracker): boolean {
+    return this.entries.get(tracker.key) === tracker;
   }
 
   /** Grants the broker no more permits from now on; what was granted still arrives. */
@@ -312,6 +324,7 @@ export class PartitionConsumer implements ConnectionHandler {
     } else if (c.type === CommandType.CLOSE_CONSUMER) {
       this.client.logger.info({ topic: this.topic }, 'the broker closed the consumer (topic moved or unloaded); resubscribing');
       if (this.lifecycle.state.kind === 'ready') this.lifecycle.connection!.unregisterConsumer(this.consumerId);
+      this.forgetDeliveries();
       this.scheduleReconnect();
     } else if (c.type === CommandType.REACHED_END_OF_TOPIC) {
       this.client.logger.warn({ topic: this.topic }, 'the topic was terminated: no more messages will arrive');
@@ -321,6 +334,7 @@ export class PartitionConsumer implements ConnectionHandler {
   onConnectionClosed(error: Error): void {
     if (this.lifecycle.isClosingOrClosed) return;
     this.client.logger.warn({ topic: this.topic, err: error.message }, 'consumer lost its connection; resubscribing');
+    this.forgetDeliveries();
     this.scheduleReconnect();
   }
 
@@ -625,6 +639,12 @@ export class PulsarConsumer implements Consumer {
 
   pause(): void {
     for (const part of this.parts) part.pause();
+  }
+
+  /** True once the partition consumer that delivered the message lost that connection (or the broker closed it). */
+  isStale(message: ReceivedMessage): boolean {
+    const delivery = deliveries.get(message);
+    return delivery !== undefined && !delivery.part.holds(delivery.tracker);
   }
 
   /** Queued acks of one event-loop turn leave as one ACK command per partition. */
