@@ -9,11 +9,12 @@ import { Command, CommanderError } from 'commander';
 import { positiveInt } from './arguments.js';
 import { pino } from 'pino';
 import { runDemo } from '../demo/run-demo.js';
-import { ConfigError, ServiceDefinitionError } from '../errors.js';
+import { ConfigError, ServiceDefinitionError, SheafError } from '../errors.js';
 import { PulsarTransport } from '../transport/pulsar/pulsar-transport.js';
 import { dispatchCommand } from './dispatch-command.js';
 import { dlqCommand } from './dlq-command.js';
 import { ExitCode } from './exit-codes.js';
+import { failureLine } from './failure-line.js';
 import { setupCommand } from './setup-command.js';
 import { workerCommand } from './worker-command.js';
 
@@ -70,7 +71,12 @@ try {
   } else if (error instanceof ConfigError || error instanceof ServiceDefinitionError) {
     process.stderr.write(`sheaf: ${error.message}\n`);
     process.exitCode = ExitCode.usage;
+  } else if (error instanceof SheafError) {
+    // A failure Sheaf names (a refused role, a broker that is gone): the reason and the fix, no stack.
+    process.stderr.write(`sheaf: ${failureLine(error, process.argv.includes('--verbose'))}\n`);
+    process.exitCode = ExitCode.failure;
   } else {
+    // Anything else is a bug: its stack is what a report needs.
     process.stderr.write(`sheaf: ${(error as Error)?.stack ?? String(error)}\n`);
     process.exitCode = ExitCode.failure;
   }
