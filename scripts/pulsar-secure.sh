@@ -33,12 +33,8 @@ READY_TIMEOUT="${PULSAR_READY_TIMEOUT:-240}"
 
 log() { echo "pulsar-secure.sh: $*" >&2; }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid
-  pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+# shellcheck source=lib/standalone.sh
+source "$SCRIPTS/lib/standalone.sh"
 
 ready() {
   [ -f "$DIR/admin.token" ] || return 1
@@ -71,7 +67,7 @@ tokens() {
 }
 
 configure() {
-  local conf="$DIR/standalone.conf" setting key
+  local conf="$DIR/standalone.conf"
   cp "$HOME_DIR/conf/standalone.conf" "$conf"
   local settings=(
     "brokerServicePort=$PLAIN_PORT"
@@ -93,15 +89,7 @@ configure() {
     "isDelayedDeliveryDeliverAtTimeStrict=true"
     "delayedDeliveryTickTimeMillis=100"
   )
-  for setting in "${settings[@]}"; do
-    key="${setting%%=*}"
-    if grep -q "^$key=" "$conf"; then
-      sed -i "s|^$key=.*|$setting|" "$conf"
-    else
-      if [ -n "$(tail -c 1 "$conf")" ]; then echo >>"$conf"; fi
-      echo "$setting" >>"$conf"
-    fi
-  done
+  set_settings "$conf" "${settings[@]}"
   cat >"$DIR/endpoints.json" <<EOF
 {
   "tlsUrl": "pulsar+ssl://localhost:$TLS_PORT",
@@ -130,38 +118,11 @@ start() {
       >"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
   fi
-  local waited=0
-  until ready; do
-    if ! running_pid >/dev/null; then
-      log "the broker exited while starting; last lines of $LOG_FILE:"
-      tail -n 40 "$LOG_FILE" >&2 || true
-      exit 1
-    fi
-    if [ "$waited" -ge "$READY_TIMEOUT" ]; then
-      log "not ready after ${READY_TIMEOUT}s; last lines of $LOG_FILE:"
-      tail -n 40 "$LOG_FILE" >&2 || true
-      exit 1
-    fi
-    sleep 2
-    waited=$((waited + 2))
-    if [ $((waited % 20)) -eq 0 ]; then log "waiting for readiness (${waited}s)"; fi
-  done
+  wait_ready
   log "ready at pulsar+ssl://localhost:$TLS_PORT and pulsar://localhost:$PLAIN_PORT (admin $ADMIN_URL); files in $DIR"
 }
 
-stop() {
-  local pid
-  if ! pid="$(running_pid)"; then log "not running"; rm -f "$PID_FILE"; return 0; fi
-  log "stopping broker $pid"
-  kill "$pid"
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; log "stopped"; return 0; }
-    sleep 1
-  done
-  log "still running after 60s; killing it"
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-}
+stop() { stop_broker; }
 
 status() {
   if ready; then echo "ready at $ADMIN_URL"; return 0; fi

@@ -26,14 +26,10 @@ TARBALL="$HOME/.m2/repository/org/apache/pulsar/pulsar-server-distribution/$PULS
 
 log() { echo "pulsar.sh: $*" >&2; }
 
-ready() { curl -fsS -o /dev/null --max-time 2 "$ADMIN_URL/admin/v2/brokers/ready" 2>/dev/null; }
+# shellcheck source=lib/standalone.sh
+source "$(dirname "$0")/lib/standalone.sh"
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid
-  pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+ready() { curl -fsS -o /dev/null --max-time 2 "$ADMIN_URL/admin/v2/brokers/ready" 2>/dev/null; }
 
 fetch() {
   if [ -x "$HOME_DIR/bin/pulsar" ]; then return 0; fi
@@ -57,17 +53,7 @@ BROKER_SETTINGS=(
 )
 
 configure() {
-  local conf="$HOME_DIR/conf/standalone.conf" setting key
-  for setting in "${BROKER_SETTINGS[@]}"; do
-    key="${setting%%=*}"
-    if grep -q "^$key=" "$conf"; then
-      sed -i "s|^$key=.*|$setting|" "$conf"
-    else
-      # The shipped file may not end with a newline: never glue a setting onto its last line.
-      if [ -n "$(tail -c 1 "$conf")" ]; then echo >>"$conf"; fi
-      echo "$setting" >>"$conf"
-    fi
-  done
+  set_settings "$HOME_DIR/conf/standalone.conf" "${BROKER_SETTINGS[@]}"
 }
 
 start() {
@@ -84,38 +70,11 @@ start() {
       nohup "$HOME_DIR/bin/pulsar" standalone -nfw -nss >"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
   fi
-  local waited=0
-  until ready; do
-    if ! running_pid >/dev/null; then
-      log "the broker exited while starting; last lines of $LOG_FILE:"
-      tail -n 40 "$LOG_FILE" >&2 || true
-      exit 1
-    fi
-    if [ "$waited" -ge "$READY_TIMEOUT" ]; then
-      log "not ready after ${READY_TIMEOUT}s; last lines of $LOG_FILE:"
-      tail -n 40 "$LOG_FILE" >&2 || true
-      exit 1
-    fi
-    sleep 2
-    waited=$((waited + 2))
-    if [ $((waited % 20)) -eq 0 ]; then log "waiting for readiness (${waited}s)"; fi
-  done
+  wait_ready
   log "ready at pulsar://127.0.0.1:6650 (admin $ADMIN_URL)"
 }
 
-stop() {
-  local pid
-  if ! pid="$(running_pid)"; then log "not running"; rm -f "$PID_FILE"; return 0; fi
-  log "stopping broker $pid"
-  kill "$pid"
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; log "stopped"; return 0; }
-    sleep 1
-  done
-  log "still running after 60s; killing it"
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-}
+stop() { stop_broker; }
 
 # kill -9, as a crash would (fault runs): whatever the broker had not persisted is lost.
 crash() {

@@ -12,7 +12,7 @@ import { encodeEnvelope } from '../../src/wire/envelopes.js';
 import type { TaskReport } from '../../src/worker/events.js';
 import { SheafWorker } from '../../src/worker/worker.js';
 import { testLogger } from '../support/logger.js';
-import { Counter, startSystem, type System } from '../support/system.js';
+import { Counter, countingEcho, startSystem, type System } from '../support/system.js';
 import { rawTask } from '../support/tasks.js';
 import { transportTargets } from '../support/transports.js';
 
@@ -26,14 +26,7 @@ for (const target of transportTargets()) {
 
     test('a copy of a settled attempt is acked without running; the next attempt of the task runs', async () => {
       const executions = new Counter();
-      class Echo {
-        echo(_v: string): void {}
-        @Batch('echo')
-        async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
-          for (const id of tasks.keys()) executions.add(id);
-          return tasks;
-        }
-      }
+      const Echo = countingEcho(executions);
       system = await startSystem(
         [{ name: 'Echo', executor: { factory: () => new Echo(), batch: { maxMessages: 1, maxSeconds: 0.05 } } }],
         await target.create(),
@@ -116,14 +109,7 @@ for (const target of transportTargets()) {
     for (const shared of [true, false]) {
       test(`a copy of an attempt another worker settled ${shared ? 'is acked without running (settledCache.shared)' : 'runs again when settled attempts are not shared'}`, async () => {
         const executions = new Counter();
-        class Echo {
-          echo(_v: string): void {}
-          @Batch('echo')
-          async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
-            for (const id of tasks.keys()) executions.add(id);
-            return tasks;
-          }
-        }
+        const Echo = countingEcho(executions);
         const service = {
           name: 'Echo',
           executor: { factory: () => new Echo(), batch: { maxMessages: 1, maxSeconds: 0.05 }, settledCache: { shared } },

@@ -8,11 +8,10 @@ import { afterEach, describe, expect, test, vi } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
 import { SheafWorker } from '../../src/worker/worker.js';
 import { testLogger } from '../support/logger.js';
-import { Batch } from '../../src/service/decorators.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
 import { PulsarTestProxy } from '../support/pulsar-proxy.js';
-import { Counter, startSystem, type System } from '../support/system.js';
+import { Counter, countingEcho, startSystem, type System } from '../support/system.js';
 
 interface Echo {
   echo(value: string): Promise<string>;
@@ -28,14 +27,7 @@ describe.skipIf(noPulsar())('reconnection under load', () => {
 
   test('connections cut three times while 2,000 tasks flow: every task completes, none is lost', async () => {
     const executions = new Counter();
-    class EchoImpl {
-      echo(_v: string): void {}
-      @Batch('echo')
-      async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
-        for (const id of tasks.keys()) executions.add(id);
-        return new Map([...tasks].map(([id, v]) => [id, `echo ${v}`]));
-      }
-    }
+    const EchoImpl = countingEcho(executions);
     const { hostname, port } = new URL(pulsarUrl().replace(/^pulsar:/, 'http:'));
     proxy = new PulsarTestProxy(hostname, Number(port));
     const viaProxy = await proxy.start();
@@ -124,14 +116,7 @@ describe.skipIf(noPulsar())('tasks delivered on a lost connection', () => {
 
   test('a worker cut off from the broker does not start what it was given: the broker redelivers it, and it runs once', async () => {
     const executions = new Counter();
-    class EchoImpl {
-      echo(_v: string): void {}
-      @Batch('echo')
-      async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
-        for (const id of tasks.keys()) executions.add(id);
-        return new Map([...tasks].map(([id, v]) => [id, `echo ${v}`]));
-      }
-    }
+    const EchoImpl = countingEcho(executions);
     const service = (maxSeconds: number) => ({
       name: 'Echo',
       executor: { factory: () => new EchoImpl(), batch: { maxMessages: 1000, maxSeconds } },

@@ -50,6 +50,13 @@ describe.skipIf(noSecureBroker())('a broker with token authentication, authoriza
       tls: { ca: secureBroker().ca },
     });
 
+  const echoWorker = (on: PulsarTransport) =>
+    new SheafWorker({
+      transport: on,
+      services: [{ name: 'Echo', executor: { factory: () => new EchoImpl(), batch: { maxMessages: 10, maxSeconds: 0.05 } } }],
+      logger: testLogger,
+    });
+
   /** A sheaf.yml for the echo fixture on the secured broker; `tls: false` leaves the tls block out. */
   async function config(options: {
     url?: string;
@@ -97,11 +104,7 @@ services:
     const workerSide = transport('worker-Echo');
     const clientSide = transport('app');
     const readOnly = transport('reader');
-    const worker = new SheafWorker({
-      transport: workerSide,
-      services: [{ name: 'Echo', executor: { factory: () => new EchoImpl(), batch: { maxMessages: 10, maxSeconds: 0.05 } } }],
-      logger: testLogger,
-    });
+    const worker = echoWorker(workerSide);
     try {
       await worker.start();
       const client = await SheafClient.connect({ transport: clientSide, logger: testLogger });
@@ -170,11 +173,7 @@ services:
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
     const workerSide = transport(() => current, logger);
     const clientSide = transport('app');
-    const worker = new SheafWorker({
-      transport: workerSide,
-      services: [{ name: 'Echo', executor: { factory: () => new EchoImpl(), batch: { maxMessages: 10, maxSeconds: 0.05 } } }],
-      logger: testLogger,
-    });
+    const worker = echoWorker(workerSide);
     try {
       await worker.start();
       const client = await SheafClient.connect({ transport: clientSide, logger: testLogger });

@@ -1,4 +1,5 @@
 import { SheafClient } from '../../src/client/client.js';
+import { Batch } from '../../src/service/decorators.js';
 import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import type { Transport } from '../../src/transport/transport.js';
@@ -93,4 +94,17 @@ export class Counter {
   values(): number[] {
     return [...this.counts.values()];
   }
+}
+
+/** An echo service (`echo(value)` answers `echo <value>`) that counts each task's executions in `executions`. */
+export function countingEcho(executions: Counter) {
+  class CountingEcho {
+    echo(_v: string): void {}
+    @Batch('echo')
+    async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+      for (const id of tasks.keys()) executions.add(id);
+      return new Map([...tasks].map(([id, v]) => [id, `echo ${v}`]));
+    }
+  }
+  return CountingEcho;
 }
