@@ -19,7 +19,9 @@ const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1,
 export const MAX_PROCESSES = 64;
 
 export const pulsarSchema = strictObject({
-  brokerServiceUrl: nonEmpty('a URL like pulsar://localhost:6650').describe('pulsar://host:6650, or pulsar+ssl://host:6651 for TLS'),
+  brokerServiceUrl: nonEmpty('a URL like pulsar://localhost:6650').describe(
+    'pulsar://host:6650, or pulsar+ssl://host:6651 for TLS; several hosts (pulsar://h1:6650,h2:6650) are tried in turn when one cannot be reached',
+  ),
   adminUrl: nonEmpty('a URL like http://localhost:8080')
     .optional()
     .describe("the broker's admin REST API (http://host:8080), used by `sheaf setup` to create the tenant and namespace"),

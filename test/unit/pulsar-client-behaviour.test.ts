@@ -4,7 +4,7 @@
  * chunking, send timeouts, back-pressure and guarded lifecycles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { MessageTooLargeError, SendTimeoutError } from '../../src/errors.js';
 import { PulsarClient } from '../../src/transport/pulsar/client.js';
@@ -336,3 +336,41 @@ async function clientSocketsOf(t: PulsarTransport): Promise<Socket[]> {
   const opened = await Promise.all(connections);
   return opened.map((c) => (c as { socket: Socket }).socket);
 }
+
+describe('a service URL with several hosts', () => {
+  /** A port on loopback where nothing listens: a connect is refused at once. */
+  async function closedPort(): Promise<number> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+
+  test('a host that is down is passed over, at start and for every later lookup', async () => {
+    const broker = await simulated();
+    const down = await closedPort();
+    const t = transport(broker, { brokerServiceUrl: `pulsar://127.0.0.1:${down},${broker.url.replace('pulsar://', '')}` });
+    for (let i = 0; i < 3; i++) {
+      const producer = await t.createProducer(`${TOPIC}-${i}`);
+      await producer.send({ payload: Buffer.from('x') });
+      await producer.close();
+    }
+    expect(t.connectionProblem()).toBeNull();
+  });
+
+  test('when no host answers, the error names every one of them', async () => {
+    const [a, b] = [await closedPort(), await closedPort()];
+    const client = new PulsarClient({
+      serviceUrl: `pulsar://127.0.0.1:${a},127.0.0.1:${b}`,
+      logger: testLogger,
+      connectTimeoutMs: 1000,
+      operationTimeoutMs: 1000,
+      keepAliveIntervalMs: 30_000,
+    });
+    cleanups.push(() => client.close());
+    const error = await client.partitions(TOPIC).catch((e: unknown) => e as Error);
+    expect(String(error)).toMatch(new RegExp(`no host of the service URL could be reached: .*127\\.0\\.0\\.1:${a}.*127\\.0\\.0\\.1:${b}`));
+    expect(client.connectionProblem).toMatch(/no host of the service URL/);
+  });
+});

@@ -2,7 +2,8 @@
  * PulsarClient: the connections to a Pulsar cluster, shared by every producer
  * and consumer of one transport.
  *
- * Topic lookup goes through the service URL (any of its hosts): LOOKUP answers
+ * Topic lookup goes through the service URL (the host that answered last, or
+ * the next reachable one): LOOKUP answers
  * "connect to this broker" or "ask that broker" (a redirect, followed up to
  * `MAX_REDIRECTS` times). Connections are pooled by broker URL, so all
  * producers and consumers served by one broker share one socket.
@@ -28,7 +29,8 @@ export interface PulsarClientOptions extends BrokerConnectionOptions {
 export class PulsarClient {
   private readonly serviceAddresses: BrokerAddress[];
   private readonly connections = new Map<string, Promise<Connection>>();
-  private nextServiceAddress = 0;
+  /** The service URL host that answered last: lookups go there first. */
+  private serviceAddressInUse = 0;
   private nextId = 1;
   private closed = false;
   private lastConnectFailure: string | null = null;
@@ -122,10 +124,38 @@ export class PulsarClient {
     return url;
   }
 
-  private serviceConnection(): Promise<Connection> {
-    const address = this.serviceAddresses[this.nextServiceAddress % this.serviceAddresses.length]!;
-    this.nextServiceAddress += 1;
-    return this.connection(address, address);
+  /**
+   * A connection to a host of the service URL: the one that answered last,
+   * and if it cannot be reached, each other one in turn (as the Java client
+   * does with a multi-host service URL), so one broker down does not stop a
+   * start, a lookup or a reconnect. The client stays on the host that
+   * answered, so a host that is down costs one failed connect per failover,
+   * not one per lookup. A broker that answers with an error (a refused
+   * token) ends the search: another host would say the same.
+   */
+  private async serviceConnection(): Promise<Connection> {
+    const count = this.serviceAddresses.length;
+    const first = this.serviceAddressInUse;
+    const failures: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const index = (first + i) % count;
+      const address = this.serviceAddresses[index]!;
+      try {
+        const connection = await this.connection(address, address);
+        if (index !== first) {
+          this.serviceAddressInUse = index;
+          this.lastConnectFailure = null;
+          this.logger.warn({ unreachable: failures }, `service URL: using ${address.url}; the hosts before it could not be reached`);
+        }
+        return connection;
+      } catch (error) {
+        if (count === 1 || !(error instanceof PulsarConnectionError)) throw error;
+        failures.push(error.message);
+      }
+    }
+    const message = `no host of the service URL could be reached: ${failures.join('; ')}`;
+    this.lastConnectFailure = message;
+    throw new PulsarConnectionError(message);
   }
 
   private connection(address: BrokerAddress, physical: BrokerAddress): Promise<Connection> {
