@@ -3,13 +3,14 @@ import { configuredToken } from '../config/from-config.js';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../errors.js';
 import { PulsarAdmin } from '../transport/pulsar/admin.js';
+import { taskTopic } from '../topics.js';
 import { ExitCode } from './exit-codes.js';
 import { failureLine } from './failure-line.js';
 
 export function setupCommand(program: Command): void {
   program
     .command('setup')
-    .description('create the Pulsar tenant and namespace of a sheaf.yml, with the policy Sheaf needs; safe to run again')
+    .description("create the Pulsar tenant and namespace of a sheaf.yml, with the policy Sheaf needs, and partitioned task topics for services with `partitions`; safe to run again")
     .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
     .option('--verbose', 'print stacks with errors')
     .addHelpText(
@@ -44,12 +45,15 @@ export function setupCommand(program: Command): void {
       const tenant = p.tenant ?? 'public';
       const namespace = p.namespace ?? 'default';
       try {
-        const report = await new PulsarAdmin({ adminUrl: p.adminUrl, ...(token !== undefined ? { token } : {}) }).ensureNamespace(
-          tenant,
-          namespace,
-        );
+        const admin = new PulsarAdmin({ adminUrl: p.adminUrl, ...(token !== undefined ? { token } : {}) });
+        const report = await admin.ensureNamespace(tenant, namespace);
         process.stdout.write(`tenant ${tenant}: ${report.tenant}\nnamespace ${tenant}/${namespace}: ${report.namespace}\n`);
         for (const policy of report.policies) process.stdout.write(`policy: ${policy}\n`);
+        for (const service of loaded.config.services ?? []) {
+          if (service.partitions === undefined) continue;
+          const topic = taskTopic(service.name);
+          process.stdout.write(`topic ${topic}: ${await admin.ensurePartitions(tenant, namespace, topic, service.partitions)}\n`);
+        }
       } catch (error) {
         process.stderr.write(`sheaf: setup failed: ${failureLine(error, options.verbose ?? false)}\n`);
         process.exitCode = ExitCode.failure;

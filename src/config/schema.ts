@@ -7,7 +7,10 @@ import { z } from 'zod';
 import { NAME_PATTERN } from '../topics.js';
 import { executorSettingsShape } from './executor-schema.js';
 import { pulsarTuningShape } from '../transport/pulsar/options-schema.js';
-import { strictObject } from './issues.js';
+import { positiveInt, strictObject } from './issues.js';
+
+/** The most task-topic partitions `sheaf setup` makes (Pulsar's own default limit is 100 per topic on many deployments). */
+export const MAX_PARTITIONS = 100;
 
 const name = z
   .string({ error: 'must be a name (a string)' })
@@ -91,6 +94,12 @@ export const sheafConfigSchema = strictObject({
     .array(
       strictObject({
         name,
+        partitions: positiveInt()
+          .max(MAX_PARTITIONS, { error: `must be an integer from 1 to ${MAX_PARTITIONS}` })
+          .optional()
+          .describe(
+            'partitions of the task topic, made by `sheaf setup` (Pulsar spreads partitions over brokers); default: one topic, not partitioned',
+          ),
         executor: executorConfigSchema.optional().describe('how workers run this service; clients need only the name'),
       }),
       { error: 'must be a list of services' },

@@ -3,8 +3,9 @@
  * admin REST API, sets Sheaf's inactive-topic policy, and can run again.
  */
 import { randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, test } from 'vitest';
-import { admin, noPulsar, pulsarAdminUrl, pulsarUrl } from '../support/pulsar.js';
+import { admin, freshNamespace, noPulsar, pulsarAdminUrl, pulsarUrl } from '../support/pulsar.js';
 import { runCli, startCli, writeEchoConfig } from '../support/cli.js';
 
 describe.skipIf(noPulsar())('sheaf setup (pulsar)', () => {
@@ -37,6 +38,38 @@ describe.skipIf(noPulsar())('sheaf setup (pulsar)', () => {
       await admin('DELETE', `namespaces/${tenant}/jobs`).catch(() => undefined);
       await admin('DELETE', `tenants/${tenant}`).catch(() => undefined);
     }
+  });
+
+  test('partitions: the task topic is made partitioned, grown, never shrunk; an unpartitioned one is named with the way out', async () => {
+    const namespace = await freshNamespace();
+    const config = await writeEchoConfig({
+      transport: 'pulsar',
+      pulsar: { brokerServiceUrl: pulsarUrl(), adminUrl: pulsarAdminUrl(), namespace },
+    });
+    const withPartitions = async (n: number) =>
+      writeFile(config, (await readFile(config, 'utf8')).replace(/- name: Echo\n(\s+partitions: \d+\n)?/, `- name: Echo\n    partitions: ${n}\n`));
+    await withPartitions(3);
+    const first = await runCli(['setup', '-c', config]);
+    expect(first.stdout).toContain('topic sheaf-tasks-Echo: 3 partitions created');
+    expect(await admin('GET', `persistent/public/${namespace}/sheaf-tasks-Echo/partitions`)).toMatchObject({ partitions: 3 });
+    expect((await runCli(['setup', '-c', config])).stdout).toContain('topic sheaf-tasks-Echo: 3 partitions existed');
+    await withPartitions(4);
+    expect((await runCli(['setup', '-c', config])).stdout).toContain('topic sheaf-tasks-Echo: partitions raised from 3 to 4');
+    await withPartitions(2);
+    expect((await runCli(['setup', '-c', config])).stdout).toMatch(/has 4 partitions, more than the 2 asked .*left as is/);
+    // A task goes through the partitioned topic.
+    const worker = startCli(['worker', '-c', config]);
+    await worker.waitFor(/worker ready/);
+    const dispatched = await runCli(['dispatch', '-c', config, 'Echo.echo', '--args', '["p"]', '--wait']);
+    expect(dispatched.stdout).toContain('echo p');
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    // A service whose task topic already exists unpartitioned.
+    await admin('PUT', `persistent/public/${namespace}/sheaf-tasks-Other`);
+    await writeFile(config, `${await readFile(config, 'utf8')}  - name: Other\n    partitions: 2\n`);
+    const refused = await runCli(['setup', '-c', config]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/sheaf-tasks-Other exists unpartitioned, and Pulsar cannot partition it: .*pulsar-admin topics delete/);
   });
 
   test('without pulsar.adminUrl it exits 2 naming the key', async () => {

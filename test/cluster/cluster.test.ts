@@ -8,7 +8,7 @@
  */
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { taskTopic } from '../../src/topics.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from '../support/logger.js';
@@ -86,6 +86,17 @@ describe.skipIf(!running)('a two-broker cluster', () => {
       expect(results).toEqual([...Array(total).keys()].map((i) => `echo ${i}`));
       expect(executions.values()).toHaveLength(total);
       expect(Math.max(...executions.values())).toBe(1);
+      // No partition starved: every one's backlog drains (acks travel after the results, so it is awaited).
+      await vi.waitFor(
+        async () => {
+          const stats = (await admin('GET', `persistent/public/${namespace}/${taskTopic('Echo')}/partitioned-stats?perPartition=true`)) as {
+            partitions: Record<string, { subscriptions: Record<string, { msgBacklog: number }> }>;
+          };
+          const backlogs = Object.values(stats.partitions).map((p) => p.subscriptions['sheaf-workers']?.msgBacklog);
+          expect(backlogs).toEqual(Array(6).fill(0));
+        },
+        { timeout: 10_000, interval: 200 },
+      );
     } finally {
       await system.stop();
     }

@@ -68,6 +68,38 @@ export class PulsarAdmin {
     };
   }
 
+  /**
+   * Makes `topic` a partitioned topic of `partitions` partitions, or grows
+   * one that has fewer (Pulsar cannot take partitions away). A topic that
+   * exists unpartitioned cannot be turned into one: that is an error naming
+   * the way out.
+   */
+  async ensurePartitions(tenant: string, namespace: string, topic: string, partitions: number): Promise<string> {
+    const path = `persistent/${tenant}/${namespace}/${encodeURIComponent(topic)}/partitions`;
+    // A topic that does not exist is a 404 on current brokers, `{ partitions: 0 }` on older ones.
+    const found = await this.call('GET', path, undefined, [404]);
+    const current = found.status === 404 ? 0 : ((found.body as { partitions?: number } | undefined)?.partitions ?? 0);
+    if (current === 0) {
+      const existing = (await this.call('GET', `namespaces/${tenant}/${namespace}/topics`)).body as string[];
+      if (existing.some((name) => name.endsWith(`/${topic}`))) {
+        throw new PulsarAdminError(
+          `PUT ${path}`,
+          null,
+          `${tenant}/${namespace}/${topic} exists unpartitioned, and Pulsar cannot partition it: drain it, delete it ` +
+            `(pulsar-admin topics delete persistent://${tenant}/${namespace}/${topic}), and run sheaf setup again; or remove partitions from sheaf.yml`,
+        );
+      }
+      await this.call('PUT', path, partitions);
+      return `${partitions} partitions created`;
+    }
+    if (current < partitions) {
+      await this.call('POST', path, partitions);
+      return `partitions raised from ${current} to ${partitions}`;
+    }
+    if (current > partitions) return `has ${current} partitions, more than the ${partitions} asked (Pulsar cannot remove partitions); left as is`;
+    return `${partitions} partitions existed`;
+  }
+
   /** The subscriptions of a topic, or null when the topic does not exist. */
   async subscriptions(tenant: string, namespace: string, topic: string): Promise<string[] | null> {
     const response = await this.call(
