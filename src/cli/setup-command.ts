@@ -10,7 +10,9 @@ import { failureLine } from './failure-line.js';
 export function setupCommand(program: Command): void {
   program
     .command('setup')
-    .description("create the Pulsar tenant and namespace of a sheaf.yml, with the policy Sheaf needs, and partitioned task topics for services with `partitions`; safe to run again")
+    .description(
+      'create the Pulsar tenant and namespace of a sheaf.yml, with the policy Sheaf needs, and partitioned task topics for services with `partitions`; safe to run again',
+    )
     .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
     .option('--verbose', 'print stacks with errors')
     .addHelpText(

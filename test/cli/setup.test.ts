@@ -47,7 +47,10 @@ describe.skipIf(noPulsar())('sheaf setup (pulsar)', () => {
       pulsar: { brokerServiceUrl: pulsarUrl(), adminUrl: pulsarAdminUrl(), namespace },
     });
     const withPartitions = async (n: number) =>
-      writeFile(config, (await readFile(config, 'utf8')).replace(/- name: Echo\n(\s+partitions: \d+\n)?/, `- name: Echo\n    partitions: ${n}\n`));
+      writeFile(
+        config,
+        (await readFile(config, 'utf8')).replace(/- name: Echo\n(\s+partitions: \d+\n)?/, `- name: Echo\n    partitions: ${n}\n`),
+      );
     await withPartitions(3);
     const first = await runCli(['setup', '-c', config]);
     expect(first.stdout).toContain('topic sheaf-tasks-Echo: 3 partitions created');

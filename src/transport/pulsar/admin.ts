@@ -96,7 +96,8 @@ export class PulsarAdmin {
       await this.call('POST', path, partitions);
       return `partitions raised from ${current} to ${partitions}`;
     }
-    if (current > partitions) return `has ${current} partitions, more than the ${partitions} asked (Pulsar cannot remove partitions); left as is`;
+    if (current > partitions)
+      return `has ${current} partitions, more than the ${partitions} asked (Pulsar cannot remove partitions); left as is`;
     return `${partitions} partitions existed`;
   }
 
