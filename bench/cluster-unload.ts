@@ -1,0 +1,127 @@
+/**
+ * Issue 16's unload run, with processes, on the local cluster of
+ * scripts/pulsar-cluster.sh: two `sheaf worker` processes, a client here
+ * with 2,000 tasks in flight, a task topic of 6 partitions, the namespace
+ * unloaded every 5 s (UNLOAD_EVERY_SECONDS). Prints whether every task was
+ * answered within 300 s, and how many ran twice. Not a test: a measurement
+ * (docs/reliability.md). `npm run build` first.
+ *
+ *   TOTAL=200000 npx tsx bench/cluster-unload.ts
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { SheafClient } from '../src/client/client.js';
+import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
+
+const ADMIN = 'http://127.0.0.1:8180/admin/v2';
+const SERVICE_URL = 'pulsar://127.0.0.1:6680,127.0.0.1:6681';
+const total = Number(process.env.TOTAL ?? 50_000);
+const unloadEveryMs = Number(process.env.UNLOAD_EVERY_SECONDS ?? 5) * 1000;
+const WINDOW = 2000;
+const LIMIT_MS = 300_000;
+
+async function admin(method: 'PUT' | 'DELETE', path: string, body?: unknown): Promise<void> {
+  const response = await fetch(`${ADMIN}/${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+}
+
+const namespace = `unload-${randomUUID().slice(0, 8)}`;
+await admin('PUT', `namespaces/public/${namespace}`);
+await admin('PUT', `persistent/public/${namespace}/sheaf-tasks-Fault/partitions`, 6);
+const dir = await mkdtemp(join(tmpdir(), 'sheaf-unload-'));
+const execLog = join(dir, 'executions.log');
+await writeFile(execLog, '');
+const config = join(dir, 'sheaf.yml');
+await writeFile(
+  config,
+  `name: unload-worker
+transport: pulsar
+pulsar: { brokerServiceUrl: '${SERVICE_URL}', namespace: ${namespace}, nackRedeliveryDelayMs: 200 }
+logs: { level: warn, pretty: false }
+services:
+  - name: Fault
+    executor:
+      module: ${new URL('../test/faults/fixtures/fault-service.mjs', import.meta.url).pathname}
+      export: FaultService
+      concurrency: 4
+      batch: { maxMessages: 100, maxSeconds: 0.2 }
+`,
+);
+const workers = [0, 1].map(() =>
+  spawn(process.execPath, ['dist/cli/main.js', 'worker', '-c', config], {
+    env: { ...process.env, FAULT_EXEC_LOG: execLog },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  }),
+);
+const logger = pino({ level: 'warn' });
+const transport = new PulsarTransport({ brokerServiceUrl: SERVICE_URL, namespace, logger });
+const client = await SheafClient.connect({ transport, logger, maxUnackedResults: 5000 });
+const stub = (i: number) => client.service<{ work(s: string): Promise<string> }>('Fault', { meta: { batchKey: `key-${i % 8}` } });
+
+let done = 0;
+let inFlight = 0;
+let unloads = 0;
+let wake: (() => void) | null = null;
+const started = Date.now();
+const unloading = setInterval(
+  () =>
+    void admin('PUT', `namespaces/public/${namespace}/unload`).then(
+      () => (unloads += 1),
+      () => undefined,
+    ),
+  unloadEveryMs,
+);
+const progress = setInterval(
+  () => process.stderr.write(`${((Date.now() - started) / 1000).toFixed(0)} s: ${done} answered, ${unloads} unloads\n`),
+  10_000,
+);
+const answers: Promise<unknown>[] = [];
+for (let i = 0; i < total && Date.now() - started < LIMIT_MS; i++) {
+  while (inFlight >= WINDOW) await new Promise<void>((resolve) => (wake = resolve));
+  inFlight += 1;
+  answers.push(
+    stub(i)
+      .work(`${i}`)
+      .then(() => {
+        done += 1;
+        inFlight -= 1;
+        wake?.();
+        wake = null;
+      }),
+  );
+}
+const finished = await Promise.race([
+  Promise.all(answers).then(() => true),
+  new Promise<boolean>((r) => setTimeout(() => r(false), LIMIT_MS)),
+]);
+const seconds = (Date.now() - started) / 1000;
+clearInterval(unloading);
+clearInterval(progress);
+const runs = new Map<string, number>();
+for (const line of (await readFile(execLog, 'utf8')).split('\n')) {
+  const id = line.split(' ')[0];
+  if (id) runs.set(id, (runs.get(id) ?? 0) + 1);
+}
+const twice = [...runs.values()].filter((n) => n > 1).length;
+console.log(JSON.stringify({ total, answered: done, finished, seconds, unloads, executedTwice: twice, executedTwiceRate: twice / total }));
+for (const worker of workers) worker.kill('SIGKILL');
+await client.close().catch(() => undefined);
+await transport.close().catch(() => undefined);
+await admin('DELETE', `persistent/public/${namespace}/sheaf-tasks-Fault/partitions?force=true`).catch(() => undefined);
+// A default broker refuses to force-delete a namespace: its topics first.
+const left = (await (await fetch(`${ADMIN}/namespaces/public/${namespace}/topics`)).json()) as string[];
+for (const topic of left)
+  await admin('DELETE', `persistent/public/${namespace}/${topic.split('/').pop()!}?force=true`).catch(() => undefined);
+await admin('DELETE', `namespaces/public/${namespace}`).catch((error: unknown) =>
+  console.error(`left namespace public/${namespace}: ${String(error)}`),
+);
+process.exit(finished ? 0 : 1);
