@@ -3,10 +3,14 @@
  * scripts/pulsar-cluster.sh: two `sheaf worker` processes, a client here
  * with 2,000 tasks in flight, a task topic of 6 partitions, the namespace
  * unloaded every 5 s (UNLOAD_EVERY_SECONDS). Prints whether every task was
- * answered within 300 s, and how many ran twice. Not a test: a measurement
- * (docs/reliability.md). `npm run build` first.
+ * answered within 300 s, and how many ran twice. With KILL_BROKER=a or b,
+ * that broker is killed -9 a third of the way instead of the unloads (and
+ * started again at the end): the longest time without an answer is the
+ * stall. Not a test: a measurement (docs/reliability.md). `npm run build`
+ * first.
  *
  *   TOTAL=200000 npx tsx bench/cluster-unload.ts
+ *   TOTAL=60000 KILL_BROKER=b npx tsx bench/cluster-unload.ts
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -21,6 +25,8 @@ const ADMIN = 'http://127.0.0.1:8180/admin/v2';
 const SERVICE_URL = 'pulsar://127.0.0.1:6680,127.0.0.1:6681';
 const total = Number(process.env.TOTAL ?? 50_000);
 const unloadEveryMs = Number(process.env.UNLOAD_EVERY_SECONDS ?? 5) * 1000;
+const killBroker = process.env.KILL_BROKER;
+const cluster = new URL('../scripts/pulsar-cluster.sh', import.meta.url).pathname;
 const WINDOW = 2000;
 const LIMIT_MS = 300_000;
 
@@ -71,15 +77,20 @@ let done = 0;
 let inFlight = 0;
 let unloads = 0;
 let wake: (() => void) | null = null;
+let lastAnswerAt = Date.now();
+let longestGapMs = 0;
+let killedAt = 0;
+const failed: string[] = [];
 const started = Date.now();
-const unloading = setInterval(
-  () =>
-    void admin('PUT', `namespaces/public/${namespace}/unload`).then(
-      () => (unloads += 1),
-      () => undefined,
-    ),
-  unloadEveryMs,
-);
+const clusterCommand = (...args: string[]) =>
+  new Promise<void>((resolve) => spawn('bash', [cluster, ...args], { stdio: 'inherit' }).on('close', () => resolve()));
+const unloading = setInterval(() => {
+  if (killBroker) return;
+  void admin('PUT', `namespaces/public/${namespace}/unload`).then(
+    () => (unloads += 1),
+    () => undefined,
+  );
+}, unloadEveryMs);
 const progress = setInterval(
   () => process.stderr.write(`${((Date.now() - started) / 1000).toFixed(0)} s: ${done} answered, ${unloads} unloads\n`),
   10_000,
@@ -92,7 +103,21 @@ for (let i = 0; i < total && Date.now() - started < LIMIT_MS; i++) {
     stub(i)
       .work(`${i}`)
       .then(() => {
+        const now = Date.now();
+        longestGapMs = Math.max(longestGapMs, now - lastAnswerAt);
+        lastAnswerAt = now;
         done += 1;
+        if (killBroker && killedAt === 0 && done >= total / 3) {
+          killedAt = now;
+          void clusterCommand('kill-broker', killBroker);
+        }
+        inFlight -= 1;
+        wake?.();
+        wake = null;
+      })
+      .catch((error: unknown) => {
+        // A dispatch that failed (a send the broker never confirmed): counted, not retried.
+        failed.push((error as Error).name);
         inFlight -= 1;
         wake?.();
         wake = null;
@@ -112,7 +137,19 @@ for (const line of (await readFile(execLog, 'utf8')).split('\n')) {
   if (id) runs.set(id, (runs.get(id) ?? 0) + 1);
 }
 const twice = [...runs.values()].filter((n) => n > 1).length;
-console.log(JSON.stringify({ total, answered: done, finished, seconds, unloads, executedTwice: twice, executedTwiceRate: twice / total }));
+console.log(
+  JSON.stringify({
+    total,
+    answered: done,
+    failedDispatches: failed.length,
+    failedAs: [...new Set(failed)],
+    finished,
+    seconds,
+    ...(killBroker ? { killed: killBroker, longestStallSeconds: longestGapMs / 1000 } : { unloads }),
+    executedTwice: twice,
+    executedTwiceRate: twice / total,
+  }),
+);
 for (const worker of workers) worker.kill('SIGKILL');
 await client.close().catch(() => undefined);
 await transport.close().catch(() => undefined);
@@ -124,4 +161,5 @@ for (const topic of left)
 await admin('DELETE', `namespaces/public/${namespace}`).catch((error: unknown) =>
   console.error(`left namespace public/${namespace}: ${String(error)}`),
 );
-process.exit(finished ? 0 : 1);
+if (killBroker) await clusterCommand('start-broker', killBroker);
+process.exit(finished && failed.length === 0 ? 0 : 1);
