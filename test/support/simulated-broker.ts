@@ -29,6 +29,8 @@ export interface SimulatedOptions {
   readonly partitions?: number;
   /** Refuse PRODUCER for topics that match. */
   readonly refuseProducer?: (topic: string) => boolean;
+  /** Answer the first PRODUCER commands with these server errors, one each, in order (taken from the array). */
+  readonly producerErrors?: number[];
   /** Hold SUBSCRIBE's answer until this resolves. */
   readonly holdSubscribe?: () => Promise<void>;
 }
@@ -114,6 +116,11 @@ export class SimulatedBroker {
         return;
       }
       case CommandType.PRODUCER:
+        if (this.options.producerErrors?.length) {
+          const error = this.options.producerErrors.shift()!;
+          reply({ type: CommandType.ERROR, error: { request_id: command.producer!.request_id, error, message: 'simulated' } });
+          return;
+        }
         if (this.options.refuseProducer?.(command.producer!.topic)) {
           reply({ type: CommandType.ERROR, error: { request_id: command.producer!.request_id, error: 4, message: 'refused' } });
           return;

@@ -374,3 +374,24 @@ describe('a service URL with several hosts', () => {
     expect(client.connectionProblem).toMatch(/no host of the service URL/);
   });
 });
+
+/** PulsarApi.proto's ServerError codes. */
+const SERVICE_NOT_READY = 6;
+const AUTHORIZATION_ERROR = 4;
+
+describe('a broker that is not ready for a topic yet (a bundle being unloaded)', () => {
+  test('creating a producer is retried with a new lookup while the broker answers ServiceNotReady', async () => {
+    const errors = [SERVICE_NOT_READY, SERVICE_NOT_READY];
+    const broker = await simulated({ producerErrors: errors });
+    const producer = await transport(broker).createProducer(TOPIC);
+    expect(errors).toEqual([]);
+    await producer.send({ payload: Buffer.from('x') });
+  });
+
+  test('an error retrying cannot mend (a refused role) fails at once', async () => {
+    const broker = await simulated({ producerErrors: [AUTHORIZATION_ERROR] });
+    const started = Date.now();
+    await expect(transport(broker).createProducer(TOPIC)).rejects.toThrow(/AuthorizationError/);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});

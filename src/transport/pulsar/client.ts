@@ -11,7 +11,8 @@
 import type { Logger } from 'pino';
 import { CommandType, LookupType, ServerError } from './commands.js';
 import { Connection, type BrokerConnectionOptions } from './connection.js';
-import { PulsarConnectionError, serverError } from './errors.js';
+import { Backoff } from './backoff.js';
+import { PulsarConnectionError, PulsarServerError, serverError } from './errors.js';
 import { parseServiceUrl, type BrokerAddress } from './service-url.js';
 
 const MAX_REDIRECTS = 20;
@@ -90,6 +91,30 @@ export class PulsarClient {
       authoritative = r.authoritative ?? false;
     }
     throw new PulsarConnectionError(`lookup of ${topic} was redirected more than ${MAX_REDIRECTS} times`);
+  }
+
+  /**
+   * Runs `attempt` (a first subscribe or producer creation) again while the
+   * broker answers with an error worth retrying (`ServiceNotReady` while a
+   * bundle is unloaded or moves, `MetadataError`, `TooManyRequests`, ...),
+   * with backoff and a new lookup each time, as the Java client does, for at
+   * most the operation timeout. Other errors, and a broker that cannot be
+   * reached at all, fail at once: a start should fail fast when nothing
+   * answers.
+   */
+  async whileBrokerBusy<T>(attempt: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.options.operationTimeoutMs;
+    const backoff = new Backoff(100, 2000);
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (error) {
+        const waitMs = backoff.next();
+        if (!(error instanceof PulsarServerError) || !error.retriable || this.closed || Date.now() + waitMs > deadline) throw error;
+        this.logger.debug({ err: error.message }, 'the broker is not ready for this topic; looking it up again');
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
   }
 
   /** The last failure to open a connection, while none has opened since (null: the last attempt succeeded). */

@@ -600,7 +600,7 @@ export class PulsarConsumer implements Consumer {
         : [...Array(partitions).keys()].map(
             (i) => new PartitionConsumer(client, partitionTopic(topic, i), i, perPartition, settings, consumer),
           );
-    const results = await Promise.allSettled(consumer.parts.map((p) => p.connect()));
+    const results = await Promise.allSettled(consumer.parts.map((p) => client.whileBrokerBusy(() => p.connect())));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       // Partitions that did subscribe are closed again: nothing is left holding permits.

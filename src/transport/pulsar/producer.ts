@@ -141,7 +141,7 @@ export class PartitionProducer implements ConnectionHandler {
       }
     }
     const producer = new PartitionProducer(client, topic, partition, settings);
-    await producer.connect();
+    await client.whileBrokerBusy(() => producer.connect());
     return producer;
   }
 
