@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { noPulsar, pulsarUrl } from '../support/pulsar.js';
-import { runCli, writeEchoConfig } from '../support/cli.js';
+import { runCli, sheafLines, writeEchoConfig } from '../support/cli.js';
 import { SimulatedBroker } from '../support/simulated-broker.js';
 
 describe('the sheaf command on a fresh machine', () => {
@@ -47,10 +47,7 @@ describe.skipIf(noPulsar())('sheaf worker that cannot start (pulsar)', () => {
     });
     const r = await runCli(['worker', '-c', config]);
     expect(r.code).toBe(1);
-    const lines = r.stderr
-      .trim()
-      .split('\n')
-      .filter((l) => l.startsWith('sheaf:'));
+    const lines = sheafLines(r.stderr);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/the worker could not start: the namespace public\/missing-\w+ does not exist .*sheaf setup -c sheaf\.yml/);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
@@ -71,10 +68,7 @@ describe.skipIf(noPulsar())('sheaf worker that cannot start (pulsar)', () => {
       const config = await writeEchoConfig({ transport: 'pulsar', pulsar: { brokerServiceUrl: broker.url, namespace: 'default' } });
       const r = await runCli(['worker', '-c', config]);
       expect(r.code).toBe(1);
-      const lines = r.stderr
-        .trim()
-        .split('\n')
-        .filter((l) => l.startsWith('sheaf:'));
+      const lines = sheafLines(r.stderr);
       expect(lines).toEqual([expect.stringMatching(/could not start: .*check pulsar\.authentication .*permissions on the namespace/)]);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     } finally {

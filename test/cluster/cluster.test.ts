@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { taskTopic } from '../../src/topics.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from '../support/logger.js';
+import { adminAt, deleteNamespace } from '../support/pulsar.js';
 import { Counter, countingEcho, startSystem } from '../support/system.js';
 
 const running = process.env.SHEAF_PULSAR_CLUSTER === '1';
@@ -26,17 +27,7 @@ interface Echo {
   echo(value: string): Promise<string>;
 }
 
-async function admin(method: 'PUT' | 'GET' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(path.startsWith('lookup/') ? `${WEB}/${path}` : `${WEB}/admin/v2/${path}`, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  const text = await response.text();
-  return text ? (JSON.parse(text) as unknown) : undefined;
-}
+const admin = adminAt(() => WEB);
 
 describe.skipIf(!running)('a two-broker cluster', () => {
   const namespace = `cluster-${randomUUID().slice(0, 8)}`;
@@ -44,13 +35,7 @@ describe.skipIf(!running)('a two-broker cluster', () => {
     await admin('PUT', `namespaces/public/${namespace}`);
   });
   afterAll(async () => {
-    for (const topic of (await admin('GET', `persistent/public/${namespace}/partitioned`)) as string[]) {
-      await admin('DELETE', `persistent/public/${namespace}/${topic.split('/').pop()!}/partitions?force=true`);
-    }
-    for (const topic of (await admin('GET', `namespaces/public/${namespace}/topics`)) as string[]) {
-      await admin('DELETE', `persistent/public/${namespace}/${topic.split('/').pop()!}?force=true`).catch(() => undefined);
-    }
-    await admin('DELETE', `namespaces/public/${namespace}`);
+    await deleteNamespace(namespace, admin);
   });
 
   const transport = (brokerServiceUrl: string) =>

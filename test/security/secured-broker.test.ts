@@ -15,7 +15,7 @@ import { SheafClient } from '../../src/client/client.js';
 import { Batch } from '../../src/service/decorators.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { SheafWorker } from '../../src/worker/worker.js';
-import { echoServiceModule, runCli } from '../support/cli.js';
+import { echoServiceModule, runCli, sheafLines } from '../support/cli.js';
 import { testLogger } from '../support/logger.js';
 import { deleteSecuredNamespace, noSecureBroker, secureBroker, securedNamespace, token } from '../support/secure-pulsar.js';
 
@@ -92,7 +92,7 @@ services:
   async function failsWith(args: string[], tokenText: string, why: RegExp): Promise<void> {
     const r = await runCli(args);
     expect(r.code).toBe(1);
-    const lines = r.stderr.split('\n').filter((l) => l.startsWith('sheaf:'));
+    const lines = sheafLines(r.stderr);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(why);
     expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -58,6 +58,9 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, options: {
   };
 }
 
+/** The lines a command wrote to stderr as its own (`sheaf: …`), without log lines. */
+export const sheafLines = (stderr: string): string[] => stderr.split('\n').filter((line) => line.startsWith('sheaf:'));
+
 /** Runs `sheaf` to completion. */
 export async function runCli(
   args: string[],

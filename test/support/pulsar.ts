@@ -14,17 +14,31 @@ const adminUrl = pulsarAdminUrl;
 /** True when the Pulsar tests must be skipped (no broker, and CI did not require one). */
 export const noPulsar = (): boolean => pulsarUrl() === '';
 
-/** Calls the broker's admin REST API; throws with the broker's answer on failure. */
-export async function admin(method: 'PUT' | 'GET' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(`${adminUrl()}/admin/v2/${path}`, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  const text = await response.text();
-  return text ? (JSON.parse(text) as unknown) : undefined;
+/** A call to a broker's REST API: a path under /admin/v2/ (or /lookup/v2/ when it starts with `lookup/`), a JSON body. */
+export type AdminCall = (method: 'PUT' | 'POST' | 'GET' | 'DELETE', path: string, body?: unknown) => Promise<unknown>;
+
+/**
+ * An `AdminCall` to the broker whose web service is at `webUrl()`
+ * (http://host:port), as the role of `token()` when given. Each call is
+ * bounded; a refusal throws with the broker's answer.
+ */
+export function adminAt(webUrl: () => string, token?: () => string): AdminCall {
+  return async (method, path, body) => {
+    const url = path.startsWith('lookup/') ? `${webUrl()}/${path}` : `${webUrl()}/admin/v2/${path}`;
+    const response = await fetch(url, {
+      method,
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token()}` } : {}) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    const text = await response.text();
+    return text ? (JSON.parse(text) as unknown) : undefined;
+  };
 }
+
+/** Calls the admin REST API of the broker the tests run against. */
+export const admin: AdminCall = adminAt(adminUrl);
 
 /** Namespaces this test file created, deleted after it (test/setup/delete-namespaces.ts). */
 const created = new Set<string>();
@@ -50,20 +64,21 @@ export async function deleteCreatedNamespaces(): Promise<void> {
 /**
  * Deletes a test's namespace and everything in it: partitioned topics, then
  * the remaining topics, then the namespace (a default broker refuses to
- * force-delete a namespace that still has topics).
+ * force-delete a namespace that still has topics). Through `call`: the test
+ * broker's admin API unless told otherwise.
  */
-export async function deleteNamespace(namespace: string): Promise<void> {
+export async function deleteNamespace(namespace: string, call: AdminCall = admin): Promise<void> {
   const base = `persistent/public/${namespace}`;
-  const partitioned = (await admin('GET', `${base}/partitioned`)) as string[];
-  for (const topic of partitioned) await admin('DELETE', `${base}/${topic.split('/').pop()!}/partitions?force=true`);
-  const topics = (await admin('GET', `namespaces/public/${namespace}/topics`)) as string[];
+  const partitioned = (await call('GET', `${base}/partitioned`)) as string[];
+  for (const topic of partitioned) await call('DELETE', `${base}/${topic.split('/').pop()!}/partitions?force=true`);
+  const topics = (await call('GET', `namespaces/public/${namespace}/topics`)) as string[];
   for (const topic of topics) {
-    await admin('DELETE', `${base}/${topic.split('/').pop()!}?force=true`).catch((error: unknown) => {
+    await call('DELETE', `${base}/${topic.split('/').pop()!}?force=true`).catch((error: unknown) => {
       // A partition of a topic deleted above is already gone.
       if (!String(error).includes('404')) throw error;
     });
   }
-  await admin('DELETE', `namespaces/public/${namespace}`);
+  await call('DELETE', `namespaces/public/${namespace}`);
 }
 
 export async function pulsarTransport(options: Partial<PulsarTransportOptions> = {}): Promise<PulsarTransport> {

@@ -7,6 +7,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { adminAt, deleteNamespace } from './pulsar.js';
 
 export interface SecureBroker {
   /** pulsar+ssl://localhost:…, the name the broker's certificate holds. */
@@ -57,34 +58,20 @@ export function token(subject: string, options: { expiresInSeconds?: number; for
   return `${unsigned}.${createHmac('sha256', key).update(unsigned).digest('base64url')}`;
 }
 
-/** The broker's admin REST API as its super-user. */
-async function admin(method: 'PUT' | 'POST' | 'GET' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(`${secureBroker().adminUrl}/admin/v2/${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${readFileSync(join(dir, 'admin.token'), 'utf8').trim()}` },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  const text = await response.text();
-  return text ? (JSON.parse(text) as unknown) : undefined;
-}
+/** The secured broker's admin REST API as its super-user. */
+const secureAdmin = adminAt(
+  () => secureBroker().adminUrl,
+  () => readFileSync(join(dir, 'admin.token'), 'utf8').trim(),
+);
 
 /** A new namespace under `public` with these roles granted these actions on it (as docs/security.md grants them). */
 export async function securedNamespace(grants: Record<string, Array<'produce' | 'consume'>>): Promise<string> {
   const namespace = `sec-${randomUUID().slice(0, 8)}`;
-  await admin('PUT', `namespaces/public/${namespace}`);
-  for (const [role, actions] of Object.entries(grants)) await admin('POST', `namespaces/public/${namespace}/permissions/${role}`, actions);
+  await secureAdmin('PUT', `namespaces/public/${namespace}`);
+  for (const [role, actions] of Object.entries(grants))
+    await secureAdmin('POST', `namespaces/public/${namespace}/permissions/${role}`, actions);
   return namespace;
 }
 
-/** Deletes a namespace made by `securedNamespace`: its topics first (the broker refuses otherwise). */
-export async function deleteSecuredNamespace(namespace: string): Promise<void> {
-  const topics = (await admin('GET', `namespaces/public/${namespace}/topics`)) as string[];
-  for (const topic of topics) {
-    await admin('DELETE', `persistent/public/${namespace}/${topic.split('/').pop()!}?force=true`).catch((error: unknown) => {
-      if (!String(error).includes('404')) throw error;
-    });
-  }
-  await admin('DELETE', `namespaces/public/${namespace}`);
-}
+/** Deletes a namespace made by `securedNamespace`, topics first. */
+export const deleteSecuredNamespace = (namespace: string): Promise<void> => deleteNamespace(namespace, secureAdmin);
