@@ -47,7 +47,12 @@ export function setupCommand(program: Command): void {
       const tenant = p.tenant ?? 'public';
       const namespace = p.namespace ?? 'default';
       try {
-        const admin = new PulsarAdmin({ adminUrl: p.adminUrl, ...(token !== undefined ? { token } : {}) });
+        const admin = new PulsarAdmin({
+          adminUrl: p.adminUrl,
+          ...(token !== undefined ? { token } : {}),
+          onRetry: (error, attempt, delayMs) =>
+            process.stderr.write(`sheaf: setup: ${error.message}; trying again in ${delayMs} ms (retry ${attempt})\n`),
+        });
         const report = await admin.ensureNamespace(tenant, namespace);
         process.stdout.write(`tenant ${tenant}: ${report.tenant}\nnamespace ${tenant}/${namespace}: ${report.namespace}\n`);
         for (const policy of report.policies) process.stdout.write(`policy: ${policy}\n`);

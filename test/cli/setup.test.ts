@@ -57,7 +57,9 @@ describe.skipIf(noPulsar())('sheaf setup (pulsar)', () => {
     expect(await admin('GET', `persistent/public/${namespace}/sheaf-tasks-Echo/partitions`)).toMatchObject({ partitions: 3 });
     expect((await runCli(['setup', '-c', config])).stdout).toContain('topic sheaf-tasks-Echo: 3 partitions existed');
     await withPartitions(4);
-    expect((await runCli(['setup', '-c', config])).stdout).toContain('topic sheaf-tasks-Echo: partitions raised from 3 to 4');
+    const raised = await runCli(['setup', '-c', config]);
+    expect({ code: raised.code, stderr: raised.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(raised.stdout).toContain('topic sheaf-tasks-Echo: partitions raised from 3 to 4');
     await withPartitions(2);
     expect((await runCli(['setup', '-c', config])).stdout).toMatch(/has 4 partitions, more than the 2 asked .*left as is/);
     // A task goes through the partitioned topic.

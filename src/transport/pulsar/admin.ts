@@ -19,11 +19,21 @@ export class PulsarAdminError extends SheafError {
   }
 }
 
+/** How a {@link PulsarAdmin} reaches the broker's admin REST API. */
 export interface AdminOptions {
   /** `http://host:8080` (or https). */
   readonly adminUrl: string;
+  /** A token, or a function that reads the current one, sent as `Authorization: Bearer`. */
   readonly token?: string | (() => string | Promise<string>);
+  /** Bound on each HTTP call; 10,000 ms unless set. */
   readonly timeoutMs?: number;
+  /**
+   * How many times a step of `ensureNamespace`/`ensurePartitions` is tried
+   * again after a transient failure (no answer, 429, 5xx); 3 unless set.
+   */
+  readonly retries?: number;
+  /** Told before each such retry, so a command can show it is still at work. */
+  readonly onRetry?: (error: PulsarAdminError, attempt: number, delayMs: number) => void;
 }
 
 /** What `ensureNamespace` found and did. */
@@ -44,6 +54,7 @@ export const INACTIVE_TOPIC_POLICY = {
   deleteWhileInactive: true,
 } as const;
 
+/** The admin REST calls `sheaf setup` and `sheaf dlq` make, each bounded and named in its errors. */
 export class PulsarAdmin {
   private readonly base: string;
 
@@ -53,6 +64,40 @@ export class PulsarAdmin {
 
   /** Creates the tenant (allowed on every cluster) and the namespace if missing, and sets Sheaf's policy. Idempotent. */
   async ensureNamespace(tenant: string, namespace: string): Promise<SetupReport> {
+    return this.retried(() => this.ensureNamespaceOnce(tenant, namespace));
+  }
+
+  /**
+   * Makes `topic` a partitioned topic of `partitions` partitions, or grows
+   * one that has fewer (Pulsar cannot take partitions away). A topic that
+   * exists unpartitioned cannot be turned into one: that is an error naming
+   * the way out. Returns what it found and did, as a phrase.
+   */
+  async ensurePartitions(tenant: string, namespace: string, topic: string, partitions: number): Promise<string> {
+    return this.retried(() => this.ensurePartitionsOnce(tenant, namespace, topic, partitions));
+  }
+
+  /**
+   * Runs an ensure step again after a transient failure. Safe because each
+   * step reads the broker's state first and only then changes what is
+   * missing; a loaded broker (a bundle moving, a metadata store slow to
+   * answer) fails such calls now and then with 5xx or no answer in time.
+   */
+  private async retried<T>(step: () => Promise<T>): Promise<T> {
+    const retries = this.options.retries ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await step();
+      } catch (error) {
+        if (!(error instanceof PulsarAdminError) || !isTransient(error) || attempt > retries) throw error;
+        const delayMs = 500 * 2 ** (attempt - 1);
+        this.options.onRetry?.(error, attempt, delayMs);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  private async ensureNamespaceOnce(tenant: string, namespace: string): Promise<SetupReport> {
     let tenantState: SetupReport['tenant'] = 'existed';
     if ((await this.call('GET', `tenants/${tenant}`, undefined, [404])).status === 404) {
       const clusters = (await this.call('GET', 'clusters')).body as string[];
@@ -68,13 +113,7 @@ export class PulsarAdmin {
     };
   }
 
-  /**
-   * Makes `topic` a partitioned topic of `partitions` partitions, or grows
-   * one that has fewer (Pulsar cannot take partitions away). A topic that
-   * exists unpartitioned cannot be turned into one: that is an error naming
-   * the way out.
-   */
-  async ensurePartitions(tenant: string, namespace: string, topic: string, partitions: number): Promise<string> {
+  private async ensurePartitionsOnce(tenant: string, namespace: string, topic: string, partitions: number): Promise<string> {
     const path = `persistent/${tenant}/${namespace}/${encodeURIComponent(topic)}/partitions`;
     // A topic that does not exist is a 404 on current brokers, `{ partitions: 0 }` on older ones.
     const found = await this.call('GET', path, undefined, [404]);
@@ -158,6 +197,11 @@ export class PulsarAdmin {
       );
     }
   }
+}
+
+/** No answer in time, too many requests, or a server-side error: worth another try. */
+function isTransient(error: PulsarAdminError): boolean {
+  return error.status === null || error.status === 429 || error.status >= 500;
 }
 
 /** The broker's `{"reason": ...}`, or its raw text, short. */
