@@ -6,17 +6,22 @@
  * answered within 300 s, and how many ran twice. With KILL_BROKER=a or b,
  * that broker is killed -9 a third of the way instead of the unloads (and
  * started again at the end): the longest time without an answer is the
- * stall. Not a test: a measurement (docs/reliability.md). `npm run build`
+ * stall. With a broker kill the official Java client runs beside Sheaf on
+ * the same cluster (bench/java/BrokerLossProbe.java, its own partitioned
+ * topic, default settings), so both see the same loss; JAVA_PROBE=0 leaves
+ * it out. Not a test: a measurement (docs/reliability.md). `npm run build`
  * first.
  *
  *   TOTAL=200000 npx tsx bench/cluster-unload.ts
  *   TOTAL=60000 KILL_BROKER=b npx tsx bench/cluster-unload.ts
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { SheafClient } from '../src/client/client.js';
 import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
@@ -62,6 +67,40 @@ services:
       batch: { maxMessages: 100, maxSeconds: 0.2 }
 `,
 );
+/** The Java probe, started on its own 6-partition topic; resolves to its JSON line once told to stop. */
+async function startJavaProbe(): Promise<{ stop(): Promise<unknown> }> {
+  const home = execFileSync(new URL('../scripts/pulsar.sh', import.meta.url).pathname, ['home'], { encoding: 'utf8' }).trim();
+  const out = join(tmpdir(), 'sheaf-broker-loss-probe');
+  mkdirSync(out, { recursive: true });
+  execFileSync('javac', ['-d', out, '-cp', `${home}/lib/*`, new URL('./java/BrokerLossProbe.java', import.meta.url).pathname]);
+  await admin('PUT', `persistent/public/${namespace}/java-probe/partitions`, 6);
+  const stopFile = join(dir, 'stop-java-probe');
+  const child: ChildProcess = spawn(
+    'java',
+    ['-cp', `${out}:${home}/lib/*`, 'BrokerLossProbe', SERVICE_URL, `persistent://public/${namespace}/java-probe`, `${WINDOW}`, stopFile],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  let line = '';
+  let ready!: () => void;
+  const started = new Promise<void>((resolve) => (ready = resolve));
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    if (text === 'READY') ready();
+    else if (text.startsWith('{"sent"')) line = text;
+  });
+  const ended = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  await Promise.race([started, ended]);
+  return {
+    async stop() {
+      await writeFile(stopFile, '');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      await ended;
+      clearTimeout(killer);
+      return line ? (JSON.parse(line) as unknown) : 'no result (the probe failed or was killed)';
+    },
+  };
+}
+const javaProbe = killBroker && process.env.JAVA_PROBE !== '0' ? await startJavaProbe() : undefined;
+
 const workers = [0, 1].map(() =>
   spawn(process.execPath, ['dist/cli/main.js', 'worker', '-c', config], {
     env: { ...process.env, FAULT_EXEC_LOG: execLog },
@@ -131,6 +170,7 @@ const finished = await Promise.race([
 const seconds = (Date.now() - started) / 1000;
 clearInterval(unloading);
 clearInterval(progress);
+const javaClient = await javaProbe?.stop();
 const runs = new Map<string, number>();
 for (const line of (await readFile(execLog, 'utf8')).split('\n')) {
   const id = line.split(' ')[0];
@@ -146,6 +186,7 @@ console.log(
     finished,
     seconds,
     ...(killBroker ? { killed: killBroker, longestStallSeconds: longestGapMs / 1000 } : { unloads }),
+    ...(javaClient ? { javaClient } : {}),
     executedTwice: twice,
     executedTwiceRate: twice / total,
   }),
@@ -153,7 +194,8 @@ console.log(
 for (const worker of workers) worker.kill('SIGKILL');
 await client.close().catch(() => undefined);
 await transport.close().catch(() => undefined);
-await admin('DELETE', `persistent/public/${namespace}/sheaf-tasks-Fault/partitions?force=true`).catch(() => undefined);
+for (const partitioned of ['sheaf-tasks-Fault', ...(javaProbe ? ['java-probe'] : [])])
+  await admin('DELETE', `persistent/public/${namespace}/${partitioned}/partitions?force=true`).catch(() => undefined);
 // A default broker refuses to force-delete a namespace: its topics first.
 const left = (await (await fetch(`${ADMIN}/namespaces/public/${namespace}/topics`)).json()) as string[];
 for (const topic of left)

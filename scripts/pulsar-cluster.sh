@@ -50,8 +50,9 @@ launch() {
   component "$name"
   if running_pid >/dev/null; then return 0; fi
   log "starting $name (log: $LOG_FILE)"
+  # Appended: a broker started again after a crash keeps the log of the one that crashed.
   PULSAR_MEM="$mem" PULSAR_GC="-XX:+UseG1GC -XX:ParallelGCThreads=1 -XX:ConcGCThreads=1" \
-    nohup "$@" >"$LOG_FILE" 2>&1 </dev/null &
+    nohup "$@" >>"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
 }
 

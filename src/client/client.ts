@@ -37,7 +37,7 @@ export interface ClientOptions {
   /**
    * How long a dispatch waits for the broker to take the task
    * (`SendTimeoutError`). Default: the transport's own bound (Pulsar's
-   * `producer.sendTimeoutSeconds`, 30), or 30 for a transport without one.
+   * `producer.sendTimeoutSeconds`, 60), or 60 for a transport without one.
    */
   sendTimeoutSeconds?: number;
   /**
@@ -167,7 +167,7 @@ export class SheafClient {
     timeouts: { resultSeconds: number; sendSeconds: number | undefined },
   ) {
     this.resultTimeoutMs = timeouts.resultSeconds > 0 ? timeouts.resultSeconds * 1000 : undefined;
-    this.sendTimeoutMs = (timeouts.sendSeconds ?? 30) * 1000;
+    this.sendTimeoutMs = (timeouts.sendSeconds ?? 60) * 1000;
     this.sendDeadlines = timeouts.sendSeconds === undefined && transport.sendsBounded ? null : new Deadlines(this.sendTimeoutMs);
     this.transport = transport;
     this.name = name;

@@ -53,7 +53,7 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
   'pulsar.producer.chunkMaxMessageSize': { description: "largest chunk in bytes (default: the broker's maxMessageSize)" },
   'pulsar.producer.sendTimeoutSeconds': {
     description: 'a send not confirmed by then fails with SendTimeoutError; 0 waits for ever',
-    default: 30,
+    default: 60,
   },
   'pulsar.producer.routingMode': {
     description: 'partition of a message without a key: roundRobin or singlePartition',

@@ -16,8 +16,10 @@
  *   when nothing awaits a receipt, at the end of the current turn instead of
  *   after the delay (a lone message at low load is not held back).
  * - Send timeout: a message not confirmed within `sendTimeoutMs` (default
- *   30 s; 0 waits for ever) fails with `SendTimeoutError`; so does a wait
- *   for room that long.
+ *   60 s, above the broker's 30 s metadata session timeout, so that a send
+ *   to a broker that died waits for its topic to move instead of failing;
+ *   0 waits for ever) fails with `SendTimeoutError`; so does a wait for room
+ *   that long.
  * - Back-pressure: when the socket's buffer is full, sends stay queued here
  *   (bounded by `maxPendingMessages`) until it drains.
  *
@@ -60,7 +62,7 @@ export interface ProducerSettings {
 }
 
 const DEFAULT_BATCHING_MAX_BYTES = 128 * 1024;
-const DEFAULT_SEND_TIMEOUT_MS = 30_000;
+const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
 interface QueuedMessage {
   readonly message: OutgoingMessage;
