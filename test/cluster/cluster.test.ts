@@ -39,6 +39,19 @@ interface Echo {
 
 const admin = adminAt(() => web);
 
+/** `work`, or after `ms` an error saying what `explain` finds: a stuck run fails with where it stopped. */
+async function whileExplained<T>(work: Promise<T>, ms: number, explain: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(explain())), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe.skipIf(!running)('a two-broker cluster', () => {
   const namespace = `cluster-${randomUUID().slice(0, 8)}`;
   beforeAll(async () => {
@@ -133,9 +146,21 @@ describe.skipIf(!running)('a two-broker cluster', () => {
     const started = Date.now();
     try {
       const total = 50_000;
-      const results = await Promise.all(
-        [...Array(total).keys()].map((i) => system.client.service<Echo>(service, { meta: { batchKey: `k${i % 8}` } }).echo(`${i}`)),
+      const handles = await Promise.all(
+        [...Array(total).keys()].map((i) =>
+          system.client.dispatch(system.client.service<Echo>(service, { meta: { batchKey: `k${i % 8}` } })).echo(`${i}`),
+        ),
       );
+      const answered = new Set<string>();
+      const results = await whileExplained(Promise.all(handles.map((h) => h.result().finally(() => answered.add(h.id)))), 150_000, () => {
+        // Which side a lost task stopped on: never run (dispatch, consumer) or run and not answered (result path).
+        const missing = handles.filter((h) => !answered.has(h.id));
+        const ran = missing.filter((h) => executions.get(h.id) > 0);
+        return `${answered.size} of ${total} answered after 150 s, ${unloads} unloads; of the ${missing.length} unanswered, ${ran.length} were executed (e.g. ${missing
+          .slice(0, 3)
+          .map((h) => h.id)
+          .join(', ')})`;
+      });
       expect(results).toEqual([...Array(total).keys()].map((i) => `echo ${i}`));
       const twice = executions.values().filter((n) => n > 1).length;
       testLogger.info({ unloads, twice, seconds: (Date.now() - started) / 1000 }, 'unload run');
