@@ -1,0 +1,94 @@
+/**
+ * A job's progress folded from its events: distinct task indexes counted
+ * once whatever repeats, status figures before and after the seal, the
+ * finished mark set once, and snapshots that resume the same state.
+ */
+import { describe, expect, test } from 'vitest';
+import { JobProgress } from '../../src/jobs/progress.js';
+import { decodeJobEvent, encodeJobEvent, MAX_JOB_TASKS, type JobEvent } from '../../src/wire/job-events.js';
+
+const settled = (index: number, outcome: 'succeeded' | 'failed' | 'deadLettered' = 'succeeded'): JobEvent => ({
+  v: 1,
+  kind: 'taskSettled',
+  jobId: 'job-1',
+  index,
+  taskId: `t${index}`,
+  outcome,
+  at: 2000 + index,
+});
+
+describe('JobProgress', () => {
+  test('counts each task index once: repeats, twins and later outcomes change nothing', () => {
+    const progress = new JobProgress('job-1', 1000);
+    expect(progress.apply(settled(0))).toBe(true);
+    expect(progress.apply(settled(0))).toBe(false);
+    expect(progress.apply(settled(0, 'failed'))).toBe(false);
+    expect(progress.apply(settled(5, 'failed'))).toBe(true);
+    expect(progress.apply(settled(9, 'deadLettered'))).toBe(true);
+    expect(progress.status()).toMatchObject({
+      succeeded: 1,
+      failed: 1,
+      deadLettered: 1,
+      total: null,
+      sealed: false,
+      pending: null,
+      percent: null,
+    });
+  });
+
+  test('sealed: pending and percent follow; complete once every task settled; finished marked once', () => {
+    const progress = new JobProgress('job-1', 1000);
+    progress.apply({ v: 1, kind: 'jobCreated', jobId: 'job-1', name: 'import', meta: { source: 'a.csv' }, continueOnError: true, at: 900 });
+    for (let i = 0; i < 3; i++) progress.apply(settled(i));
+    expect(progress.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 4, at: 3000 })).toBe(true);
+    expect(progress.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 9, at: 3001 })).toBe(false);
+    expect(progress.status()).toMatchObject({ name: 'import', total: 4, sealed: true, pending: 1, percent: 75, startedAt: 900 });
+    expect(progress.complete).toBe(false);
+    expect(progress.markFinished(4000)).toBe(false);
+    progress.apply(settled(3, 'failed'));
+    expect(progress.complete).toBe(true);
+    expect(progress.markFinished(4000)).toBe(true);
+    expect(progress.markFinished(5000)).toBe(false);
+    expect(progress.status()).toMatchObject({ pending: 0, percent: 100, finishedAt: 4000, succeeded: 3, failed: 1 });
+  });
+
+  test('an empty sealed job is complete at once', () => {
+    const progress = new JobProgress('job-1', 1000);
+    progress.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 0, at: 1000 });
+    expect(progress.complete).toBe(true);
+    expect(progress.status().percent).toBe(100);
+  });
+
+  test('a snapshot resumes the same state, and events folded again after it count nothing twice', () => {
+    const progress = new JobProgress('job-1', 1000);
+    const indexes = [0, 1, 7, 8, 1023, 99_999];
+    for (const i of indexes) progress.apply(settled(i, i % 2 === 0 ? 'succeeded' : 'failed'));
+    const resumed = JobProgress.fromSnapshot(JSON.parse(JSON.stringify(progress.snapshot())));
+    expect(resumed.status()).toEqual(progress.status());
+    for (const i of indexes) expect(resumed.apply(settled(i))).toBe(false);
+    expect(resumed.apply(settled(2))).toBe(true);
+    // 100,000 tasks take 12.5 kB of bits, not a map of ids.
+    expect(Buffer.from(progress.snapshot().settledBits, 'base64').length).toBe(Math.ceil(100_000 / 8));
+  });
+
+  test('a snapshot whose counts disagree with its bits is refused, naming the job', () => {
+    const progress = new JobProgress('job-1', 1000);
+    progress.apply(settled(3));
+    expect(() => JobProgress.fromSnapshot({ ...progress.snapshot(), succeeded: 2 })).toThrow(
+      /job job-1: snapshot counts 2 settled tasks but its bits 1/,
+    );
+  });
+});
+
+describe('job events on the wire', () => {
+  test('round trip, and every bad field named', () => {
+    const event = settled(4);
+    expect(decodeJobEvent(encodeJobEvent(event))).toEqual({ event });
+    const bad = (x: unknown) => decodeJobEvent(Buffer.from(JSON.stringify(x)));
+    expect(bad({ ...event, index: MAX_JOB_TASKS })).toEqual({ problem: expect.stringMatching(/^index: /) });
+    expect(bad({ ...event, jobId: 'x'.repeat(129) })).toEqual({ problem: expect.stringMatching(/^jobId: /) });
+    expect(bad({ ...event, outcome: 'maybe' })).toEqual({ problem: expect.stringMatching(/^outcome: /) });
+    expect(bad({ ...event, v: 2 })).toEqual({ problem: expect.stringMatching(/^v: /) });
+    expect(decodeJobEvent(Buffer.from('{oops'))).toEqual({ problem: expect.stringMatching(/^not JSON/) });
+  });
+});
