@@ -96,8 +96,12 @@ export interface SubscribeOptions {
   /**
    * `shared` (default): any consumer may get any message. `keyShared`: messages
    * with the same key go to the same consumer while it is connected (Pulsar only).
+   * `failover`: one consumer of the subscription at a time gets every message;
+   * when it goes, another takes over and gets what it held unacked (how Sheaf
+   * elects a single owner, such as the job tracker). A subscription keeps
+   * one type while consumers are attached: subscribing with another fails.
    */
-  readonly subscriptionType?: 'shared' | 'keyShared';
+  readonly subscriptionType?: 'shared' | 'keyShared' | 'failover';
   /**
    * `true` (default): the subscription outlives its consumers and keeps
    * messages for them. `false`: it lives only as long as this consumer, sees

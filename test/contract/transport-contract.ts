@@ -95,6 +95,29 @@ export function describeTransportContract(target: ContractTarget): void {
       expect((await keeper.receiveMany(10)).map(text)).toEqual(['before', 'during', 'between', 'after']);
     });
 
+    test('failover: one consumer at a time gets every message; when it closes, another takes over with what it held', async () => {
+      const options = { topic, subscription: 'owner', maxUnacked: 100, subscriptionType: 'failover' as const };
+      const consumers = [await transport.subscribe(options), await transport.subscribe(options)];
+      const producer = await transport.createProducer(topic);
+      for (let i = 0; i < 6; i++) await producer.send({ payload: bytes(`m${i}`) });
+      // Which one the broker makes active is its choice; the other gets nothing.
+      const stop = new AbortController();
+      const first = await Promise.race(consumers.map((c) => c.receive(stop.signal).then((m) => ({ active: c, m }))));
+      stop.abort();
+      const { active } = first;
+      const standby = consumers.find((c) => c !== active)!;
+      const received = [first.m];
+      while (received.length < 6) received.push(...(await active.receiveMany(6 - received.length)));
+      expect(received.map(text)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
+      expect(standby.takeDelivered(10)).toEqual([]);
+      await active.ackAll(received.slice(0, 3));
+      await active.close();
+      await producer.send({ payload: bytes('m6') });
+      const taken: ReceivedMessage[] = [];
+      while (taken.length < 4) taken.push(...(await standby.receiveMany(4 - taken.length)));
+      expect(taken.map(text)).toEqual(['m3', 'm4', 'm5', 'm6']);
+    });
+
     test('an acked message is never delivered again; an unacked one is when its consumer closes', async () => {
       const first = await consumer('s', 10);
       const producer = await transport.createProducer(topic);

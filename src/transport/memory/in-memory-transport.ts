@@ -63,9 +63,12 @@ export class InMemoryTransport implements Transport {
       throw new RangeError(`subscribe: maxUnacked must be a positive integer (got ${options.maxUnacked})`);
     }
     if (options.subscriptionType === 'keyShared') {
-      throw new RangeError('subscribe: the in-memory transport has only shared subscriptions; use the Pulsar transport for keyShared');
+      throw new RangeError(
+        'subscribe: the in-memory transport has shared and failover subscriptions only; use the Pulsar transport for keyShared',
+      );
     }
     const subscription = this.topic(options.topic).subscription(options.subscription);
+    subscription.adoptType(options.subscriptionType ?? 'shared', options);
     const consumer = new MemoryConsumer(this, subscription, options, () =>
       this.topic(options.topic).removeSubscription(options.subscription),
     );
@@ -160,8 +163,20 @@ class MemoryTopic {
 
 class MemorySubscription {
   private readonly backlog = new Fifo<Entry>();
+  /** Attached consumers, oldest first: with `failover`, the first is the active one. */
   private readonly consumers: MemoryConsumer[] = [];
   private nextConsumer = 0;
+  private type: 'shared' | 'failover' = 'shared';
+
+  /** Takes the type of a new consumer; one of another type while consumers are attached is refused, as Pulsar does. */
+  adoptType(type: 'shared' | 'failover', options: SubscribeOptions): void {
+    if (this.consumers.length > 0 && type !== this.type) {
+      throw new RangeError(
+        `subscribe: subscription ${options.subscription} of ${options.topic} is ${this.type} while its consumers are attached; subscribe as ${this.type}`,
+      );
+    }
+    this.type = type;
+  }
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
 
   enqueue(entry: Entry, deliverAt: number | undefined): void {
@@ -194,7 +209,7 @@ class MemorySubscription {
     if (index >= 0) this.consumers.splice(index, 1);
   }
 
-  /** Hands backlog messages to consumers with room, round robin. */
+  /** Hands backlog messages to consumers with room: round robin, or to the active consumer alone (failover). */
   dispatch(): void {
     while (this.backlog.length > 0) {
       const consumer = this.nextWithRoom();
@@ -209,6 +224,10 @@ class MemorySubscription {
   }
 
   private nextWithRoom(): MemoryConsumer | undefined {
+    if (this.type === 'failover') {
+      const active = this.consumers[0];
+      return active && active.room > 0 ? active : undefined;
+    }
     const n = this.consumers.length;
     for (let i = 0; i < n; i++) {
       const consumer = this.consumers[(this.nextConsumer + i) % n]!;

@@ -47,7 +47,9 @@ import { decodeEntry, decodePayload, wordsOf, type DecodedEntry } from './entry-
 import type { DecodedFrame } from './frames.js';
 import { entryIdData, formatMessageId, parseMessageId, partitionTopic } from './message-id.js';
 
-export type SubscriptionType = 'shared' | 'keyShared';
+export type SubscriptionType = 'shared' | 'keyShared' | 'failover';
+
+const SUB_TYPES: Record<SubscriptionType, number> = { shared: SubType.Shared, keyShared: SubType.Key_Shared, failover: SubType.Failover };
 
 export interface ConsumerSettings {
   readonly subscription: string;
@@ -160,7 +162,7 @@ export class PartitionConsumer implements ConnectionHandler {
           subscribe: {
             topic: this.topic,
             subscription: this.settings.subscription,
-            subType: this.settings.subscriptionType === 'keyShared' ? SubType.Key_Shared : SubType.Shared,
+            subType: SUB_TYPES[this.settings.subscriptionType],
             consumer_id: this.consumerId,
             request_id: requestId,
             consumer_name: `sheaf-${this.consumerId}`,
