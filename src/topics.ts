@@ -12,6 +12,11 @@ export const resultTopic = (clientName: string): string => `sheaf-results-${clie
 /** Where the workers of a service announce the attempts they settled (see `src/worker/settled-feed.ts`). */
 export const settledTopic = (service: string): string => `sheaf-settled-${service}`;
 
+/** A namespace's job events: creations and seals from clients, final task outcomes from workers (docs/jobs.md). */
+export const JOB_EVENTS_TOPIC = 'sheaf-job-events';
+/** The job tracker's snapshots of each job, keyed by job id (docs/jobs.md). */
+export const JOB_STATE_TOPIC = 'sheaf-job-state';
+
 const RESULT_TOPIC = /^sheaf-results-[A-Za-z][A-Za-z0-9_-]{0,199}$/;
 
 /**
@@ -27,5 +32,7 @@ export const isResultTopic = (name: string): boolean => RESULT_TOPIC.test(name);
 export const WORKER_SUBSCRIPTION = 'sheaf-workers';
 /** Keeps dead letters retained until someone inspects or replays them. */
 export const DEAD_LETTER_SUBSCRIPTION = 'sheaf-dead-letters';
+/** The job trackers' Failover subscription on the job-events topic: one tracker at a time folds events. */
+export const JOB_TRACKER_SUBSCRIPTION = 'sheaf-job-tracker';
 /** The client's own subscription on its result topic. */
 export const CLIENT_SUBSCRIPTION = 'sheaf-client';

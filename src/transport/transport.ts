@@ -181,8 +181,12 @@ export interface Transport {
   readonly sendsBounded?: boolean;
   createProducer(topic: string): Promise<Producer>;
   subscribe(options: SubscribeOptions): Promise<Consumer>;
-  /** Creates the durable subscription if it does not exist, so messages are kept for it. */
-  ensureSubscription(topic: string, subscription: string): Promise<void>;
+  /**
+   * Creates the durable subscription if it does not exist, so messages are
+   * kept for it. `subscriptionType` (default `shared`) must be the type its
+   * consumers use: a subscription keeps one type while consumers are attached.
+   */
+  ensureSubscription(topic: string, subscription: string, subscriptionType?: SubscribeOptions['subscriptionType']): Promise<void>;
   /**
    * Why the transport cannot reach its broker right now: the last failure to
    * connect (a refused token, a broker that is down) while no connection has

@@ -11,8 +11,10 @@ import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import { DecodeError } from '../errors.js';
 import { errorInfoSchema, type ErrorInfo } from './error-info.js';
+import { MAX_JOB_ID_LENGTH, MAX_JOB_TASKS, type TaskJobRef } from './job-events.js';
+import { WIRE_VERSION } from './version.js';
 
-export const WIRE_VERSION = 1;
+export { WIRE_VERSION };
 
 /** Task metadata. `batchKey` lives here, as in Infinitic. */
 export type TaskMeta = Record<string, string>;
@@ -52,6 +54,12 @@ export interface TaskEnvelope {
    * down (see `TaskIsolation`). Absent on ordinary tasks. Optional: v1.
    */
   isolation?: TaskIsolation;
+  /**
+   * The job the task belongs to and its index there, for tasks dispatched
+   * through a job: the worker reports the task's final outcome to the job's
+   * tracker before it acks the task (docs/jobs.md). Optional: v1.
+   */
+  job?: TaskJobRef;
 }
 
 /**
@@ -147,6 +155,15 @@ export interface DeadLetterEnvelope {
 
 const nonEmpty = z.string().min(1);
 
+const jobRefSchema = z.object({
+  id: nonEmpty.max(MAX_JOB_ID_LENGTH),
+  index: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(MAX_JOB_TASKS - 1),
+});
+
 const taskSchema = z.object({
   v: z.literal(1),
   kind: z.literal('task'),
@@ -163,9 +180,8 @@ const taskSchema = z.object({
   dispatchedAt: z.number(),
   trace: z.object({ traceparent: z.string().max(256).optional(), tracestate: z.string().max(1024).optional() }).optional(),
   resultBatches: z.boolean().optional(),
-  isolation: z
-    .object({ group: nonEmpty.max(64), size: z.number().int().positive(), step: z.number().int().nonnegative() })
-    .optional(),
+  isolation: z.object({ group: nonEmpty.max(64), size: z.number().int().positive(), step: z.number().int().nonnegative() }).optional(),
+  job: jobRefSchema.optional(),
 });
 
 const resultSchema = z.discriminatedUnion('outcome', [
@@ -271,8 +287,15 @@ function isPlainTask(raw: object): raw is TaskEnvelope {
     typeof t.dispatchedAt === 'number' &&
     (t.trace === undefined || isPlainTrace(t.trace)) &&
     (t.resultBatches === undefined || typeof t.resultBatches === 'boolean') &&
-    t.isolation === undefined
+    t.isolation === undefined &&
+    (t.job === undefined || isJobRef(t.job))
   );
+}
+
+function isJobRef(x: unknown): boolean {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return false;
+  const { id, index } = x as Record<string, unknown>;
+  return isString(id) && id !== '' && id.length <= MAX_JOB_ID_LENGTH && isCount(index) && (index as number) < MAX_JOB_TASKS;
 }
 
 function isStringRecord(x: unknown): x is Record<string, string> {
@@ -308,16 +331,29 @@ function isPlainSuccess(x: unknown): x is ResultEnvelope {
 }
 export const decodeDeadLetter = (payload: Uint8Array): DeadLetterEnvelope => decode(payload, 'deadLetter', deadLetterSchema);
 
+/** The fields `salvageTaskFields` could read. */
+export interface SalvagedTaskFields {
+  taskId?: string;
+  replyTo?: string;
+  service?: string;
+  method?: string;
+  /** The task's job, when it names one validly: its job must count it, or never finishes. */
+  job?: TaskJobRef;
+}
+
 /**
  * What can still be read from a payload that is not a valid envelope: enough,
- * sometimes, to tell the waiting client that its task can never run.
+ * sometimes, to tell the waiting client that its task can never run, and its
+ * job that it is settled.
  */
-export function salvageTaskFields(payload: Uint8Array): { taskId?: string; replyTo?: string; service?: string; method?: string } {
+export function salvageTaskFields(payload: Uint8Array): SalvagedTaskFields {
   try {
     const raw = JSON.parse(utf8(payload)) as unknown;
     if (raw === null || typeof raw !== 'object') return {};
     const r = raw as Record<string, unknown>;
-    const out: { taskId?: string; replyTo?: string; service?: string; method?: string } = {};
+    const out: SalvagedTaskFields = {};
+    const job = jobRefSchema.safeParse(r.job);
+    if (job.success) out.job = job.data;
     if (typeof r.taskId === 'string' && r.taskId !== '') out.taskId = r.taskId;
     if (typeof r.replyTo === 'string' && r.replyTo !== '') out.replyTo = r.replyTo;
     if (typeof r.service === 'string') out.service = r.service;

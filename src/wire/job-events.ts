@@ -7,7 +7,7 @@
  * job tracker, never thrown.
  */
 import { z } from 'zod';
-import { WIRE_VERSION } from './envelopes.js';
+import { WIRE_VERSION } from './version.js';
 
 /** Longest job id accepted: ids travel in every task of the job and key every event. */
 export const MAX_JOB_ID_LENGTH = 128;

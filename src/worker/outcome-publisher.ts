@@ -1,12 +1,13 @@
 /**
  * Makes task outcomes durable: results to the client's topic, retries back to
  * the service's task topic with their delay, dead letters to the service's
- * dead-letter topic. Every method resolves only once the broker has the
- * message, so the caller may ack the task's message afterwards.
+ * dead-letter topic, final outcomes of job tasks to the job-events topic.
+ * Every method resolves only once the broker has the message, so the caller
+ * may ack the task's message afterwards.
  */
 import type { Logger } from 'pino';
 import { BadReplyToError } from '../errors.js';
-import { deadLetterTopic, isResultTopic, taskTopic } from '../topics.js';
+import { deadLetterTopic, isResultTopic, JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic } from '../topics.js';
 import type { Producer, Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
 import {
@@ -16,6 +17,7 @@ import {
   type ResultEnvelope,
   type TaskEnvelope,
 } from '../wire/envelopes.js';
+import { encodeJobEvent, type JobEvent } from '../wire/job-events.js';
 
 /** A result as it travels: a successful value through class-transformer when it is a class instance. */
 function wireResult(result: ResultEnvelope): ResultEnvelope {
@@ -27,8 +29,11 @@ function wireResult(result: ResultEnvelope): ResultEnvelope {
 /** Result producers kept open at once; the least recently used is closed past this. */
 const MAX_RESULT_PRODUCERS = 256;
 
+/** Publishes a service's task outcomes for its runner and settler; one per service in a worker. */
 export class OutcomePublisher {
   private readonly resultProducers = new Map<string, Promise<Producer>>();
+  /** Opened on the first job task: most workers never see one. */
+  private jobEvents: Promise<Producer> | null = null;
 
   private constructor(
     private readonly transport: Transport,
@@ -77,10 +82,28 @@ export class OutcomePublisher {
     await this.deadLetters.send({ payload: encodeEnvelope(deadLetter), properties });
   }
 
+  /**
+   * Final outcomes of job tasks, for the job tracker, keyed by job id. The
+   * tracker's subscription is made first, so that events published before
+   * any tracker ever ran are kept for it.
+   */
+  async publishJobEvents(events: readonly JobEvent[]): Promise<void> {
+    if (!this.jobEvents) {
+      const opening = this.transport
+        .ensureSubscription(JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover')
+        .then(() => this.transport.createProducer(JOB_EVENTS_TOPIC));
+      opening.catch(() => (this.jobEvents = null));
+      this.jobEvents = opening;
+    }
+    const producer = await this.jobEvents;
+    await Promise.all(events.map((event) => producer.send({ payload: encodeJobEvent(event), key: event.jobId })));
+  }
+
   async close(): Promise<void> {
     // A result producer that failed to open has nothing to close.
-    const results = await Promise.allSettled(this.resultProducers.values());
+    const results = await Promise.allSettled([...this.resultProducers.values(), ...(this.jobEvents ? [this.jobEvents] : [])]);
     this.resultProducers.clear();
+    this.jobEvents = null;
     const opened = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     await Promise.all([this.tasks, this.deadLetters, ...opened].map((p) => p.close().catch(() => undefined)));
   }

@@ -8,6 +8,12 @@
  *   failed as a whole, batch of several (isolation bisect|single) → each task
  *     back to the task topic in an isolation group, its retry budget untouched
  *
+ * A task of a job whose outcome is final (succeeded, failed for good,
+ * dead-lettered) is reported to the job's tracker (`taskSettled` on the
+ * job-events topic) after its outcome is durable and before it is acked: a
+ * worker killed in between leaves it unacked, and the tracker counts its
+ * second report as nothing (it counts task indexes).
+ *
  * A batch is settled as a batch: retries and dead letters go out together,
  * the results for one client leave as one `resultBatch` message (when the
  * client reads those, else one message each), and every message whose
@@ -34,6 +40,7 @@ import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo, type ErrorInfoOptions } from '../wire/error-info.js';
 import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope, type TaskIsolation } from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
+import type { JobEvent, JobTaskOutcome, TaskJobRef } from '../wire/job-events.js';
 import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
@@ -115,6 +122,7 @@ export class Settler {
     );
     if (failed.length > 0) await Promise.all(failed.map(({ entry, error }, i) => this.recordFailure(entry, error, plans[i]!)));
     await this.publishReplies(pending);
+    await this.reportToJobs(pending);
     const durable: ReceivedMessage[] = [];
     for (const entry of pending) if (entry.settlement !== 'redelivered') durable.push(entry.task.message);
     if (durable.length > 0) {
@@ -198,6 +206,12 @@ export class Settler {
       const reply = this.failureResult(salvaged, reason, error, 0);
       // Only to a client's result topic: a replyTo that is not one chooses no topic (see isResultTopic).
       if (reply && salvaged.replyTo && isResultTopic(salvaged.replyTo)) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
+      // Its job must count it too, or the job never finishes.
+      if (salvaged.job) {
+        await this.deps.publisher.publishJobEvents([
+          jobTaskSettled(salvaged.job, salvaged.taskId ?? `message:${message.id}`, 'deadLettered', this.deps.clock.now()),
+        ]);
+      }
       await this.deps.consumer.ack(message);
     } catch (publishError) {
       settlement = this.handBack(message, publishError);
@@ -436,6 +450,30 @@ export class Settler {
   }
 
   /** Nacks a message whose outcome could not be made durable. */
+  /**
+   * Reports the final outcomes among `pending` to their jobs. A report that
+   * fails hands its task back like any outcome that could not be made
+   * durable: it runs again, and its job counts it once.
+   */
+  private async reportToJobs(pending: readonly Pending[]): Promise<void> {
+    let reports: Pending[] | undefined;
+    for (const entry of pending) {
+      if (entry.task.envelope.job && (entry.settlement === 'succeeded' || entry.settlement === 'failed')) (reports ??= []).push(entry);
+    }
+    if (!reports) return;
+    const now = this.deps.clock.now();
+    try {
+      await this.deps.publisher.publishJobEvents(
+        reports.map((entry) => {
+          const e = entry.task.envelope;
+          return jobTaskSettled(e.job!, e.taskId, jobOutcome(entry.settlement, entry.reason), now);
+        }),
+      );
+    } catch (error) {
+      for (const entry of reports) entry.settlement = this.handBack(entry.task.message, error);
+    }
+  }
+
   private handBack(message: ReceivedMessage, error: unknown): TaskSettlement {
     this.deps.log.error(
       { err: error, messageId: message.id },
@@ -444,4 +482,19 @@ export class Settler {
     this.deps.consumer.nack(message);
     return 'redelivered';
   }
+}
+
+/**
+ * How a job counts a final settlement: `failed` when the task ran and failed
+ * for good (its retries used up, or a non-retryable error), `deadLettered`
+ * when it could not run or its outcome could not be delivered (unknown
+ * method, wrong arguments, a result too large, ...). Both are dead letters.
+ */
+function jobOutcome(settlement: TaskSettlement, reason: DeadLetterReason | null): JobTaskOutcome {
+  if (settlement === 'succeeded') return 'succeeded';
+  return reason === 'retriesExhausted' || reason === 'nonRetryable' ? 'failed' : 'deadLettered';
+}
+
+function jobTaskSettled(job: TaskJobRef, taskId: string, outcome: JobTaskOutcome, at: number): JobEvent {
+  return { v: 1, kind: 'taskSettled', jobId: job.id, index: job.index, taskId, outcome, at };
 }

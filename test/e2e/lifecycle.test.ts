@@ -238,6 +238,6 @@ class FailingResultsTransport implements Transport {
     };
   }
   subscribe: Transport['subscribe'] = (o) => this.inner.subscribe(o);
-  ensureSubscription: Transport['ensureSubscription'] = (t, s) => this.inner.ensureSubscription(t, s);
+  ensureSubscription: Transport['ensureSubscription'] = (t, s, type) => this.inner.ensureSubscription(t, s, type);
   close: Transport['close'] = () => this.inner.close();
 }

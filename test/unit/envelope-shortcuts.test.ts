@@ -24,6 +24,7 @@ const task = {
   dispatchedAt: 1,
   trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
   resultBatches: true,
+  job: { id: 'job-1', index: 3 },
 };
 const result = { v: 1, kind: 'result', taskId: 't1', service: 'S', method: 'm', outcome: 'succeeded', value: { x: 1 }, attempts: 1 };
 
@@ -48,6 +49,12 @@ const replacements: unknown[] = [
   { a: 1 },
   { traceparent: 7 },
   { traceparent: 'x'.repeat(300) },
+  { id: 'j', index: 0 },
+  { id: 'j', index: -1 },
+  { id: 'j', index: 10_000_000 },
+  { id: '', index: 0 },
+  { id: 'x'.repeat(129), index: 0 },
+  { id: 'j', index: 1.5 },
   { name: 'E', message: 'm' },
 ];
 

@@ -84,9 +84,14 @@ export class InMemoryTransport implements Transport {
     return count;
   }
 
-  async ensureSubscription(topic: string, subscription: string): Promise<void> {
+  async ensureSubscription(
+    topic: string,
+    subscription: string,
+    subscriptionType: SubscribeOptions['subscriptionType'] = 'shared',
+  ): Promise<void> {
     this.assertOpen();
-    this.topic(topic).subscription(subscription);
+    if (subscriptionType === 'keyShared') return; // refused when a consumer subscribes; nothing to keep here
+    this.topic(topic).subscription(subscription).adoptType(subscriptionType, { topic, subscription, maxUnacked: 1 });
   }
 
   async close(): Promise<void> {

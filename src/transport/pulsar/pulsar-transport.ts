@@ -232,13 +232,18 @@ export class PulsarTransport implements Transport {
     return consumer;
   }
 
-  async ensureSubscription(topic: string, subscription: string): Promise<void> {
+  async ensureSubscription(
+    topic: string,
+    subscription: string,
+    subscriptionType: SubscribeOptions['subscriptionType'] = 'shared',
+  ): Promise<void> {
     this.assertOpen();
-    // Subscribing creates the durable subscription; asking for no messages keeps it from taking any.
+    // Subscribing creates the durable subscription; asking for no messages keeps it from taking any. Of the
+    // subscription's own type: the broker refuses another while its consumers are attached.
     const consumer = await this.explained(
       PulsarConsumer.create(this.client, this.topicName(topic), {
         subscription,
-        subscriptionType: 'shared',
+        subscriptionType,
         maxUnacked: 1,
         nackRedeliveryDelayMs: this.nackDelayMs,
         flow: false,
