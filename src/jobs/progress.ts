@@ -1,15 +1,16 @@
 /**
- * One job's progress as the job tracker folds it from the job's events: a
- * bit per task index (set once the task reached a final outcome) and a count
- * per outcome. Distinct task indexes are counted, so a redelivered event, a
- * task's twin or a later attempt of a task already settled changes nothing:
- * the first final outcome of an index is the one counted.
+ * One job's progress as the job tracker folds it from the job's events: two
+ * bits per task index (none yet, succeeded, failed, dead-lettered) and a
+ * count per outcome. Distinct task indexes are counted, so a redelivered
+ * event, a task's twin or a later attempt of a task already settled changes
+ * nothing: the first final outcome of an index is the one counted.
  *
- * Memory is a bit per task up to the highest index seen (grown by doubling),
- * not a map of ids: 125 KiB for a job of a million tasks, bounded by
- * `MAX_JOB_TASKS`. A snapshot holds the same bits (base64), so a tracker that
- * takes over resumes from it and folds the events not yet acked again,
- * harmlessly.
+ * Memory is two bits per task up to the highest index seen (grown by
+ * doubling), not a map of ids: 250 KiB for a job of a million tasks, bounded
+ * by `MAX_JOB_TASKS`. A snapshot holds the same bits, so it can be merged
+ * into a progress that folded other events meanwhile (`merge`): a tracker
+ * that takes over folds snapshots and events in whatever order they come
+ * and ends with the same counts.
  */
 import { MAX_JOB_TASKS, type JobCallbacks, type JobEvent, type JobTaskOutcome } from '../wire/job-events.js';
 
@@ -43,18 +44,22 @@ export interface JobSnapshot {
   readonly callbacks?: JobCallbacks;
   readonly continueOnError: boolean;
   readonly total: number | null;
-  readonly succeeded: number;
-  readonly failed: number;
-  readonly deadLettered: number;
-  /** The settled bits, base64, up to the last byte with a bit set. */
-  readonly settledBits: string;
+  /** Each task's outcome, two bits per index (0 none, 1 succeeded, 2 failed, 3 dead-lettered), base64, up to the last byte in use. */
+  readonly outcomes: string;
   readonly startedAt: number;
   readonly finishedAt: number | null;
 }
 
+/** Outcome codes in the two bits of a task index. */
+const CODE: Record<JobTaskOutcome, number> = { succeeded: 1, failed: 2, deadLettered: 3 };
+const OUTCOME_OF: readonly (JobTaskOutcome | null)[] = [null, 'succeeded', 'failed', 'deadLettered'];
+/** Bytes of outcomes a job may use at most (four tasks per byte). */
+const MAX_OUTCOME_BYTES = Math.ceil(MAX_JOB_TASKS / 4);
+
 /** A job's progress, folded from its events. */
 export class JobProgress {
-  private bits = new Uint8Array(0);
+  /** Four task indexes per byte, two bits each (see `CODE`). */
+  private outcomes = new Uint8Array(0);
   private counts = { succeeded: 0, failed: 0, deadLettered: 0 };
   private total: number | null = null;
   private finishedAt: number | null = null;
@@ -90,13 +95,46 @@ export class JobProgress {
   /** Counts `index` as settled with `outcome`, unless it already was. */
   settle(index: number, outcome: JobTaskOutcome): boolean {
     if (!Number.isInteger(index) || index < 0 || index >= MAX_JOB_TASKS) return false;
-    const byte = index >>> 3;
-    const bit = 1 << (index & 7);
-    if (byte >= this.bits.length) this.grow(byte);
-    if ((this.bits[byte]! & bit) !== 0) return false;
-    this.bits[byte] = this.bits[byte]! | bit;
+    const byte = index >>> 2;
+    const shift = (index & 3) * 2;
+    if (byte >= this.outcomes.length) this.grow(byte);
+    if (((this.outcomes[byte]! >>> shift) & 3) !== 0) return false;
+    this.outcomes[byte] = this.outcomes[byte]! | (CODE[outcome] << shift);
     this.counts[outcome] += 1;
     return true;
+  }
+
+  /**
+   * Folds a snapshot of the same job in: what it knows and this does not is
+   * added (an index settled here first keeps its outcome); its seal, its
+   * finished mark and its creation fields are taken where this has none.
+   * True when anything changed.
+   */
+  merge(snapshot: JobSnapshot): boolean {
+    let changed = false;
+    const theirs = decodeOutcomes(snapshot);
+    for (let byte = 0; byte < theirs.length; byte++) {
+      const packed = theirs[byte]!;
+      if (packed === 0) continue;
+      for (let slot = 0; slot < 4; slot++) {
+        const outcome = OUTCOME_OF[(packed >>> (slot * 2)) & 3];
+        if (outcome && this.settle(byte * 4 + slot, outcome)) changed = true;
+      }
+    }
+    if (this.total === null && snapshot.total !== null) {
+      this.total = snapshot.total;
+      changed = true;
+    }
+    if (this.finishedAt === null && snapshot.finishedAt !== null) {
+      this.finishedAt = snapshot.finishedAt;
+      changed = true;
+    }
+    if (snapshot.startedAt < this.startedAt) this.startedAt = snapshot.startedAt;
+    this.name ??= snapshot.name;
+    if (Object.keys(this.meta).length === 0) this.meta = snapshot.meta;
+    this.callbacks ??= snapshot.callbacks;
+    if (!snapshot.continueOnError) this.continueOnError = false;
+    return changed;
   }
 
   /** True once the job is sealed and every one of its tasks settled. */
@@ -144,8 +182,8 @@ export class JobProgress {
 
   /** Everything a tracker needs to continue from here. */
   snapshot(): JobSnapshot {
-    let used = this.bits.length;
-    while (used > 0 && this.bits[used - 1] === 0) used--;
+    let used = this.outcomes.length;
+    while (used > 0 && this.outcomes[used - 1] === 0) used--;
     return {
       v: 1,
       kind: 'jobState',
@@ -155,52 +193,31 @@ export class JobProgress {
       ...(this.callbacks !== undefined ? { callbacks: this.callbacks } : {}),
       continueOnError: this.continueOnError,
       total: this.total,
-      ...this.counts,
-      settledBits: Buffer.from(this.bits.buffer, this.bits.byteOffset, used).toString('base64'),
+      outcomes: Buffer.from(this.outcomes.buffer, this.outcomes.byteOffset, used).toString('base64'),
       startedAt: this.startedAt,
       finishedAt: this.finishedAt,
     };
   }
 
-  /**
-   * A job's progress from its snapshot. A snapshot whose counts disagree
-   * with its bits (damaged, or written by something else) is refused with a
-   * RangeError naming the job: the bits are what makes later events
-   * idempotent, and counts that do not match them would never add up.
-   */
+  /** A job's progress from its snapshot. */
   static fromSnapshot(snapshot: JobSnapshot): JobProgress {
     const progress = new JobProgress(snapshot.jobId, snapshot.startedAt);
-    const bits = Buffer.from(snapshot.settledBits, 'base64');
-    if (bits.length > Math.ceil(MAX_JOB_TASKS / 8))
-      throw new RangeError(`job ${snapshot.jobId}: snapshot has more than ${MAX_JOB_TASKS} tasks`);
-    progress.bits = new Uint8Array(bits);
-    progress.counts = { succeeded: snapshot.succeeded, failed: snapshot.failed, deadLettered: snapshot.deadLettered };
-    let population = 0;
-    for (const byte of progress.bits) population += POPCOUNT[byte]!;
-    if (population !== progress.settled) {
-      throw new RangeError(`job ${snapshot.jobId}: snapshot counts ${progress.settled} settled tasks but its bits ${population}`);
-    }
-    progress.total = snapshot.total;
-    progress.finishedAt = snapshot.finishedAt;
-    progress.name = snapshot.name;
-    progress.meta = snapshot.meta;
-    progress.callbacks = snapshot.callbacks;
-    progress.continueOnError = snapshot.continueOnError;
+    progress.merge(snapshot);
     return progress;
   }
 
   private grow(byte: number): void {
-    let size = Math.max(16, this.bits.length);
+    let size = Math.max(16, this.outcomes.length);
     while (size <= byte) size *= 2;
-    const grown = new Uint8Array(Math.min(size, Math.ceil(MAX_JOB_TASKS / 8)));
-    grown.set(this.bits);
-    this.bits = grown;
+    const grown = new Uint8Array(Math.min(size, MAX_OUTCOME_BYTES));
+    grown.set(this.outcomes);
+    this.outcomes = grown;
   }
 }
 
-/** Bits set in each byte value. */
-const POPCOUNT = Uint8Array.from({ length: 256 }, (_, value) => {
-  let n = 0;
-  for (let v = value; v !== 0; v >>= 1) n += v & 1;
-  return n;
-});
+/** A snapshot's outcome bytes; a RangeError naming the job when they hold more than `MAX_JOB_TASKS`. */
+function decodeOutcomes(snapshot: JobSnapshot): Uint8Array {
+  const bytes = Buffer.from(snapshot.outcomes, 'base64');
+  if (bytes.length > MAX_OUTCOME_BYTES) throw new RangeError(`job ${snapshot.jobId}: snapshot holds more than ${MAX_JOB_TASKS} tasks`);
+  return bytes;
+}

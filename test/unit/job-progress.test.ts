@@ -67,16 +67,30 @@ describe('JobProgress', () => {
     expect(resumed.status()).toEqual(progress.status());
     for (const i of indexes) expect(resumed.apply(settled(i))).toBe(false);
     expect(resumed.apply(settled(2))).toBe(true);
-    // 100,000 tasks take 12.5 kB of bits, not a map of ids.
-    expect(Buffer.from(progress.snapshot().settledBits, 'base64').length).toBe(Math.ceil(100_000 / 8));
+    // 100,000 tasks take 25 kB, not a map of ids.
+    expect(Buffer.from(progress.snapshot().outcomes, 'base64').length).toBe(Math.ceil(100_000 / 4));
   });
 
-  test('a snapshot whose counts disagree with its bits is refused, naming the job', () => {
+  test('a snapshot merged into a progress that folded other events: the union, each index counted once', () => {
+    const before = new JobProgress('job-1', 1000);
+    for (const i of [0, 1, 2]) before.apply(settled(i));
+    before.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 5, at: 3000 });
+    const snapshot = before.snapshot();
+    // A new owner folded events that came after the snapshot was taken, and one before it, first.
+    const after = new JobProgress('job-1', 2500);
+    after.apply(settled(2, 'failed')); // settled here first: keeps its outcome
+    after.apply(settled(3, 'deadLettered'));
+    expect(after.merge(snapshot)).toBe(true);
+    expect(after.merge(snapshot)).toBe(false);
+    after.apply(settled(4));
+    expect(after.status()).toMatchObject({ total: 5, succeeded: 3, failed: 1, deadLettered: 1, pending: 0, startedAt: 1000 });
+    expect(after.complete).toBe(true);
+  });
+
+  test('a snapshot that holds more than MAX_JOB_TASKS tasks is refused, naming the job', () => {
     const progress = new JobProgress('job-1', 1000);
-    progress.apply(settled(3));
-    expect(() => JobProgress.fromSnapshot({ ...progress.snapshot(), succeeded: 2 })).toThrow(
-      /job job-1: snapshot counts 2 settled tasks but its bits 1/,
-    );
+    const huge = { ...progress.snapshot(), outcomes: Buffer.alloc(MAX_JOB_TASKS / 4 + 1, 1).toString('base64') };
+    expect(() => JobProgress.fromSnapshot(huge)).toThrow(/job job-1: snapshot holds more than 10000000 tasks/);
   });
 });
 
