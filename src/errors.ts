@@ -176,6 +176,22 @@ export class LifecycleError extends SheafError {
 }
 
 /**
+ * A wait on a job (`job.status()`, `job.done()`) ended before the job's
+ * tracker answered or the job finished. The job goes on; wait again later.
+ */
+export class JobWaitError extends SheafError {
+  override name = 'JobWaitError';
+  constructor(
+    readonly jobId: string,
+    /** How long the caller waited, in milliseconds. */
+    readonly waitedMs: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * A worker's graceful stop ran out of time (`shutdownGraceSeconds`): it
  * closed what it could and left tasks unsettled. Nothing is lost: the broker
  * redelivers them to other workers.

@@ -10,6 +10,9 @@ export type { TaskContext, BatchContext } from './worker/context.js';
 export { SheafClient } from './client/client.js';
 export type { ClientOptions, DispatchOptions, ServiceStubOptions, TaskHandles } from './client/client.js';
 export type { ResultOptions, TaskHandle } from './client/task-handle.js';
+export { Job } from './client/job.js';
+export type { JobOptions } from './client/job.js';
+export type { JobStatus, JobCallbacks } from './wire/job-events.js';
 
 export { SheafWorker } from './worker/worker.js';
 export type { WorkerState } from './worker/worker.js';
@@ -58,6 +61,7 @@ export {
   ShutdownTimeoutError,
   RemoteTaskError,
   ResultTimeoutError,
+  JobWaitError,
   UnknownMethodError,
   UnknownServiceError,
   MessageTooLargeError,

@@ -19,7 +19,11 @@ import { isAbortError, type Consumer, type Producer, type ReceivedMessage, type 
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
-import { FireAndForgetHandle, PendingTask, type TaskHandle } from './task-handle.js';
+import type { TaskJobRef } from '../wire/job-events.js';
+import { Job, JobStatusFeed, type JobOptions } from './job.js';
+import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
+
+export type { DispatchOptions, TaskHandles };
 
 export interface ClientOptions {
   transport: Transport;
@@ -49,42 +53,19 @@ export interface ClientOptions {
   keepResultsOnClose?: boolean;
 }
 
-/** Per-dispatch options: `client.dispatch(stub, { batchKey: 'tenant-7' }).send(...)`. */
-export interface DispatchOptions {
-  /** The batch key of these tasks (their `meta.batchKey`), instead of the stub's. */
-  batchKey?: string;
-  /** Metadata merged over the stub's. */
-  meta?: Record<string, string>;
-  /** Tags added to the stub's. */
-  tags?: string[];
-  /**
-   * Send the task without asking for its result: workers publish none, and
-   * the client keeps nothing for it. `handle.result()` rejects at once.
-   */
-  fireAndForget?: boolean;
-}
-
 export interface ServiceStubOptions {
   /** Task metadata; `meta.batchKey` groups tasks into batches. */
   meta?: Record<string, string>;
   tags?: string[];
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type AnyFunction = (...args: any[]) => any;
-
-/** The fire-and-keep-a-handle view of a stub: each method returns a `TaskHandle`. */
-export type TaskHandles<T> = {
-  [K in keyof T as T[K] extends AnyFunction ? K : never]: T[K] extends (...args: infer A) => infer R
-    ? (...args: A) => Promise<TaskHandle<Awaited<R>>>
-    : never;
-};
-
 interface StubTarget {
   readonly serviceName: string;
   readonly meta: Record<string, string>;
   readonly tags: string[];
   readonly fireAndForget?: boolean;
+  /** Gives each task of a job its reference (the next index); throws once the job is sealed. */
+  readonly jobRef?: () => TaskJobRef;
 }
 
 const clientOptionsSchema = strictObject({
@@ -149,6 +130,8 @@ export class SheafClient {
   private consumer: Consumer | null = null;
   private loop: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
+  /** Opened with the first job: statuses in, job events out. */
+  private jobFeed: Promise<JobStatusFeed> | null = null;
   /** Resources the client created itself (a transport built from a config file). */
   private readonly owned: Array<() => Promise<void>> = [];
 
@@ -252,6 +235,50 @@ export class SheafClient {
    * fire-and-forget.
    */
   dispatch<T extends object>(stub: T, options: DispatchOptions = {}): TaskHandles<T> {
+    return this.dispatchWith(stub, options);
+  }
+
+  /**
+   * A new job (docs/jobs.md): `job.dispatch(stub).method(...)` joins tasks
+   * to it, `job.seal()` says no more come, `job.status()` and `job.done()`
+   * follow it. Needs a job tracker: a `sheaf worker` with `jobs.tracker` on.
+   */
+  async job(options: JobOptions = {}): Promise<Job> {
+    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to start a job`);
+    const feed = await this.jobStatusFeed();
+    const jobId = Job.newId();
+    feed.follow(jobId);
+    await feed.publish({
+      v: 1,
+      kind: 'jobCreated',
+      jobId,
+      ...(options.name !== undefined ? { name: options.name } : {}),
+      meta: { ...(options.meta ?? {}) },
+      ...(options.callbacks ? { callbacks: options.callbacks } : {}),
+      continueOnError: options.continueOnError ?? true,
+      at: Date.now(),
+    });
+    return new Job(jobId, feed, (stub, dispatchOptions, jobRef) => this.dispatchWith(stub, dispatchOptions, jobRef));
+  }
+
+  /** Follows a job created elsewhere: `status()` and `done()` work; dispatching and sealing stay with its creator. */
+  async attachJob(jobId: string): Promise<Job> {
+    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to follow a job`);
+    const feed = await this.jobStatusFeed();
+    feed.follow(jobId);
+    return new Job(jobId, feed, null);
+  }
+
+  private jobStatusFeed(): Promise<JobStatusFeed> {
+    if (!this.jobFeed) {
+      const opening = JobStatusFeed.open(this.transport, this.name, this.log);
+      opening.catch(() => (this.jobFeed = null));
+      this.jobFeed = opening;
+    }
+    return this.jobFeed;
+  }
+
+  private dispatchWith<T extends object>(stub: T, options: DispatchOptions, jobRef?: () => TaskJobRef): TaskHandles<T> {
     const base = this.stubs.get(stub);
     if (!base) throw new TypeError("client.dispatch() takes a stub made by this client's service() method");
     const o = plainDispatchOptions(options) ? options : parseDispatchOptions(options);
@@ -260,6 +287,7 @@ export class SheafClient {
       meta: { ...base.meta, ...(o.meta ?? {}), ...(o.batchKey !== undefined ? { batchKey: o.batchKey } : {}) },
       tags: [...base.tags, ...(o.tags ?? [])],
       fireAndForget: o.fireAndForget ?? false,
+      ...(jobRef ? { jobRef } : {}),
     };
     return this.proxy(target, (method, args) => this.dispatchTask(target, method, args)) as TaskHandles<T>;
   }
@@ -283,6 +311,8 @@ export class SheafClient {
         return this.consumer?.close();
       });
     }
+    const feed = await this.jobFeed?.catch(() => null);
+    await feed?.close();
     const producers = await Promise.all([...this.producers.values()].map((p) => p.catch(() => null)));
     await Promise.all(producers.map((p) => p?.close()));
     for (const task of this.pending.values()) {
@@ -327,6 +357,7 @@ export class SheafClient {
       lastError: null,
       dispatchedAt: Date.now(),
     };
+    if (target.jobRef) envelope.job = target.jobRef();
     // This client reads result batches; fire-and-forget tasks get no result at all.
     if (!target.fireAndForget) envelope.resultBatches = true;
     const topic = taskTopic(target.serviceName);

@@ -117,3 +117,28 @@ export class PendingTask<R = unknown> implements TaskHandle<R> {
     this.outcome.reject(error);
   }
 }
+
+/** Per-dispatch options: `client.dispatch(stub, { batchKey: 'tenant-7' }).send(...)`. */
+export interface DispatchOptions {
+  /** The batch key of these tasks (their `meta.batchKey`), instead of the stub's. */
+  batchKey?: string;
+  /** Metadata merged over the stub's. */
+  meta?: Record<string, string>;
+  /** Tags added to the stub's. */
+  tags?: string[];
+  /**
+   * Send the task without asking for its result: workers publish none, and
+   * the client keeps nothing for it. `handle.result()` rejects at once.
+   */
+  fireAndForget?: boolean;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyFunction = (...args: any[]) => any;
+
+/** The fire-and-keep-a-handle view of a stub: each method returns a `TaskHandle`. */
+export type TaskHandles<T> = {
+  [K in keyof T as T[K] extends AnyFunction ? K : never]: T[K] extends (...args: infer A) => infer R
+    ? (...args: A) => Promise<TaskHandle<Awaited<R>>>
+    : never;
+};

@@ -12,43 +12,16 @@
  * that takes over folds snapshots and events in whatever order they come
  * and ends with the same counts.
  */
-import { MAX_JOB_TASKS, type JobCallbacks, type JobEvent, type JobTaskOutcome } from '../wire/job-events.js';
+import {
+  MAX_JOB_TASKS,
+  type JobCallbacks,
+  type JobFact,
+  type JobSnapshot,
+  type JobStatus,
+  type JobTaskOutcome,
+} from '../wire/job-events.js';
 
-/** What `job.status()` answers; every figure counts distinct tasks. */
-export interface JobStatus {
-  readonly jobId: string;
-  readonly name: string | undefined;
-  /** The number of tasks of the job, once it is sealed; null before. */
-  readonly total: number | null;
-  readonly sealed: boolean;
-  readonly succeeded: number;
-  readonly failed: number;
-  readonly deadLettered: number;
-  /** Tasks of a sealed job without a final outcome yet; null before the seal. */
-  readonly pending: number | null;
-  /** Settled tasks in per cent of the total (0-100, one decimal); null before the seal. */
-  readonly percent: number | null;
-  /** Epoch ms of the job's creation (of its first event, if its creation was not seen). */
-  readonly startedAt: number;
-  /** Epoch ms at which the tracker marked the job finished; null while it runs. */
-  readonly finishedAt: number | null;
-}
-
-/** What a tracker writes down for a job, and a new tracker starts from. */
-export interface JobSnapshot {
-  readonly v: 1;
-  readonly kind: 'jobState';
-  readonly jobId: string;
-  readonly name?: string;
-  readonly meta: Record<string, string>;
-  readonly callbacks?: JobCallbacks;
-  readonly continueOnError: boolean;
-  readonly total: number | null;
-  /** Each task's outcome, two bits per index (0 none, 1 succeeded, 2 failed, 3 dead-lettered), base64, up to the last byte in use. */
-  readonly outcomes: string;
-  readonly startedAt: number;
-  readonly finishedAt: number | null;
-}
+export type { JobSnapshot, JobStatus };
 
 /** Outcome codes in the two bits of a task index. */
 const CODE: Record<JobTaskOutcome, number> = { succeeded: 1, failed: 2, deadLettered: 3 };
@@ -67,14 +40,15 @@ export class JobProgress {
   private meta: Record<string, string> = {};
   private callbacks: JobCallbacks | undefined;
   private continueOnError = true;
+  private callbacksSent = false;
 
   constructor(
     readonly jobId: string,
     private startedAt: number,
   ) {}
 
-  /** Folds one event of this job in; true when it changed anything. */
-  apply(event: JobEvent): boolean {
+  /** Folds one fact of this job in; true when it changed anything. */
+  apply(event: JobFact): boolean {
     switch (event.kind) {
       case 'jobCreated':
         this.name = event.name;
@@ -134,6 +108,10 @@ export class JobProgress {
     if (Object.keys(this.meta).length === 0) this.meta = snapshot.meta;
     this.callbacks ??= snapshot.callbacks;
     if (!snapshot.continueOnError) this.continueOnError = false;
+    if (snapshot.callbacksSent && !this.callbacksSent) {
+      this.callbacksSent = true;
+      changed = true;
+    }
     return changed;
   }
 
@@ -150,6 +128,16 @@ export class JobProgress {
   /** Tasks with a final outcome. */
   get settled(): number {
     return this.counts.succeeded + this.counts.failed + this.counts.deadLettered;
+  }
+
+  /** True once the job's callbacks were dispatched (or it had none to dispatch) after it finished. */
+  get callbacksDispatched(): boolean {
+    return this.callbacksSent;
+  }
+
+  /** Records that the job's callbacks were dispatched. */
+  markCallbacksSent(): void {
+    this.callbacksSent = true;
   }
 
   /** The callbacks the job was created with, if any. */
@@ -196,6 +184,7 @@ export class JobProgress {
       outcomes: Buffer.from(this.outcomes.buffer, this.outcomes.byteOffset, used).toString('base64'),
       startedAt: this.startedAt,
       finishedAt: this.finishedAt,
+      callbacksSent: this.callbacksSent,
     };
   }
 

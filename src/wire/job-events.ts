@@ -38,8 +38,60 @@ export interface JobCallbacks {
   onComplete?: string;
 }
 
-/** Events of one job, in the order a job produces them (settlements may come before the seal). */
-export type JobEvent =
+/** What `job.status()` answers; every figure counts distinct tasks. */
+export interface JobStatus {
+  readonly jobId: string;
+  readonly name: string | undefined;
+  /** The number of tasks of the job, once it is sealed; null before. */
+  readonly total: number | null;
+  readonly sealed: boolean;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly deadLettered: number;
+  /** Tasks of a sealed job without a final outcome yet; null before the seal. */
+  readonly pending: number | null;
+  /** Settled tasks in per cent of the total (0-100, one decimal); null before the seal. */
+  readonly percent: number | null;
+  /** Epoch ms of the job's creation (of its first event, if its creation was not seen). */
+  readonly startedAt: number;
+  /** Epoch ms at which the tracker marked the job finished; null while it runs. */
+  readonly finishedAt: number | null;
+}
+
+/** What a tracker writes down for a job, and a new tracker starts from. */
+export interface JobSnapshot {
+  readonly v: 1;
+  readonly kind: 'jobState';
+  readonly jobId: string;
+  readonly name?: string;
+  readonly meta: Record<string, string>;
+  readonly callbacks?: JobCallbacks;
+  readonly continueOnError: boolean;
+  readonly total: number | null;
+  /** Each task's outcome, two bits per index (0 none, 1 succeeded, 2 failed, 3 dead-lettered), base64, up to the last byte in use. */
+  readonly outcomes: string;
+  readonly startedAt: number;
+  readonly finishedAt: number | null;
+  /** The job's callbacks were dispatched (after the finished mark was durable). */
+  readonly callbacksSent: boolean;
+}
+
+/** Asks the tracker to publish a job's status now (`attachJob`, a status nobody has seen yet). */
+export interface JobStatusRequest {
+  readonly v: 1;
+  readonly kind: 'jobStatusRequest';
+  readonly jobId: string;
+}
+
+/** A job's status as the tracker publishes it on `sheaf-job-state` for clients. */
+export interface JobStatusMessage {
+  readonly v: 1;
+  readonly kind: 'jobStatus';
+  readonly status: JobStatus;
+}
+
+/** Facts about one job, in the order a job produces them (settlements may come before the seal). */
+export type JobFact =
   | {
       v: 1;
       kind: 'jobCreated';
@@ -54,9 +106,15 @@ export type JobEvent =
   | { v: 1; kind: 'jobSealed'; jobId: string; total: number; at: number }
   | { v: 1; kind: 'taskSettled'; jobId: string; index: number; taskId: string; outcome: JobTaskOutcome; at: number };
 
+/** Everything on the job-events topic: facts, the tracker's snapshots, and status requests. */
+export type JobEvent = JobFact | JobSnapshot | JobStatusRequest;
+
 const jobId = z.string().min(1).max(MAX_JOB_ID_LENGTH);
 const epochMs = z.number().int().nonnegative();
 const name = z.string().min(1).max(256);
+
+const count = z.number().int().nonnegative().max(MAX_JOB_TASKS);
+const callbacksSchema = z.object({ service: name, onSuccess: name.optional(), onComplete: name.optional() });
 
 const jobEventSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -65,7 +123,7 @@ const jobEventSchema = z.discriminatedUnion('kind', [
     jobId,
     name: name.optional(),
     meta: z.record(z.string().max(256), z.string().max(4096)),
-    callbacks: z.object({ service: name, onSuccess: name.optional(), onComplete: name.optional() }).optional(),
+    callbacks: callbacksSchema.optional(),
     continueOnError: z.boolean(),
     at: epochMs,
   }),
@@ -89,25 +147,73 @@ const jobEventSchema = z.discriminatedUnion('kind', [
     outcome: z.enum(['succeeded', 'failed', 'deadLettered']),
     at: epochMs,
   }),
+  z.object({
+    v: z.literal(WIRE_VERSION),
+    kind: z.literal('jobState'),
+    jobId,
+    name: name.optional(),
+    meta: z.record(z.string().max(256), z.string().max(4096)),
+    callbacks: callbacksSchema.optional(),
+    continueOnError: z.boolean(),
+    total: count.nullable(),
+    // Base64 of two bits per task: 4/3 of MAX_JOB_TASKS / 4 bytes.
+    outcomes: z
+      .string()
+      .max(Math.ceil(MAX_JOB_TASKS / 3) + 4)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    startedAt: epochMs,
+    finishedAt: epochMs.nullable(),
+    callbacksSent: z.boolean(),
+  }),
+  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatusRequest'), jobId }),
 ]);
 
-/** The event as bytes. */
-export function encodeJobEvent(event: JobEvent): Uint8Array {
+const jobStatusSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  kind: z.literal('jobStatus'),
+  status: z.object({
+    jobId,
+    name: name.optional(),
+    total: count.nullable(),
+    sealed: z.boolean(),
+    succeeded: count,
+    failed: count,
+    deadLettered: count,
+    pending: count.nullable(),
+    percent: z.number().min(0).max(100).nullable(),
+    startedAt: epochMs,
+    finishedAt: epochMs.nullable(),
+  }),
+});
+
+/** The event (or status) as bytes. */
+export function encodeJobEvent(event: JobEvent | JobStatusMessage): Uint8Array {
   return Buffer.from(JSON.stringify(event), 'utf8');
 }
 
 /** The event a message holds, or why it was not understood (bad JSON, another version, a field out of bounds). */
 export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { problem: string } {
+  const parsed = parse(payload, jobEventSchema);
+  return 'problem' in parsed ? parsed : { event: parsed.value as JobEvent };
+}
+
+/** The status a `sheaf-job-state` message holds, or why it was not understood. */
+export function decodeJobStatus(payload: Uint8Array): { status: JobStatus } | { problem: string } {
+  const parsed = parse(payload, jobStatusSchema);
+  return 'problem' in parsed ? parsed : { status: { name: undefined, ...parsed.value.status } };
+}
+
+function parse<T>(payload: Uint8Array, schema: z.ZodType<T>): { value: T } | { problem: string } {
   let raw: unknown;
   try {
     raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
   } catch (error) {
     return { problem: `not JSON: ${(error as Error).message.slice(0, 120)}` };
   }
-  const parsed = jobEventSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return { problem: `${issue?.path.join('.') || 'message'}: ${issue?.message ?? 'invalid'}` };
   }
-  return { event: parsed.data as JobEvent };
+  return { value: parsed.data };
 }

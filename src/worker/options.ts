@@ -52,6 +52,12 @@ export interface WorkerOptions {
    * files and code lines: for development (the demo turns it on).
    */
   errors?: { includeStack?: boolean };
+  /**
+   * The job tracker (docs/jobs.md). `tracker` (default true): this worker
+   * takes part; one worker's tracker at a time is active. `retentionHours`
+   * (default 24): how long a finished job's status stays answerable.
+   */
+  jobs?: { tracker?: boolean; retentionHours?: number };
 }
 
 export interface CompiledService extends CompiledExecutorSettings {
@@ -69,6 +75,7 @@ export interface CompiledWorkerOptions {
   /** Infinity: wait for ever. */
   readonly shutdownGraceMs: number;
   readonly errors: { readonly includeStack: boolean };
+  readonly jobs: { readonly tracker: boolean; readonly retentionMs: number };
 }
 
 export const serviceNameSchema = z
@@ -99,6 +106,10 @@ const workerOptionsSchema = strictObject({
     .nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' })
     .optional(),
   errors: strictObject({ includeStack: z.boolean({ error: 'must be true or false' }).optional() }).optional(),
+  jobs: strictObject({
+    tracker: z.boolean({ error: 'must be true or false' }).optional(),
+    retentionHours: z.number({ error: 'must be a number of hours > 0' }).positive({ error: 'must be a number of hours > 0' }).optional(),
+  }).optional(),
   services: z
     .array(
       strictObject({
@@ -143,5 +154,6 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     services,
     shutdownGraceMs: parsed.data.shutdownGraceSeconds === 0 ? Infinity : (parsed.data.shutdownGraceSeconds ?? 30) * 1000,
     errors: { includeStack: parsed.data.errors?.includeStack ?? false },
+    jobs: { tracker: parsed.data.jobs?.tracker ?? true, retentionMs: (parsed.data.jobs?.retentionHours ?? 24) * 3600_000 },
   };
 }

@@ -26,6 +26,7 @@ import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } 
 import { OutcomePublisher } from './outcome-publisher.js';
 import { ServiceRunner, type ServiceRunnerStats } from './service-runner.js';
 import { SettledFeed } from './settled-feed.js';
+import { JobTracker } from '../jobs/tracker.js';
 
 export type WorkerState =
   | { readonly status: 'created' }
@@ -56,6 +57,8 @@ export class SheafWorker {
   private readonly publishers: OutcomePublisher[] = [];
   private readonly consumers: Consumer[] = [];
   private readonly settledFeeds: SettledFeed[] = [];
+  /** This worker's part in tracking jobs (docs/jobs.md); null when `jobs.tracker` is off or it could not start. */
+  private jobTracker: JobTracker | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private metrics: WorkerMetrics | null = null;
@@ -236,6 +239,24 @@ export class SheafWorker {
       this.runners.set(service.name, runner);
     }
     for (const runner of this.runners.values()) runner.start();
+    if (this.options.jobs.tracker) await this.startJobTracker();
+  }
+
+  /** Starts the job tracker; a worker refused its topics (a role without them) runs without it, and says so once. */
+  private async startJobTracker(): Promise<void> {
+    const tracker = new JobTracker({
+      transport: this.options.transport,
+      logger: this.log,
+      clock: this.options.clock,
+      retentionMs: this.options.jobs.retentionMs,
+    });
+    try {
+      await tracker.start();
+      this.jobTracker = tracker;
+    } catch (error) {
+      await tracker.close().catch(() => undefined);
+      this.log.warn({ err: error }, 'the job tracker could not start; this worker tracks no jobs (jobs.tracker: false silences this)');
+    }
   }
 
   private fail(error: unknown): void {
@@ -246,6 +267,7 @@ export class SheafWorker {
 
   private async release(): Promise<void> {
     this.metrics?.close();
+    await this.jobTracker?.close();
     await Promise.all(this.consumers.map((c) => c.close().catch(() => undefined)));
     await Promise.all(this.publishers.map((p) => p.close()));
     await Promise.all(this.settledFeeds.map((f) => f.close()));

@@ -5,9 +5,9 @@
  */
 import { describe, expect, test } from 'vitest';
 import { JobProgress } from '../../src/jobs/progress.js';
-import { decodeJobEvent, encodeJobEvent, MAX_JOB_TASKS, type JobEvent } from '../../src/wire/job-events.js';
+import { decodeJobEvent, encodeJobEvent, MAX_JOB_TASKS, type JobFact } from '../../src/wire/job-events.js';
 
-const settled = (index: number, outcome: 'succeeded' | 'failed' | 'deadLettered' = 'succeeded'): JobEvent => ({
+const settled = (index: number, outcome: 'succeeded' | 'failed' | 'deadLettered' = 'succeeded'): JobFact => ({
   v: 1,
   kind: 'taskSettled',
   jobId: 'job-1',

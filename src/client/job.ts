@@ -1,0 +1,308 @@
+/**
+ * Jobs as a client sees them (docs/jobs.md): `client.job()` creates one,
+ * `job.dispatch(stub)` joins tasks to it (each gets the next index),
+ * `job.seal()` says no more come, and `status()`/`done()` read what the job
+ * tracker publishes on `sheaf-job-state`. `client.attachJob(id)` follows a
+ * job from another process (it cannot dispatch: the indexes are its
+ * creator's).
+ *
+ * Statuses reach a client through one non-durable subscription
+ * (`JobStatusFeed`), opened with the client's first job, before the job's
+ * creation is published: no status of its own jobs is missed. A job attached
+ * later, or a status nobody has published yet, is asked of the tracker
+ * (`jobStatusRequest`); an answer that does not come in time is a
+ * `JobWaitError` that says what to check.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { JobWaitError, LifecycleError } from '../errors.js';
+import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
+import type { Consumer, Producer, Transport } from '../transport/transport.js';
+import { isAbortError } from '../transport/transport.js';
+import { decodeJobStatus, encodeJobEvent, type JobCallbacks, type JobEvent, type JobStatus, type TaskJobRef } from '../wire/job-events.js';
+import type { DispatchOptions, TaskHandles } from './task-handle.js';
+
+/** What `client.job()` takes. */
+export interface JobOptions {
+  /** Shown in statuses and `sheaf job list`. */
+  name?: string;
+  /** Free-form strings kept with the job. */
+  meta?: Record<string, string>;
+  /** A service whose methods are called once the job finished: `onSuccess` when nothing failed, `onComplete` always. */
+  callbacks?: JobCallbacks;
+  /** True (default): a failed task is counted and the job goes on. */
+  continueOnError?: boolean;
+}
+
+/** How long `status()` waits for the tracker when no status of the job has been seen yet. */
+const STATUS_WAIT_MS = 10_000;
+
+/**
+ * Reads `sheaf-job-state` for a client and hands each status to the jobs
+ * that wait on it; sends job events (creation, seal, status requests).
+ */
+export class JobStatusFeed {
+  private readonly latest = new Map<string, JobStatus>();
+  /** Jobs whose statuses this client keeps. */
+  private readonly followed = new Set<string>();
+  private readonly waiters = new Map<string, Set<(status: JobStatus) => void>>();
+  private readonly stop = new AbortController();
+  private loop: Promise<void> | null = null;
+
+  private constructor(
+    private readonly consumer: Consumer,
+    private readonly events: Producer,
+    private readonly log: Logger,
+  ) {}
+
+  /** Subscribes to statuses first, then opens the events producer (the tracker's subscription made before it). */
+  static async open(transport: Transport, clientName: string, log: Logger): Promise<JobStatusFeed> {
+    const consumer = await transport.subscribe({
+      topic: JOB_STATE_TOPIC,
+      subscription: `sheaf-job-status-${clientName}`,
+      maxUnacked: 1000,
+      durable: false,
+    });
+    try {
+      await transport.ensureSubscription(JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover');
+      const events = await transport.createProducer(JOB_EVENTS_TOPIC);
+      const feed = new JobStatusFeed(consumer, events, log);
+      feed.loop = feed.receive();
+      return feed;
+    } catch (error) {
+      await consumer.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Publishes a job event, keyed by its job, once the broker has it. */
+  async publish(event: JobEvent): Promise<void> {
+    await this.events.send({ payload: encodeJobEvent(event), key: event.jobId });
+  }
+
+  /** The last status seen of a job, if any. */
+  last(jobId: string): JobStatus | undefined {
+    return this.latest.get(jobId);
+  }
+
+  /**
+   * Resolves with the first status of `jobId` that `accept` takes (the last
+   * seen counts), or rejects with `JobWaitError` after `timeoutMs` or an
+   * AbortError when `signal` aborts.
+   */
+  waitFor(
+    jobId: string,
+    accept: (status: JobStatus) => boolean,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<JobStatus> {
+    const seen = this.latest.get(jobId);
+    if (seen && accept(seen)) return Promise.resolve(seen);
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const listeners = this.waiters.get(jobId) ?? new Set();
+      this.waiters.set(jobId, listeners);
+      const done = (): void => {
+        listeners.delete(listener);
+        if (listeners.size === 0) this.waiters.delete(jobId);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const listener = (status: JobStatus): void => {
+        if (!accept(status)) return;
+        done();
+        resolve(status);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(signal!.reason);
+      };
+      const timer =
+        timeoutMs === Infinity
+          ? undefined
+          : setTimeout(() => {
+              done();
+              reject(new JobWaitError(jobId, timeoutMs, `job ${jobId}: ${what} within ${timeoutMs} ms`));
+            }, timeoutMs);
+      listeners.add(listener);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.loop;
+    await Promise.allSettled([this.consumer.close(), this.events.close()]);
+  }
+
+  private async receive(): Promise<void> {
+    const signal = this.stop.signal;
+    while (!signal.aborted) {
+      let messages;
+      try {
+        messages = await this.consumer.receiveMany(1000, signal);
+      } catch (error) {
+        if (signal.aborted || isAbortError(error)) return;
+        this.log.warn({ err: error }, 'receiving job statuses failed; job waits rely on their timeouts');
+        return;
+      }
+      for (const message of messages) {
+        const decoded = decodeJobStatus(message.payload);
+        if ('problem' in decoded) {
+          this.log.debug({ problem: decoded.problem }, 'a job status message was not understood; skipped');
+          continue;
+        }
+        const { status } = decoded;
+        // Only jobs someone here follows are kept: the topic carries every job of the namespace.
+        if (!this.followed.has(status.jobId)) continue;
+        this.latest.set(status.jobId, status);
+        for (const listener of [...(this.waiters.get(status.jobId) ?? [])]) listener(status);
+      }
+      await this.consumer.ackAll(messages).catch(() => undefined);
+    }
+  }
+
+  /** Starts keeping `jobId`'s statuses. */
+  follow(jobId: string): void {
+    this.followed.add(jobId);
+  }
+}
+
+/**
+ * A job: tasks that belong together, counted by the job tracker, finished
+ * once. Made by `client.job()` (can dispatch) or `client.attachJob()`
+ * (follows only).
+ */
+export class Job {
+  private nextIndex = 0;
+  private sealedAt: number | null = null;
+  /** Dispatches under way: `seal()` waits for them, so its total counts only tasks that exist. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  /** @internal Made by `SheafClient.job()` and `attachJob()`. */
+  constructor(
+    readonly jobId: string,
+    private readonly feed: JobStatusFeed,
+    /** Dispatches through the client with a job reference; null for an attached job. */
+    private readonly dispatcher: (<T extends object>(stub: T, options: DispatchOptions, ref: () => TaskJobRef) => TaskHandles<T>) | null,
+  ) {}
+
+  /** A new job id. */
+  static newId(): string {
+    return `job-${randomUUID()}`;
+  }
+
+  /**
+   * The handle-returning view of a stub, as `client.dispatch(stub, options)`,
+   * for tasks of this job: each gets the next index. Throws once the job is
+   * sealed, and on an attached job.
+   */
+  dispatch<T extends object>(stub: T, options: DispatchOptions = {}): TaskHandles<T> {
+    if (!this.dispatcher) {
+      throw new LifecycleError(`job ${this.jobId} was attached, not created here: only the process that created it dispatches its tasks`);
+    }
+    const handles = this.dispatcher(stub, options, () => {
+      if (this.sealedAt !== null) throw new LifecycleError(`job ${this.jobId} is sealed: no more tasks can join it`);
+      return { id: this.jobId, index: this.nextIndex++ };
+    }) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    // Every call is tracked until sent, so that seal() counts what exists.
+    return new Proxy(handles, {
+      get: (target, property) => {
+        const call = target[property as string];
+        if (typeof call !== 'function') return call;
+        return (...args: unknown[]) => {
+          const before = this.nextIndex;
+          const sending = call(...args);
+          // The index is given synchronously, when the call starts.
+          const index = this.nextIndex > before ? before : null;
+          const tracked = sending.then(
+            () => undefined,
+            (error: unknown) => (index === null ? undefined : this.countUndispatched(index, error)),
+          );
+          this.inFlight.add(tracked);
+          void tracked.finally(() => this.inFlight.delete(tracked));
+          return sending;
+        };
+      },
+    }) as unknown as TaskHandles<T>;
+  }
+
+  /**
+   * A task given an index whose dispatch failed (the caller has the error):
+   * counted as dead-lettered, or the job could never finish. Had the broker
+   * stored it after all (a send timeout), the worker's later report of that
+   * index counts nothing.
+   */
+  private async countUndispatched(index: number, error: unknown): Promise<void> {
+    await this.feed
+      .publish({
+        v: 1,
+        kind: 'taskSettled',
+        jobId: this.jobId,
+        index,
+        taskId: `undispatched-${index}`,
+        outcome: 'deadLettered',
+        at: Date.now(),
+      })
+      .catch((publishError: unknown) => {
+        // Neither the task nor its count reached the broker: the job waits for an index that never settles.
+        throw new LifecycleError(
+          `job ${this.jobId}: task ${index} could not be dispatched (${(error as Error).message}) nor counted; the job cannot finish`,
+          { cause: publishError },
+        );
+      });
+  }
+
+  /** Tasks given an index so far. */
+  get dispatched(): number {
+    return this.nextIndex;
+  }
+
+  /**
+   * Says no more tasks come: once the tasks dispatched so far all reached a
+   * final outcome, the tracker marks the job finished. Waits for dispatches
+   * under way first. Idempotent.
+   */
+  async seal(): Promise<void> {
+    if (!this.dispatcher) throw new LifecycleError(`job ${this.jobId} was attached, not created here: seal it where it was created`);
+    if (this.sealedAt !== null) return;
+    this.sealedAt = Date.now();
+    await Promise.allSettled([...this.inFlight]);
+    await this.feed.publish({ v: 1, kind: 'jobSealed', jobId: this.jobId, total: this.nextIndex, at: this.sealedAt });
+  }
+
+  /**
+   * The job's counts as the tracker last published them (O(1): no task is
+   * scanned). When none has been seen yet, the tracker is asked and
+   * answered within 10 s, or `JobWaitError`.
+   */
+  async status(): Promise<JobStatus> {
+    const seen = this.feed.last(this.jobId);
+    if (seen) return seen;
+    await this.feed.publish({ v: 1, kind: 'jobStatusRequest', jobId: this.jobId });
+    return this.feed.waitFor(
+      this.jobId,
+      () => true,
+      STATUS_WAIT_MS,
+      undefined,
+      'no job tracker answered (is a sheaf worker running, with jobs.tracker on?)',
+    );
+  }
+
+  /**
+   * Resolves with the job's final status once the tracker marked it
+   * finished; rejects with `JobWaitError` after `timeoutMs` (default: no
+   * bound) or an AbortError when `signal` aborts. The job is not cancelled.
+   */
+  async done(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<JobStatus> {
+    if (!this.feed.last(this.jobId)) await this.feed.publish({ v: 1, kind: 'jobStatusRequest', jobId: this.jobId });
+    return this.feed.waitFor(
+      this.jobId,
+      (status) => status.finishedAt !== null,
+      options.timeoutMs ?? Infinity,
+      options.signal,
+      'not finished',
+    );
+  }
+}

@@ -1,0 +1,301 @@
+/**
+ * The job tracker: folds a namespace's job events into each job's progress,
+ * marks a job finished once, publishes statuses for clients, and dispatches
+ * a finished job's callbacks. Runs inside `sheaf worker`; of all the
+ * workers' trackers, one at a time is active (a Failover subscription on
+ * `sheaf-job-events`), the others wait and take over when it goes.
+ *
+ * Durability without a store of its own: the tracker writes each job's
+ * snapshot (`jobState`) back into the job-events topic, and acks the events
+ * a snapshot holds only once the broker has it. So what is unacked for a job
+ * is its latest snapshot and the events since; a tracker that takes over is
+ * delivered exactly that, and merges it (`JobProgress.merge` counts each task
+ * index once, in whatever order snapshots and events come).
+ *
+ * Once: the finished mark is a snapshot with `finishedAt`, written by the
+ * active tracker after the job is sealed and every task settled. A tracker
+ * that takes over merges the mark and does not set it again. Callbacks
+ * (`onSuccess`, `onComplete`) are tasks with stable ids
+ * (`<jobId>:onSuccess`), dispatched after the mark is durable and recorded in
+ * the next snapshot: a tracker killed in between dispatches them again, with
+ * the same ids (at least once; docs/jobs.md). Not yet fenced against a
+ * paused tracker that lost its turn and wakes up to write (an exclusive
+ * producer is the plan): until then "once" holds for crashes, not for a
+ * process frozen past the broker's failover.
+ *
+ * Lifecycle: created → running → closing → closed. `close()` writes one
+ * last round of snapshots (bounded) and closes its consumer: whatever it
+ * held unacked goes to the next tracker.
+ */
+import type { Logger } from 'pino';
+import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
+import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
+import { isAbortError } from '../transport/transport.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { within } from '../util/within.js';
+import { encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+import { decodeJobEvent, encodeJobEvent, type JobStatus } from '../wire/job-events.js';
+import { JobProgress } from './progress.js';
+
+/** How a tracker runs; every field has a default. */
+export interface JobTrackerOptions {
+  readonly transport: Transport;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** How often changed jobs are snapshotted (and their events acked), in ms. Default 1000. */
+  readonly checkpointIntervalMs?: number;
+  /** How long a finished job is kept (its last snapshot unacked, its status answerable), in ms. Default 24 h. */
+  readonly retentionMs?: number;
+  /** Events held unacked at most (the consumer's permits). Default 20,000. */
+  readonly maxUnacked?: number;
+}
+
+/** A job the tracker follows: its progress and the messages its next snapshot will let go. */
+interface TrackedJob {
+  readonly progress: JobProgress;
+  /** Folded, not yet covered by a durable snapshot (the previous snapshot included). */
+  held: ReceivedMessage[];
+  /** Changed since its last snapshot. */
+  dirty: boolean;
+  /** A client asked for its status. */
+  statusWanted: boolean;
+}
+
+type TrackerState = { status: 'created' } | { status: 'running' } | { status: 'closing' } | { status: 'closed' };
+
+/** Folds job events into progress, once per namespace at a time (see the file comment). */
+export class JobTracker {
+  private state: TrackerState = { status: 'created' };
+  private consumer: Consumer | null = null;
+  private snapshots: Producer | null = null;
+  private statuses: Producer | null = null;
+  private readonly callbackProducers = new Map<string, Promise<Producer>>();
+  private readonly jobs = new Map<string, TrackedJob>();
+  private readonly stop = new AbortController();
+  private loop: Promise<void> | null = null;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private checkpointing: Promise<void> | null = null;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  /** Messages skipped as not understood, by problem: logged on the first and every 1,000th. */
+  private readonly skipped = new Map<string, number>();
+
+  constructor(private readonly options: JobTrackerOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.log = options.logger.child({ component: 'job-tracker' });
+  }
+
+  /** Jobs in memory now (running, or finished within the retention). */
+  get jobCount(): number {
+    return this.jobs.size;
+  }
+
+  /** Subscribes (as a standby until this tracker's turn comes) and starts folding. */
+  async start(): Promise<void> {
+    if (this.state.status !== 'created') throw new Error(`job tracker: start() while ${this.state.status}`);
+    const { transport } = this.options;
+    this.consumer = await transport.subscribe({
+      topic: JOB_EVENTS_TOPIC,
+      subscription: JOB_TRACKER_SUBSCRIPTION,
+      maxUnacked: this.options.maxUnacked ?? 20_000,
+      subscriptionType: 'failover',
+    });
+    [this.snapshots, this.statuses] = await Promise.all([transport.createProducer(JOB_EVENTS_TOPIC), transport.createProducer(JOB_STATE_TOPIC)]);
+    this.state = { status: 'running' };
+    this.loop = this.receive(this.consumer);
+    this.timer = setInterval(() => void this.checkpoint(), this.options.checkpointIntervalMs ?? 1000);
+  }
+
+  /** Writes what changed, stops, and hands what it held to the next tracker. Bounded by `deadlineMs`. */
+  async close(deadlineMs = 5000): Promise<void> {
+    if (this.state.status === 'closed' || this.state.status === 'closing') return;
+    const started = this.state.status === 'running';
+    this.state = { status: 'closing' };
+    if (this.timer) clearInterval(this.timer);
+    this.stop.abort();
+    if (started) {
+      await this.loop;
+      await within(this.checkpoint(), deadlineMs);
+    }
+    await Promise.allSettled([
+      this.consumer?.close(),
+      this.snapshots?.close(),
+      this.statuses?.close(),
+      ...[...this.callbackProducers.values()].map((p) => p.then((producer) => producer.close())),
+    ]);
+    this.state = { status: 'closed' };
+  }
+
+  private async receive(consumer: Consumer): Promise<void> {
+    while (this.state.status === 'running') {
+      let messages: ReceivedMessage[];
+      try {
+        messages = await consumer.receiveMany(1000, this.stop.signal);
+      } catch (error) {
+        if (isAbortError(error) || this.state.status !== 'running') return;
+        this.log.warn({ err: error }, 'receiving job events failed; trying again');
+        continue;
+      }
+      for (const message of messages) this.fold(message);
+    }
+  }
+
+  private fold(message: ReceivedMessage): void {
+    const decoded = decodeJobEvent(message.payload);
+    if ('problem' in decoded) {
+      this.skip(message, decoded.problem);
+      return;
+    }
+    const event = decoded.event;
+    if (event.kind === 'jobStatusRequest') {
+      const job = this.jobs.get(event.jobId);
+      if (job) job.statusWanted = true;
+      this.ack([message]);
+      return;
+    }
+    let job = this.jobs.get(event.jobId);
+    if (!job) {
+      const startedAt = event.kind === 'jobState' ? event.startedAt : event.at;
+      job = { progress: new JobProgress(event.jobId, startedAt), held: [], dirty: false, statusWanted: false };
+      this.jobs.set(event.jobId, job);
+    }
+    let changed: boolean;
+    try {
+      changed = event.kind === 'jobState' ? job.progress.merge(event) : job.progress.apply(event);
+    } catch (error) {
+      this.skip(message, (error as Error).message);
+      return;
+    }
+    if (changed || event.kind === 'jobState') {
+      // A snapshot is held even when it adds nothing: it is the job's durable state until the next one.
+      job.held.push(message);
+      if (changed) job.dirty = true;
+    } else {
+      // Already counted, by a message still held or a durable snapshot: this copy adds nothing.
+      this.ack([message]);
+    }
+  }
+
+  /** Snapshots every changed job, then acks what each snapshot holds; finishes and calls back. One round at a time. */
+  checkpoint(): Promise<void> {
+    this.checkpointing ??= this.checkpointRound().finally(() => (this.checkpointing = null));
+    return this.checkpointing;
+  }
+
+  private async checkpointRound(): Promise<void> {
+    const now = this.clock.now();
+    const work: Promise<void>[] = [];
+    for (const [jobId, job] of this.jobs) {
+      if (job.dirty) work.push(this.snapshot(job, now));
+      else if (job.statusWanted) work.push(this.publishStatus(job));
+      else if (this.expired(job, now)) {
+        this.ack(job.held);
+        this.jobs.delete(jobId);
+      }
+    }
+    await Promise.all(work);
+  }
+
+  private async snapshot(job: TrackedJob, now: number): Promise<void> {
+    const { progress } = job;
+    const justFinished = progress.markFinished(now);
+    if (justFinished) this.log.info({ job: progress.status() }, 'job finished');
+    // Taken together, synchronously: the snapshot holds exactly the messages it lets go.
+    const covered = job.held;
+    job.held = [];
+    job.dirty = false;
+    try {
+      await this.snapshots!.send({ payload: encodeJobEvent(progress.snapshot()), key: progress.jobId });
+    } catch (error) {
+      job.held = [...covered, ...job.held];
+      job.dirty = true;
+      this.log.warn({ err: error, jobId: progress.jobId }, 'writing a job snapshot failed; the next round tries again');
+      return;
+    }
+    this.ack(covered);
+    await this.publishStatus(job);
+    if (progress.finished && !progress.callbacksDispatched) await this.callBack(job);
+  }
+
+  private async publishStatus(job: TrackedJob): Promise<void> {
+    job.statusWanted = false;
+    try {
+      await this.statuses!.send({
+        payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: job.progress.status() }),
+        key: job.progress.jobId,
+      });
+    } catch (error) {
+      job.statusWanted = true;
+      this.log.warn({ err: error, jobId: job.progress.jobId }, 'publishing a job status failed; the next round tries again');
+    }
+  }
+
+  /** Dispatches the finished job's callbacks with stable task ids, then records it (next snapshot). */
+  private async callBack(job: TrackedJob): Promise<void> {
+    const { progress } = job;
+    const target = progress.callbackTarget;
+    const status = progress.status();
+    const methods: string[] = [];
+    if (target?.onSuccess && status.failed === 0 && status.deadLettered === 0) methods.push(target.onSuccess);
+    if (target?.onComplete) methods.push(target.onComplete);
+    try {
+      for (const method of methods) await this.dispatchCallback(target!.service, method, progress.jobId, status);
+    } catch (error) {
+      this.log.warn({ err: error, jobId: progress.jobId }, 'dispatching a job callback failed; the next round tries again');
+      job.dirty = true; // the snapshot is written again, and the callbacks retried after it
+      return;
+    }
+    progress.markCallbacksSent();
+    job.dirty = true;
+  }
+
+  private async dispatchCallback(service: string, method: string, jobId: string, status: JobStatus): Promise<void> {
+    let producer = this.callbackProducers.get(service);
+    if (!producer) {
+      const topic = taskTopic(service);
+      producer = this.options.transport
+        .ensureSubscription(topic, WORKER_SUBSCRIPTION)
+        .then(() => this.options.transport.createProducer(topic));
+      producer.catch(() => this.callbackProducers.delete(service));
+      this.callbackProducers.set(service, producer);
+    }
+    const envelope: TaskEnvelope = {
+      v: 1,
+      kind: 'task',
+      taskId: `${jobId}:${method}`,
+      service,
+      method,
+      args: [status],
+      meta: { batchKey: jobId, 'sheaf-job-callback': method },
+      tags: ['sheaf-job-callback'],
+      replyTo: null,
+      retryIndex: 0,
+      retrySequence: 0,
+      lastError: null,
+      dispatchedAt: this.clock.now(),
+    };
+    await (await producer).send({ payload: encodeEnvelope(envelope), key: jobId, properties: { 'sheaf-task-id': envelope.taskId } });
+  }
+
+  /** A finished job whose callbacks went out, past the retention: let go. */
+  private expired(job: TrackedJob, now: number): boolean {
+    const { finishedAt } = job.progress.status();
+    return finishedAt !== null && job.progress.callbacksDispatched && now - finishedAt > (this.options.retentionMs ?? 24 * 3600_000);
+  }
+
+  private ack(messages: readonly ReceivedMessage[]): void {
+    if (messages.length === 0 || !this.consumer) return;
+    // An ack that fails leaves the message to come again; folding it again is harmless.
+    this.consumer.ackAll(messages).catch((error: unknown) => this.log.debug({ err: error }, 'acking job events failed'));
+  }
+
+  private skip(message: ReceivedMessage, problem: string): void {
+    const seen = (this.skipped.get(problem) ?? 0) + 1;
+    this.skipped.set(problem, seen);
+    if (this.skipped.size > 100) this.skipped.clear();
+    if (seen === 1 || seen % 1000 === 0) {
+      this.log.warn({ problem, seen, messageId: message.id }, 'job event not understood; skipped');
+    }
+    this.ack([message]);
+  }
+}

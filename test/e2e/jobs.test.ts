@@ -1,0 +1,133 @@
+/**
+ * Jobs end to end, on both transports: tasks joined to a job are counted by
+ * the job tracker inside the worker, the job is marked finished once, its
+ * callbacks run with stable task ids, and its status is followed from the
+ * client that made it and from another one.
+ */
+import 'reflect-metadata';
+import { afterEach, describe, expect, test } from 'vitest';
+import { SheafClient } from '../../src/client/client.js';
+import { NonRetryableError } from '../../src/errors.js';
+import { Batch } from '../../src/service/decorators.js';
+import type { JobStatus } from '../../src/wire/job-events.js';
+import { testLogger } from '../support/logger.js';
+import { startSystem, type System } from '../support/system.js';
+import { transportTargets } from '../support/transports.js';
+
+interface Rows {
+  insert(row: number): Promise<string>;
+}
+
+class RowsImpl {
+  insert(_row: number): void {}
+  @Batch('insert')
+  async insertMany(rows: Map<string, number>): Promise<Map<string, string | Error>> {
+    // Rows divisible by 7 are refused for good.
+    return new Map([...rows].map(([id, row]) => [id, row % 7 === 0 ? new NonRetryableError(`row ${row} refused`) : `row ${row}`]));
+  }
+}
+
+/** Records each callback task it runs: method, task id, status. */
+function callbackService(calls: Array<{ method: string; taskId: string; status: JobStatus }>) {
+  class Callbacks {
+    imported(_s: JobStatus): void {}
+    finished(_s: JobStatus): void {}
+    @Batch('imported')
+    async importedMany(tasks: Map<string, JobStatus>): Promise<void> {
+      for (const [taskId, status] of tasks) calls.push({ method: 'imported', taskId, status });
+    }
+    @Batch('finished')
+    async finishedMany(tasks: Map<string, JobStatus>): Promise<void> {
+      for (const [taskId, status] of tasks) calls.push({ method: 'finished', taskId, status });
+    }
+  }
+  return Callbacks;
+}
+
+for (const target of transportTargets()) {
+  describe.skipIf(target.skip)(`jobs (${target.name})`, () => {
+    let system: System | undefined;
+    afterEach(async () => {
+      await system?.stop();
+      system = undefined;
+    });
+
+    async function start(calls: Array<{ method: string; taskId: string; status: JobStatus }>): Promise<System> {
+      const Callbacks = callbackService(calls);
+      system = await startSystem(
+        [
+          { name: 'Rows', executor: { factory: () => new RowsImpl(), batch: { maxMessages: 20, maxSeconds: 0.05 } } },
+          { name: 'Callbacks', executor: { factory: () => new Callbacks(), batch: { maxMessages: 1, maxSeconds: 0.05 } } },
+        ],
+        await target.create(),
+      );
+      return system;
+    }
+
+    test('a job of 100 tasks, some failing: counted once each, finished once, onComplete called and onSuccess not', async () => {
+      const calls: Array<{ method: string; taskId: string; status: JobStatus }> = [];
+      const s = await start(calls);
+      const rows = s.client.service<Rows>('Rows');
+      const job = await s.client.job({
+        name: 'import',
+        callbacks: { service: 'Callbacks', onSuccess: 'imported', onComplete: 'finished' },
+      });
+      const handles = await Promise.all([...Array(100).keys()].map((i) => job.dispatch(rows).insert(i)));
+      await job.seal();
+      const final = await job.done({ timeoutMs: 30_000 });
+      const failing = [...Array(100).keys()].filter((i) => i % 7 === 0).length;
+      expect(final).toMatchObject({
+        name: 'import',
+        total: 100,
+        sealed: true,
+        succeeded: 100 - failing,
+        failed: failing,
+        deadLettered: 0,
+        pending: 0,
+        percent: 100,
+      });
+      expect(final.finishedAt).not.toBeNull();
+      // Each task's own result is still the caller's.
+      await expect(handles[1]!.result()).resolves.toBe('row 1');
+      await expect(handles[7]!.result()).rejects.toThrow(/row 7 refused/);
+      // The callback runs as a task with a stable id; onSuccess is not called when anything failed.
+      await expect.poll(() => calls.length, { timeout: 10_000 }).toBe(1);
+      expect(calls[0]).toMatchObject({ method: 'finished', taskId: `${job.jobId}:finished`, status: { total: 100, failed: failing } });
+      // status() answers from what the tracker published.
+      expect(await job.status()).toEqual(final);
+      // A job sealed takes no more tasks.
+      await expect(job.dispatch(rows).insert(1000)).rejects.toThrow(/is sealed/);
+    });
+
+    test('a job where everything succeeds: onSuccess and onComplete; another client attaches and sees it finished', async () => {
+      const calls: Array<{ method: string; taskId: string; status: JobStatus }> = [];
+      const s = await start(calls);
+      const rows = s.client.service<Rows>('Rows');
+      const job = await s.client.job({ callbacks: { service: 'Callbacks', onSuccess: 'imported', onComplete: 'finished' } });
+      await Promise.all([1, 2, 3, 4, 5, 6].map((i) => job.dispatch(rows).insert(i)));
+      await job.seal();
+      const final = await job.done({ timeoutMs: 30_000 });
+      expect(final).toMatchObject({ total: 6, succeeded: 6, failed: 0, pending: 0 });
+      await expect
+        .poll(() => calls.map((c) => c.taskId).sort(), { timeout: 10_000 })
+        .toEqual([`${job.jobId}:finished`, `${job.jobId}:imported`]);
+      const other = await SheafClient.connect({ transport: s.transport, logger: testLogger });
+      try {
+        const attached = await other.attachJob(job.jobId);
+        expect(await attached.done({ timeoutMs: 10_000 })).toEqual(final);
+        expect(() => attached.dispatch(rows)).toThrow(/attached, not created here/);
+      } finally {
+        await other.close();
+      }
+    });
+
+    test('an empty job sealed at once finishes; a status nobody tracks is a JobWaitError naming the job', async () => {
+      const s = await start([]);
+      const job = await s.client.job();
+      await job.seal();
+      expect(await job.done({ timeoutMs: 30_000 })).toMatchObject({ total: 0, percent: 100 });
+      const ghost = await s.client.attachJob('job-nobody-made');
+      await expect(ghost.done({ timeoutMs: 300 })).rejects.toMatchObject({ name: 'JobWaitError', jobId: 'job-nobody-made' });
+    });
+  });
+}
