@@ -83,6 +83,9 @@ export const PROPERTY_DOCS: Readonly<Record<string, PropertyDoc>> = {
       'how long a worker drains on SIGTERM (open batches run and settle) before it closes what it can and exits 1; 0 waits for ever',
     default: 30,
   },
+  jobs: { description: 'jobs: many tasks as one unit, followed by a job tracker inside the workers (docs/jobs.md)' },
+  'jobs.tracker': { description: 'this worker takes part in tracking jobs; one tracker at a time is active', default: true },
+  'jobs.retentionHours': { description: "how long a finished job's status stays answerable", default: 24 },
   processes: {
     description: 'worker processes `sheaf worker` runs under one supervisor, each with its own consumers (pulsar transport only)',
     default: 1,

@@ -78,6 +78,19 @@ export const sheafConfigSchema = strictObject({
   })
     .optional()
     .describe('how task errors are written where others can read them'),
+  jobs: strictObject({
+    tracker: z
+      .boolean({ error: 'must be true or false' })
+      .optional()
+      .describe('this worker takes part in tracking jobs; one tracker at a time is active (default true)'),
+    retentionHours: z
+      .number({ error: 'must be a number of hours > 0' })
+      .positive({ error: 'must be a number of hours > 0' })
+      .optional()
+      .describe("how long a finished job's status stays answerable (default 24)"),
+  })
+    .optional()
+    .describe('jobs: many tasks as one unit (docs/jobs.md)'),
   processes: z
     .number({ error: 'must be a whole number of processes' })
     .int({ error: 'must be a whole number of processes' })

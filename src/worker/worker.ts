@@ -81,13 +81,14 @@ export class SheafWorker {
           },
         );
       }
-      const { shutdownGraceSeconds, errors } = setup.loaded.config;
+      const { shutdownGraceSeconds, errors, jobs } = setup.loaded.config;
       const worker = new SheafWorker({
         transport: setup.transport,
         services,
         logger: setup.logger,
         ...(shutdownGraceSeconds !== undefined ? { shutdownGraceSeconds } : {}),
         ...(errors ? { errors } : {}),
+        ...(jobs ? { jobs } : {}),
         ...(setup.loaded.config.name ? { name: setup.loaded.config.name } : {}),
       });
       worker.own(setup.close);

@@ -7,6 +7,9 @@
 import 'reflect-metadata';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
+import { JOB_EVENTS_TOPIC } from '../../src/topics.js';
+import { decodeJobEvent } from '../../src/wire/job-events.js';
+import { SheafWorker } from '../../src/worker/worker.js';
 import { NonRetryableError } from '../../src/errors.js';
 import { Batch } from '../../src/service/decorators.js';
 import type { JobStatus } from '../../src/wire/job-events.js';
@@ -118,6 +121,55 @@ for (const target of transportTargets()) {
         expect(() => attached.dispatch(rows)).toThrow(/attached, not created here/);
       } finally {
         await other.close();
+      }
+    });
+
+    test('the worker whose tracker counts a job stops midway: another takes over, the job finishes once with every task counted', async () => {
+      const calls: Array<{ method: string; taskId: string; status: JobStatus }> = [];
+      const s = await start(calls);
+      const Callbacks = callbackService(calls);
+      // A second worker, with its own tracker waiting its turn.
+      const second = new SheafWorker({
+        transport: s.transport,
+        logger: testLogger,
+        name: 'second-worker',
+        services: [
+          { name: 'Rows', executor: { factory: () => new RowsImpl(), batch: { maxMessages: 20, maxSeconds: 0.05 } } },
+          { name: 'Callbacks', executor: { factory: () => new Callbacks(), batch: { maxMessages: 1, maxSeconds: 0.05 } } },
+        ],
+      });
+      await second.start();
+      // Sees every snapshot the trackers write, to check the finished mark.
+      const observer = await s.transport.subscribe({ topic: JOB_EVENTS_TOPIC, subscription: 'observer', maxUnacked: 10_000 });
+      try {
+        const rows = s.client.service<Rows>('Rows');
+        const job = await s.client.job({ callbacks: { service: 'Callbacks', onComplete: 'finished' } });
+        const first = await Promise.all([...Array(100).keys()].map((i) => job.dispatch(rows).insert(i)));
+        await Promise.all(first.map((h) => h.result().catch(() => undefined)));
+        // The first worker goes (its tracker is the active one on the in-memory transport; on Pulsar, one of the two).
+        await s.worker.close();
+        const rest = await Promise.all([...Array(100).keys()].map((i) => job.dispatch(rows).insert(100 + i)));
+        await Promise.all(rest.map((h) => h.result().catch(() => undefined)));
+        await job.seal();
+        const final = await job.done({ timeoutMs: 30_000 });
+        const failing = [...Array(200).keys()].filter((i) => i % 7 === 0).length;
+        expect(final).toMatchObject({ total: 200, succeeded: 200 - failing, failed: failing, pending: 0 });
+        await expect.poll(() => calls.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+        expect(new Set(calls.map((c) => c.taskId))).toEqual(new Set([`${job.jobId}:finished`]));
+        // Every snapshot that carries the finished mark carries the same one: it was set once.
+        const marks = new Set<number>();
+        const seen = (): number[] => {
+          for (const m of observer.takeDelivered(10_000)) {
+            const decoded = decodeJobEvent(m.payload);
+            if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null)
+              marks.add(decoded.event.finishedAt);
+          }
+          return [...marks];
+        };
+        await expect.poll(seen, { timeout: 10_000 }).toEqual([final.finishedAt]);
+      } finally {
+        await observer.close();
+        await second.close();
       }
     });
 
