@@ -260,6 +260,48 @@ export class Job {
   }
 
   /**
+   * Dispatches one task per item of `items` (an array, any iterable, or an
+   * async iterable read as it goes), through `dispatch`, which joins it to
+   * this job: `(row) => job.dispatch(rows, { fireAndForget: true }).insert(row)`.
+   * At most `inFlight` (default 1000) dispatches are under way at once, and
+   * items are read only as room frees up, so memory stays bounded however
+   * large the input. For large inputs dispatch fire-and-forget: the job
+   * counts the outcomes, and no result is kept per task. Resolves with the
+   * number of tasks dispatched; the first failure stops reading, waits for
+   * what is under way, and rejects with it. Does not seal the job.
+   */
+  async addAll<I>(
+    items: Iterable<I> | AsyncIterable<I>,
+    dispatch: (item: I, index: number) => Promise<unknown>,
+    options: { inFlight?: number; onProgress?: (dispatched: number) => void } = {},
+  ): Promise<number> {
+    const limit = options.inFlight ?? 1000;
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`job.addAll: inFlight must be a positive integer (got ${limit})`);
+    const running = new Set<Promise<void>>();
+    let dispatched = 0;
+    let failure: { error: unknown } | null = null;
+    let index = 0;
+    for await (const item of items as AsyncIterable<I>) {
+      if (failure) break;
+      const sending: Promise<void> = dispatch(item, index++).then(
+        () => {
+          dispatched += 1;
+          options.onProgress?.(dispatched);
+        },
+        (error: unknown) => {
+          failure ??= { error };
+        },
+      );
+      running.add(sending);
+      void sending.finally(() => running.delete(sending));
+      if (running.size >= limit) await Promise.race(running);
+    }
+    await Promise.all(running);
+    if (failure) throw (failure as { error: unknown }).error;
+    return dispatched;
+  }
+
+  /**
    * Says no more tasks come: once the tasks dispatched so far all reached a
    * final outcome, the tracker marks the job finished. Waits for dispatches
    * under way first. Idempotent.

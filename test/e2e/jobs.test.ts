@@ -173,6 +173,34 @@ for (const target of transportTargets()) {
       }
     });
 
+    test('addAll reads a large input as room frees up, at most inFlight dispatches under way; the job counts them all', async () => {
+      const s = await start([]);
+      const rows = s.client.service<Rows>('Rows');
+      const job = await s.client.job({ name: 'bulk' });
+      let read = 0;
+      let dispatched = 0;
+      let mostAhead = 0;
+      async function* input(): AsyncGenerator<number> {
+        for (let i = 1; i <= 2000; i++) {
+          read += 1;
+          mostAhead = Math.max(mostAhead, read - dispatched);
+          yield i;
+        }
+      }
+      const count = await job.addAll(input(), (row) => job.dispatch(rows, { fireAndForget: true }).insert(row), {
+        inFlight: 50,
+        onProgress: (n) => (dispatched = n),
+      });
+      expect(count).toBe(2000);
+      expect(mostAhead).toBeLessThanOrEqual(51);
+      // Fire-and-forget: the client keeps nothing per task; the job counts them.
+      expect(s.client.pendingTasks).toBe(0);
+      await job.seal();
+      const final = await job.done({ timeoutMs: 30_000 });
+      const failing = [...Array(2000).keys()].filter((i) => (i + 1) % 7 === 0).length;
+      expect(final).toMatchObject({ total: 2000, succeeded: 2000 - failing, failed: failing, pending: 0 });
+    });
+
     test('an empty job sealed at once finishes; a status nobody tracks is a JobWaitError naming the job', async () => {
       const s = await start([]);
       const job = await s.client.job();
