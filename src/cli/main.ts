@@ -13,6 +13,7 @@ import { ConfigError, ServiceDefinitionError, SheafError } from '../errors.js';
 import { PulsarTransport } from '../transport/pulsar/pulsar-transport.js';
 import { dispatchCommand } from './dispatch-command.js';
 import { dlqCommand } from './dlq-command.js';
+import { jobCommand } from './job-command.js';
 import { ExitCode } from './exit-codes.js';
 import { failureLine } from './failure-line.js';
 import { setupCommand } from './setup-command.js';
@@ -41,6 +42,7 @@ workerCommand(program);
 setupCommand(program);
 dispatchCommand(program);
 dlqCommand(program);
+jobCommand(program);
 
 program
   .command('demo')

@@ -200,7 +200,7 @@ export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { pro
 /** The status a `sheaf-job-state` message holds, or why it was not understood. */
 export function decodeJobStatus(payload: Uint8Array): { status: JobStatus } | { problem: string } {
   const parsed = parse(payload, jobStatusSchema);
-  return 'problem' in parsed ? parsed : { status: { name: undefined, ...parsed.value.status } };
+  return 'problem' in parsed ? parsed : { status: { ...parsed.value.status, name: parsed.value.status.name } };
 }
 
 function parse<T>(payload: Uint8Array, schema: z.ZodType<T>): { value: T } | { problem: string } {

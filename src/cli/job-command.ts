@@ -1,0 +1,215 @@
+/**
+ * `sheaf job run|status|watch`: a job from a file of items (one task per
+ * line), and a job followed from anywhere. Progress goes to stderr; stdout
+ * carries the job id and the final status as JSON lines.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import { SheafClient } from '../client/client.js';
+import type { Job } from '../client/job.js';
+import { loadServices, setupFromConfigFile } from '../config/from-config.js';
+import { ConfigError, SheafError } from '../errors.js';
+import type { JobStatus } from '../wire/job-events.js';
+import { SheafWorker } from '../worker/worker.js';
+import { positiveInt } from './arguments.js';
+import { ExitCode } from './exit-codes.js';
+import { progressBar } from './progress.js';
+
+interface RunOptions {
+  config: string;
+  service: string;
+  method: string;
+  input: string;
+  batchKeyField?: string;
+  name?: string;
+  inFlight: number;
+  timeout?: number;
+}
+
+/** A line of the input that is not a task: named by file and line. */
+class InputLineError extends SheafError {
+  override name = 'InputLineError';
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    message: string,
+  ) {
+    super(`${file}:${line}: ${message}`);
+  }
+}
+
+export function jobCommand(program: Command): void {
+  const job = program.command('job').description('jobs: many tasks as one unit (docs/jobs.md)');
+  job
+    .command('run')
+    .description('dispatch one task per line of an NDJSON file as a job, seal it, and follow it to the end')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
+    .requiredOption('--service <name>', 'the service the tasks go to')
+    .requiredOption('--method <name>', 'the task method; each line (a JSON value) is its one argument')
+    .requiredOption('--input <file>', 'the items, one JSON value per line (NDJSON); empty lines are skipped')
+    .option('--batch-key-field <field>', "the batch key of each task: this field of the line's object")
+    .option('--name <name>', 'the job name, shown in its status')
+    .option('--in-flight <n>', 'dispatches under way at once', positiveInt, 1000)
+    .option('--timeout <seconds>', 'stop following after this long (the job goes on)', positiveInt)
+    .addHelpText(
+      'after',
+      `
+Prints the job id first, then the final status as a JSON line. Exit status: 0 every task succeeded,
+1 some failed or a wait ran out, 2 bad arguments, configuration or input.
+
+Example: sheaf job run -c sheaf.yml --service Rows --method insert --input rows.ndjson --batch-key-field tenant`,
+    )
+    .action(async (options: RunOptions) => {
+      process.exitCode = await run(options);
+    });
+  job
+    .command('status')
+    .description("print a job's status as a JSON line")
+    .argument('<jobId>', 'the job id `sheaf job run` or client.job() gave')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
+    .action(async (jobId: string, options: { config: string }) => {
+      process.exitCode = await follow(jobId, options.config, false, undefined);
+    });
+  job
+    .command('watch')
+    .description('follow a job with a progress bar until it finishes; print its final status')
+    .argument('<jobId>', 'the job id')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
+    .option('--timeout <seconds>', 'stop following after this long', positiveInt)
+    .action(async (jobId: string, options: { config: string; timeout?: number }) => {
+      process.exitCode = await follow(jobId, options.config, true, options.timeout);
+    });
+}
+
+async function run(options: RunOptions): Promise<number> {
+  const lines = await countLines(options.input);
+  const setup = await setupFromConfigFile(options.config, { logStream: process.stderr });
+  const embedded = setup.transport.kind === 'inMemory';
+  let worker: SheafWorker | undefined;
+  let client: SheafClient | undefined;
+  try {
+    if (embedded) {
+      // An in-memory job lives in this process: run the file's services (and a tracker) here.
+      worker = new SheafWorker({ transport: setup.transport, services: await loadServices(setup.loaded), logger: setup.logger });
+      await worker.start();
+    }
+    client = await SheafClient.connect({ transport: setup.transport, logger: setup.logger });
+    const stub = client.service<Record<string, (arg: unknown) => Promise<unknown>>>(options.service);
+    const job = await client.job(options.name !== undefined ? { name: options.name } : {});
+    process.stdout.write(`${JSON.stringify({ jobId: job.jobId })}\n`);
+    const dispatchedBar = progressBar('dispatched', lines);
+    try {
+      await job.addAll(
+        items(options.input, options.batchKeyField),
+        ({ value, batchKey }) =>
+          job.dispatch(stub, { fireAndForget: true, ...(batchKey !== undefined ? { batchKey } : {}) })[options.method]!(value),
+        { inFlight: options.inFlight, onProgress: () => dispatchedBar.tick() },
+      );
+    } finally {
+      dispatchedBar.stop();
+    }
+    await job.seal();
+    return await watchToEnd(job, job.dispatched, options.timeout);
+  } catch (error) {
+    if (error instanceof InputLineError) {
+      process.stderr.write(`sheaf: ${error.message}\n`);
+      return ExitCode.usage;
+    }
+    throw error;
+  } finally {
+    await worker?.close();
+    await client?.close();
+    await setup.close();
+  }
+}
+
+async function follow(jobId: string, config: string, watch: boolean, timeoutSeconds: number | undefined): Promise<number> {
+  const setup = await setupFromConfigFile(config, { logStream: process.stderr });
+  if (setup.transport.kind === 'inMemory') {
+    await setup.close();
+    throw new ConfigError(
+      [{ path: 'transport', message: 'an in-memory job lives in the process that ran it; follow jobs with transport: pulsar' }],
+      { source: setup.loaded.path },
+    );
+  }
+  const client = await SheafClient.connect({ transport: setup.transport, logger: setup.logger });
+  try {
+    const job = await client.attachJob(jobId);
+    if (!watch) {
+      process.stdout.write(`${JSON.stringify(await job.status())}\n`);
+      return ExitCode.ok;
+    }
+    const first = await job.status();
+    return await watchToEnd(job, first.total ?? 0, timeoutSeconds);
+  } finally {
+    await client.close();
+    await setup.close();
+  }
+}
+
+/** A bar of settled tasks from the statuses the tracker publishes, then the final status on stdout. */
+async function watchToEnd(job: Job, total: number, timeoutSeconds: number | undefined): Promise<number> {
+  const bar = progressBar('settled', total);
+  let shown = 0;
+  const show = (status: JobStatus): void => {
+    const settled = status.succeeded + status.failed + status.deadLettered;
+    if (settled > shown) bar.tick(settled - shown);
+    shown = settled;
+  };
+  const timer = setInterval(() => {
+    job.status().then(show, () => undefined);
+  }, 1000);
+  try {
+    const final = await job.done(timeoutSeconds === undefined ? {} : { timeoutMs: timeoutSeconds * 1000 });
+    show(final);
+    bar.stop();
+    process.stdout.write(`${JSON.stringify(final)}\n`);
+    return final.failed + final.deadLettered === 0 ? ExitCode.ok : ExitCode.failure;
+  } finally {
+    clearInterval(timer);
+    bar.stop();
+  }
+}
+
+/** The input's items, one per non-empty line, read as they are needed. */
+async function* items(file: string, batchKeyField: string | undefined): AsyncGenerator<{ value: unknown; batchKey?: string }> {
+  const reader = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+  let line = 0;
+  for await (const text of reader) {
+    line += 1;
+    if (text.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new InputLineError(file, line, `not JSON (${(error as Error).message}); each line is one JSON value`);
+    }
+    if (batchKeyField === undefined) {
+      yield { value };
+      continue;
+    }
+    const key = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[batchKeyField] : undefined;
+    if (typeof key !== 'string' && typeof key !== 'number') {
+      throw new InputLineError(file, line, `has no string or number field "${batchKeyField}" for --batch-key-field`);
+    }
+    yield { value, batchKey: String(key) };
+  }
+}
+
+/** Lines in the file, for the bar's total; a file that cannot be read is named. */
+async function countLines(file: string): Promise<number> {
+  let isFile: boolean;
+  try {
+    isFile = (await stat(file)).isFile();
+  } catch (error) {
+    throw new ConfigError([{ path: '--input', message: `${file} cannot be read: ${(error as Error).message}` }], {
+      source: 'sheaf job run',
+    });
+  }
+  if (!isFile) throw new ConfigError([{ path: '--input', message: `${file} is not a file` }], { source: 'sheaf job run' });
+  let count = 0;
+  for await (const text of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (text.trim() !== '') count += 1;
+  return count;
+}
