@@ -69,8 +69,14 @@ async function withSystem<T>(
 }
 
 /** Dispatches `total` tasks at once (up to `window` awaiting) and times each from dispatch to result. */
-async function saturate(client: SheafClient, total: number, window: number): Promise<{ seconds: number; latencies: number[] }> {
+async function saturate(
+  client: SheafClient,
+  total: number,
+  window: number,
+  call?: (stub: NoWorkClient, i: number) => Promise<unknown>,
+): Promise<{ seconds: number; latencies: number[] }> {
   const stub = client.service<NoWorkClient>('Bench', { meta: { batchKey: 'k' } });
+  const run = call ?? ((s: NoWorkClient, i: number) => s.run(i));
   const latencies: number[] = [];
   let inFlight = 0;
   let wake: (() => void) | null = null;
@@ -81,7 +87,7 @@ async function saturate(client: SheafClient, total: number, window: number): Pro
     inFlight += 1;
     const t = performance.now();
     all.push(
-      stub.run(i).then(() => {
+      run(stub, i).then(() => {
         latencies.push(performance.now() - t);
         inFlight -= 1;
         wake?.();
@@ -98,6 +104,44 @@ export async function endToEnd(transport: Transport, maxMessages: number, total:
     await saturate(client, Math.min(total, 2000), 10_000); // warm-up: connections, JIT
     const { seconds, latencies } = await saturate(client, total, 10_000);
     return { tasksPerSecond: total / seconds, saturatedP50Ms: percentile(latencies, 50), saturatedP99Ms: percentile(latencies, 99) };
+  });
+}
+
+/**
+ * The same as `endToEnd`, every task in one job (`job.dispatch`), each
+ * result awaited as without a job; then the job is sealed and awaited
+ * (`secondsToDone`: from the seal to the tracker's finished mark).
+ */
+export async function endToEndInJob(
+  transport: Transport,
+  maxMessages: number,
+  total: number,
+): Promise<EndToEnd & { secondsToDone: number }> {
+  return withSystem(transport, { concurrency: 4, maxMessages, maxSeconds: 0.05 }, async (client) => {
+    const warmUp = await client.job();
+    await saturate(client, Math.min(total, 2000), 10_000, (stub, i) =>
+      warmUp
+        .dispatch(stub)
+        .run(i)
+        .then((h) => h.result()),
+    );
+    const job = await client.job({ name: 'bench' });
+    const { seconds, latencies } = await saturate(client, total, 10_000, (stub, i) =>
+      job
+        .dispatch(stub)
+        .run(i)
+        .then((h) => h.result()),
+    );
+    const sealedAt = performance.now();
+    await job.seal();
+    const final = await job.done({ timeoutMs: 120_000 });
+    if (final.succeeded !== total) throw new Error(`job counted ${final.succeeded} of ${total} tasks`);
+    return {
+      tasksPerSecond: total / seconds,
+      saturatedP50Ms: percentile(latencies, 50),
+      saturatedP99Ms: percentile(latencies, 99),
+      secondsToDone: (performance.now() - sealedAt) / 1000,
+    };
   });
 }
 

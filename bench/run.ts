@@ -13,7 +13,7 @@ import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
 import { pino } from 'pino';
 import { pulsarHome, pulsarPerf } from './broker-ceiling.js';
 import { sheafClientRates } from './client-rates.js';
-import { endToEnd, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
+import { endToEnd, endToEndInJob, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
 import { enableTelemetry } from './telemetry.js';
 import { acrossProcesses, clientProcess, javaClasspath, javaDrain, resultReceive, workerAlone, type WorkerAlone } from './processes.js';
 import { describeMachine } from './machine.js';
@@ -133,6 +133,30 @@ for (const maxMessages of [1, 10, 100, 1000]) {
     value: `${fmt(e.tasksPerSecond)} (${fmt(e.saturatedP50Ms)} / ${fmt(e.saturatedP99Ms)} ms)`,
     target: '',
     verdict: '',
+  });
+}
+// 3b: what a job costs (issue 17): the same tasks end to end with and without a job, alternated, best of 2.
+for (const [name, transport, total] of [
+  ['inMemory', memory, n(300_000, 20_000)],
+  ['pulsar', pulsar, n(60_000, 5_000)],
+] as const) {
+  step(`end to end with and without a job, ${name}, maxMessages 100, ${total} tasks, twice each`);
+  let plain = 0;
+  let inJob = 0;
+  let toDone = Infinity;
+  for (let round = 0; round < 2; round++) {
+    plain = Math.max(plain, (await endToEnd(transport(), 100, total)).tasksPerSecond);
+    const j = await endToEndInJob(transport(), 100, total);
+    inJob = Math.max(inJob, j.tasksPerSecond);
+    toDone = Math.min(toDone, j.secondsToDone);
+  }
+  const slower = 1 - inJob / plain;
+  results[`e2e-job-${name}-100`] = { plain, inJob, slower, secondsToDone: toDone };
+  rows.push({
+    measure: `end to end in a job vs not, ${name}, maxMessages 100 (tasks/s; seal to done)`,
+    value: `${fmt(inJob)} vs ${fmt(plain)} (${(slower * 100).toFixed(1)} % slower; ${toDone.toFixed(1)} s)`,
+    target: '≤ 15 % slower',
+    verdict: verdict(slower <= 0.15),
   });
 }
 // 3a: process by process, as users deploy it (issue 12's measurements): a worker process alone draining

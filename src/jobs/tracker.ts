@@ -27,6 +27,7 @@
  * last round of snapshots (bounded) and closes its consumer: whatever it
  * held unacked goes to the next tracker.
  */
+import { metrics, type Counter, type ObservableGauge, type ObservableResult } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
@@ -79,10 +80,27 @@ export class JobTracker {
   private readonly log: Logger;
   /** Messages skipped as not understood, by problem: logged on the first and every 1,000th. */
   private readonly skipped = new Map<string, number>();
+  /**
+   * Jobs seen created and marked finished by this process's tracker while it
+   * was active (a tracker that takes over may count a job's creation again).
+   */
+  private readonly started: Counter;
+  private readonly finishedJobs: Counter;
+  private readonly tracked: ObservableGauge;
+  private readonly observeTracked = (result: ObservableResult): void => result.observe(this.jobs.size);
 
   constructor(private readonly options: JobTrackerOptions) {
     this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ component: 'job-tracker' });
+    const meter = metrics.getMeter('sheaf');
+    this.started = meter.createCounter('sheaf_jobs_started_total', { description: 'jobs whose creation this tracker folded' });
+    this.finishedJobs = meter.createCounter('sheaf_jobs_finished_total', {
+      description: 'jobs this tracker marked finished, by outcome (succeeded: nothing failed)',
+    });
+    this.tracked = meter.createObservableGauge('sheaf_jobs_tracked', {
+      description: 'jobs in the tracker: running, or finished within the retention',
+    });
+    this.tracked.addCallback(this.observeTracked);
   }
 
   /** Jobs in memory now (running, or finished within the retention). */
@@ -100,7 +118,10 @@ export class JobTracker {
       maxUnacked: this.options.maxUnacked ?? 20_000,
       subscriptionType: 'failover',
     });
-    [this.snapshots, this.statuses] = await Promise.all([transport.createProducer(JOB_EVENTS_TOPIC), transport.createProducer(JOB_STATE_TOPIC)]);
+    [this.snapshots, this.statuses] = await Promise.all([
+      transport.createProducer(JOB_EVENTS_TOPIC),
+      transport.createProducer(JOB_STATE_TOPIC),
+    ]);
     this.state = { status: 'running' };
     this.loop = this.receive(this.consumer);
     this.timer = setInterval(() => void this.checkpoint(), this.options.checkpointIntervalMs ?? 1000);
@@ -123,6 +144,7 @@ export class JobTracker {
       this.statuses?.close(),
       ...[...this.callbackProducers.values()].map((p) => p.then((producer) => producer.close())),
     ]);
+    this.tracked.removeCallback(this.observeTracked);
     this.state = { status: 'closed' };
   }
 
@@ -166,6 +188,7 @@ export class JobTracker {
       this.skip(message, (error as Error).message);
       return;
     }
+    if (changed && event.kind === 'jobCreated') this.started.add(1);
     if (changed || event.kind === 'jobState') {
       // A snapshot is held even when it adds nothing: it is the job's durable state until the next one.
       job.held.push(message);
@@ -199,7 +222,11 @@ export class JobTracker {
   private async snapshot(job: TrackedJob, now: number): Promise<void> {
     const { progress } = job;
     const justFinished = progress.markFinished(now);
-    if (justFinished) this.log.info({ job: progress.status() }, 'job finished');
+    if (justFinished) {
+      const status = progress.status();
+      this.log.info({ job: status }, 'job finished');
+      this.finishedJobs.add(1, { outcome: status.failed + status.deadLettered === 0 ? 'succeeded' : 'failed' });
+    }
     // Taken together, synchronously: the snapshot holds exactly the messages it lets go.
     const covered = job.held;
     job.held = [];

@@ -8,6 +8,8 @@ import { startOpsServer, registerMetrics } from '../../src/telemetry/ops-server.
 import { freshNamespace, noPulsar, pulsarUrl } from '../support/pulsar.js';
 import { runCli, startCli, writeEchoConfig } from '../support/cli.js';
 import { EventEmitter } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 /** The value of one sample line, e.g. `sheaf_tasks_received_total{service="Echo",method="echo"}`. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -77,18 +79,26 @@ describe.skipIf(noPulsar())('sheaf worker --metrics-port (pulsar)', () => {
       expect(ok.code).toBe(0);
       const failed = await runCli(['dispatch', '-c', config, 'Echo.echo', '--args', '["fail"]', '--wait', '--timeout', '60']);
       expect(failed.code).toBe(1);
+      // A job of 3 tasks, one failing: started, finished as failed.
+      const items = join(dirname(config), 'items.ndjson');
+      await writeFile(items, '"a"\n"fail"\n"b"\n');
+      const job = await runCli(['job', 'run', '-c', config, '--service', 'Echo', '--method', 'echo', '--input', items, '--timeout', '60']);
+      expect(job.code).toBe(1);
       const text = await (await fetch(`${url}/metrics`)).text();
+      expect(sample(text, 'sheaf_jobs_started_total', {})).toBe(1);
+      expect(sample(text, 'sheaf_jobs_finished_total', { outcome: 'failed' })).toBe(1);
+      expect(sample(text, 'sheaf_jobs_tracked', {})).toBe(1);
       const labels = { service: 'Echo', method: 'echo' };
-      expect(sample(text, 'sheaf_tasks_received_total', labels)).toBe(26);
-      expect(sample(text, 'sheaf_tasks_succeeded_total', labels)).toBe(25);
-      expect(sample(text, 'sheaf_tasks_failed_total', labels)).toBe(1);
-      expect(sample(text, 'sheaf_tasks_dead_lettered_total', labels)).toBe(1);
-      expect(sample(text, 'sheaf_batch_size_tasks_sum', labels)).toBe(26);
+      expect(sample(text, 'sheaf_tasks_received_total', labels)).toBe(29);
+      expect(sample(text, 'sheaf_tasks_succeeded_total', labels)).toBe(27);
+      expect(sample(text, 'sheaf_tasks_failed_total', labels)).toBe(2);
+      expect(sample(text, 'sheaf_tasks_dead_lettered_total', labels)).toBe(2);
+      expect(sample(text, 'sheaf_batch_size_tasks_sum', labels)).toBe(29);
       const batches = sample(text, 'sheaf_batch_size_tasks_count', labels)!;
       expect(batches).toBeGreaterThanOrEqual(3);
       const flushes = ['maxMessages', 'maxSeconds'].map((reason) => sample(text, 'sheaf_batch_flushes_total', { ...labels, reason }) ?? 0);
       expect(flushes[0]! + flushes[1]!).toBe(batches);
-      expect(sample(text, 'sheaf_task_wait_seconds_count', labels)).toBe(26);
+      expect(sample(text, 'sheaf_task_wait_seconds_count', labels)).toBe(29);
       expect(sample(text, 'sheaf_execution_duration_seconds_count', labels)).toBe(batches);
       expect(sample(text, 'sheaf_tasks_in_flight', { service: 'Echo' })).toBe(0);
       // Metric names all start with sheaf_, and no batch key is ever a label.
