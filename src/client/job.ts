@@ -236,15 +236,7 @@ export class Job {
    */
   private async countUndispatched(index: number, error: unknown): Promise<void> {
     await this.feed
-      .publish({
-        v: 1,
-        kind: 'taskSettled',
-        jobId: this.jobId,
-        index,
-        taskId: `undispatched-${index}`,
-        outcome: 'deadLettered',
-        at: Date.now(),
-      })
+      .publish({ v: 1, kind: 'tasksSettled', jobId: this.jobId, tasks: [[index, 'deadLettered']], at: Date.now() })
       .catch((publishError: unknown) => {
         // Neither the task nor its count reached the broker: the job waits for an index that never settles.
         throw new LifecycleError(

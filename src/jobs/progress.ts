@@ -61,8 +61,11 @@ export class JobProgress {
         if (this.total !== null) return false;
         this.total = event.total;
         return true;
-      case 'taskSettled':
-        return this.settle(event.index, event.outcome);
+      case 'tasksSettled': {
+        let changed = false;
+        for (const [index, outcome] of event.tasks) if (this.settle(index, outcome)) changed = true;
+        return changed;
+      }
     }
   }
 

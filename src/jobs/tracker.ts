@@ -76,6 +76,8 @@ export class JobTracker {
   private loop: Promise<void> | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
   private checkpointing: Promise<void> | null = null;
+  /** Messages folded and held since the last round began: past half the permits, a round starts at once. */
+  private heldSinceRound = 0;
   private readonly clock: Clock;
   private readonly log: Logger;
   /** Messages skipped as not understood, by problem: logged on the first and every 1,000th. */
@@ -193,6 +195,8 @@ export class JobTracker {
       // A snapshot is held even when it adds nothing: it is the job's durable state until the next one.
       job.held.push(message);
       if (changed) job.dirty = true;
+      // Held messages use up the consumer's permits: let them go before the broker has to stop.
+      if (++this.heldSinceRound >= (this.options.maxUnacked ?? 20_000) / 2) void this.checkpoint();
     } else {
       // Already counted, by a message still held or a durable snapshot: this copy adds nothing.
       this.ack([message]);
@@ -206,6 +210,7 @@ export class JobTracker {
   }
 
   private async checkpointRound(): Promise<void> {
+    this.heldSinceRound = 0;
     const now = this.clock.now();
     const work: Promise<void>[] = [];
     for (const [jobId, job] of this.jobs) {

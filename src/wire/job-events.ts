@@ -1,7 +1,7 @@
 /**
  * What travels on a namespace's job-events topic (`sheaf-job-events`), keyed
  * by job id: a job's creation and seal, written by the client that runs the
- * job, and one `taskSettled` per final outcome of a task of the job, written
+ * job, and `tasksSettled` (the final outcomes of a batch's tasks of the job), written
  * by the worker before it acks the task (docs/jobs.md). Versioned like every
  * envelope; a message that does not match is reported and skipped by the
  * job tracker, never thrown.
@@ -18,10 +18,13 @@ export const MAX_JOB_ID_LENGTH = 128;
  */
 export const MAX_JOB_TASKS = 10_000_000;
 
+/** Task outcomes in one `tasksSettled` event at most; a writer splits larger sets. */
+export const MAX_SETTLED_PER_EVENT = 10_000;
+
 /** A task's final outcome as a job counts it. */
 export type JobTaskOutcome = 'succeeded' | 'failed' | 'deadLettered';
 
-/** Where a task stands in its job: carried in the task's envelope, copied into its `taskSettled` event. */
+/** Where a task stands in its job: carried in the task's envelope, copied into the `tasksSettled` event of its outcome. */
 export interface TaskJobRef {
   /** The job's id. */
   id: string;
@@ -104,7 +107,8 @@ export type JobFact =
       at: number;
     }
   | { v: 1; kind: 'jobSealed'; jobId: string; total: number; at: number }
-  | { v: 1; kind: 'taskSettled'; jobId: string; index: number; taskId: string; outcome: JobTaskOutcome; at: number };
+  /** Final outcomes of tasks of the job, by index: one event per job per settled batch. */
+  | { v: 1; kind: 'tasksSettled'; jobId: string; tasks: Array<[index: number, outcome: JobTaskOutcome]>; at: number };
 
 /** Everything on the job-events topic: facts, the tracker's snapshots, and status requests. */
 export type JobEvent = JobFact | JobSnapshot | JobStatusRequest;
@@ -136,15 +140,21 @@ const jobEventSchema = z.discriminatedUnion('kind', [
   }),
   z.object({
     v: z.literal(WIRE_VERSION),
-    kind: z.literal('taskSettled'),
+    kind: z.literal('tasksSettled'),
     jobId,
-    index: z
-      .number()
-      .int()
-      .nonnegative()
-      .max(MAX_JOB_TASKS - 1),
-    taskId: z.string().min(1).max(512),
-    outcome: z.enum(['succeeded', 'failed', 'deadLettered']),
+    tasks: z
+      .array(
+        z.tuple([
+          z
+            .number()
+            .int()
+            .nonnegative()
+            .max(MAX_JOB_TASKS - 1),
+          z.enum(['succeeded', 'failed', 'deadLettered']),
+        ]),
+      )
+      .min(1)
+      .max(MAX_SETTLED_PER_EVENT),
     at: epochMs,
   }),
   z.object({

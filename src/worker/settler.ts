@@ -9,7 +9,7 @@
  *     back to the task topic in an isolation group, its retry budget untouched
  *
  * A task of a job whose outcome is final (succeeded, failed for good,
- * dead-lettered) is reported to the job's tracker (`taskSettled` on the
+ * dead-lettered) is reported to the job's tracker (`tasksSettled` on the
  * job-events topic) after its outcome is durable and before it is acked: a
  * worker killed in between leaves it unacked, and the tracker counts its
  * second report as nothing (it counts task indexes).
@@ -40,7 +40,7 @@ import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo, type ErrorInfoOptions } from '../wire/error-info.js';
 import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope, type TaskIsolation } from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
-import type { JobEvent, JobTaskOutcome, TaskJobRef } from '../wire/job-events.js';
+import { MAX_SETTLED_PER_EVENT, type JobEvent, type JobTaskOutcome } from '../wire/job-events.js';
 import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
@@ -208,9 +208,9 @@ export class Settler {
       if (reply && salvaged.replyTo && isResultTopic(salvaged.replyTo)) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
       // Its job must count it too, or the job never finishes.
       if (salvaged.job) {
-        await this.deps.publisher.publishJobEvents([
-          jobTaskSettled(salvaged.job, salvaged.taskId ?? `message:${message.id}`, 'deadLettered', this.deps.clock.now()),
-        ]);
+        await this.deps.publisher.publishJobEvents(
+          settledEvents(salvaged.job.id, [[salvaged.job.index, 'deadLettered']], this.deps.clock.now()),
+        );
       }
       await this.deps.consumer.ack(message);
     } catch (publishError) {
@@ -463,12 +463,15 @@ export class Settler {
     if (!reports) return;
     const now = this.deps.clock.now();
     try {
-      await this.deps.publisher.publishJobEvents(
-        reports.map((entry) => {
-          const e = entry.task.envelope;
-          return jobTaskSettled(e.job!, e.taskId, jobOutcome(entry.settlement, entry.reason), now);
-        }),
-      );
+      // One event per job per batch, as results travel in one message per client.
+      const byJob = new Map<string, Array<[number, JobTaskOutcome]>>();
+      for (const entry of reports) {
+        const job = entry.task.envelope.job!;
+        let tasks = byJob.get(job.id);
+        if (!tasks) byJob.set(job.id, (tasks = []));
+        tasks.push([job.index, jobOutcome(entry.settlement, entry.reason)]);
+      }
+      await this.deps.publisher.publishJobEvents([...byJob].flatMap(([jobId, tasks]) => settledEvents(jobId, tasks, now)));
     } catch (error) {
       for (const entry of reports) entry.settlement = this.handBack(entry.task.message, error);
     }
@@ -495,6 +498,11 @@ function jobOutcome(settlement: TaskSettlement, reason: DeadLetterReason | null)
   return reason === 'retriesExhausted' || reason === 'nonRetryable' ? 'failed' : 'deadLettered';
 }
 
-function jobTaskSettled(job: TaskJobRef, taskId: string, outcome: JobTaskOutcome, at: number): JobEvent {
-  return { v: 1, kind: 'taskSettled', jobId: job.id, index: job.index, taskId, outcome, at };
+/** `tasks` of one job as `tasksSettled` events, split at `MAX_SETTLED_PER_EVENT`. */
+function settledEvents(jobId: string, tasks: Array<[number, JobTaskOutcome]>, at: number): JobEvent[] {
+  const events: JobEvent[] = [];
+  for (let i = 0; i < tasks.length; i += MAX_SETTLED_PER_EVENT) {
+    events.push({ v: 1, kind: 'tasksSettled', jobId, tasks: tasks.slice(i, i + MAX_SETTLED_PER_EVENT), at });
+  }
+  return events;
 }

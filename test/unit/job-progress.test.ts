@@ -9,11 +9,9 @@ import { decodeJobEvent, encodeJobEvent, MAX_JOB_TASKS, type JobFact } from '../
 
 const settled = (index: number, outcome: 'succeeded' | 'failed' | 'deadLettered' = 'succeeded'): JobFact => ({
   v: 1,
-  kind: 'taskSettled',
+  kind: 'tasksSettled',
   jobId: 'job-1',
-  index,
-  taskId: `t${index}`,
-  outcome,
+  tasks: [[index, outcome]],
   at: 2000 + index,
 });
 
@@ -99,9 +97,10 @@ describe('job events on the wire', () => {
     const event = settled(4);
     expect(decodeJobEvent(encodeJobEvent(event))).toEqual({ event });
     const bad = (x: unknown) => decodeJobEvent(Buffer.from(JSON.stringify(x)));
-    expect(bad({ ...event, index: MAX_JOB_TASKS })).toEqual({ problem: expect.stringMatching(/^index: /) });
+    expect(bad({ ...event, tasks: [[MAX_JOB_TASKS, 'succeeded']] })).toEqual({ problem: expect.stringMatching(/^tasks\.0\.0: /) });
+    expect(bad({ ...event, tasks: [] })).toEqual({ problem: expect.stringMatching(/^tasks: /) });
     expect(bad({ ...event, jobId: 'x'.repeat(129) })).toEqual({ problem: expect.stringMatching(/^jobId: /) });
-    expect(bad({ ...event, outcome: 'maybe' })).toEqual({ problem: expect.stringMatching(/^outcome: /) });
+    expect(bad({ ...event, tasks: [[1, 'maybe']] })).toEqual({ problem: expect.stringMatching(/^tasks\.0\.1: /) });
     expect(bad({ ...event, v: 2 })).toEqual({ problem: expect.stringMatching(/^v: /) });
     expect(decodeJobEvent(Buffer.from('{oops'))).toEqual({ problem: expect.stringMatching(/^not JSON/) });
   });
