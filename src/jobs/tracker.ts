@@ -32,6 +32,7 @@ import type { Logger } from 'pino';
 import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
+import { TransportClosedError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { within } from '../util/within.js';
 import { encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
@@ -60,6 +61,8 @@ interface TrackedJob {
   dirty: boolean;
   /** A client asked for its status. */
   statusWanted: boolean;
+  /** When its last event was folded (clock ms): a job silent past the retention is let go. */
+  lastEventAt: number;
 }
 
 type TrackerState = { status: 'created' } | { status: 'running' } | { status: 'closing' } | { status: 'closed' };
@@ -157,7 +160,13 @@ export class JobTracker {
         messages = await consumer.receiveMany(1000, this.stop.signal);
       } catch (error) {
         if (isAbortError(error) || this.state.status !== 'running') return;
-        this.log.warn({ err: error }, 'receiving job events failed; trying again');
+        if (error instanceof TransportClosedError) {
+          this.log.warn({ err: error }, 'the job tracker lost its consumer; this worker tracks no more jobs until it restarts');
+          return;
+        }
+        // Not in a tight loop: a second before the next try.
+        this.log.warn({ err: error }, 'receiving job events failed; trying again in 1 s');
+        await new Promise((resolve) => setTimeout(resolve, 1000));
         continue;
       }
       for (const message of messages) this.fold(message);
@@ -180,9 +189,10 @@ export class JobTracker {
     let job = this.jobs.get(event.jobId);
     if (!job) {
       const startedAt = event.kind === 'jobState' ? event.startedAt : event.at;
-      job = { progress: new JobProgress(event.jobId, startedAt), held: [], dirty: false, statusWanted: false };
+      job = { progress: new JobProgress(event.jobId, startedAt), held: [], dirty: false, statusWanted: false, lastEventAt: 0 };
       this.jobs.set(event.jobId, job);
     }
+    job.lastEventAt = this.clock.now();
     let changed: boolean;
     try {
       changed = event.kind === 'jobState' ? job.progress.merge(event) : job.progress.apply(event);
@@ -309,10 +319,21 @@ export class JobTracker {
     await (await producer).send({ payload: encodeEnvelope(envelope), key: jobId, properties: { 'sheaf-task-id': envelope.taskId } });
   }
 
-  /** A finished job whose callbacks went out, past the retention: let go. */
+  /**
+   * Let go past the retention: a finished job whose callbacks went out, and
+   * a job nothing was heard of (never sealed, its tasks never settled: its
+   * client gone), which would otherwise hold memory and a snapshot for ever.
+   */
   private expired(job: TrackedJob, now: number): boolean {
+    const retentionMs = this.options.retentionMs ?? 24 * 3600_000;
     const { finishedAt } = job.progress.status();
-    return finishedAt !== null && job.progress.callbacksDispatched && now - finishedAt > (this.options.retentionMs ?? 24 * 3600_000);
+    if (finishedAt !== null) return job.progress.callbacksDispatched && now - finishedAt > retentionMs;
+    if (now - job.lastEventAt <= retentionMs) return false;
+    this.log.warn(
+      { job: job.progress.status() },
+      'job abandoned: nothing heard of it within the retention (jobs.retentionHours); its state is dropped',
+    );
+    return true;
   }
 
   private ack(messages: readonly ReceivedMessage[]): void {
