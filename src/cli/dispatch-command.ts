@@ -1,10 +1,8 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { positiveInt, positiveNumber } from './arguments.js';
-import { SheafClient } from '../client/client.js';
 import type { TaskHandle } from '../client/task-handle.js';
-import { loadServices, setupFromConfigFile } from '../config/from-config.js';
 import { TaskFailedError } from '../errors.js';
-import { SheafWorker } from '../worker/worker.js';
+import { withClientSession } from './client-session.js';
 import { ExitCode } from './exit-codes.js';
 import { progressBar } from './progress.js';
 
@@ -46,18 +44,7 @@ Example: sheaf dispatch -c sheaf.yml EmailService.send --args '["a@b.c","hi","bo
 }
 
 async function dispatch(target: { service: string; method: string }, options: DispatchOptions): Promise<number> {
-  // Logs go to stderr: stdout carries the command's data.
-  const setup = await setupFromConfigFile(options.config, { logStream: process.stderr });
-  const embedded = setup.transport.kind === 'inMemory';
-  let worker: SheafWorker | undefined;
-  let client: SheafClient | undefined;
-  try {
-    if (embedded) {
-      // Nothing outside this process can see an in-memory transport: run the file's services here, on the same transport.
-      worker = new SheafWorker({ transport: setup.transport, services: await loadServices(setup.loaded), logger: setup.logger });
-      await worker.start();
-    }
-    client = await SheafClient.connect({ transport: setup.transport, logger: setup.logger });
+  return withClientSession(options.config, async (client, embedded) => {
     const stub = client.service<Record<string, (...args: unknown[]) => Promise<unknown>>>(target.service, {
       meta: { ...options.meta, ...(options.batchKey === undefined ? {} : { batchKey: options.batchKey }) },
       tags: options.tag,
@@ -74,11 +61,7 @@ async function dispatch(target: { service: string; method: string }, options: Di
       return ExitCode.ok;
     }
     return await waitForResults(handles, options.timeout);
-  } finally {
-    await worker?.close();
-    await client?.close();
-    await setup.close();
-  }
+  });
 }
 
 async function waitForResults(handles: TaskHandle<unknown>[], timeoutSeconds: number | undefined): Promise<number> {

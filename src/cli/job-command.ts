@@ -9,11 +9,11 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { SheafClient } from '../client/client.js';
 import type { Job } from '../client/job.js';
-import { loadServices, setupFromConfigFile } from '../config/from-config.js';
+import { setupFromConfigFile } from '../config/from-config.js';
 import { ConfigError, SheafError } from '../errors.js';
 import type { JobStatus } from '../wire/job-events.js';
-import { SheafWorker } from '../worker/worker.js';
 import { positiveInt } from './arguments.js';
+import { withClientSession } from './client-session.js';
 import { ExitCode } from './exit-codes.js';
 import { progressBar } from './progress.js';
 
@@ -85,43 +85,32 @@ Example: sheaf job run -c sheaf.yml --service Rows --method insert --input rows.
 
 async function run(options: RunOptions): Promise<number> {
   const lines = await countLines(options.input);
-  const setup = await setupFromConfigFile(options.config, { logStream: process.stderr });
-  const embedded = setup.transport.kind === 'inMemory';
-  let worker: SheafWorker | undefined;
-  let client: SheafClient | undefined;
   try {
-    if (embedded) {
-      // An in-memory job lives in this process: run the file's services (and a tracker) here.
-      worker = new SheafWorker({ transport: setup.transport, services: await loadServices(setup.loaded), logger: setup.logger });
-      await worker.start();
-    }
-    client = await SheafClient.connect({ transport: setup.transport, logger: setup.logger });
-    const stub = client.service<Record<string, (arg: unknown) => Promise<unknown>>>(options.service);
-    const job = await client.job(options.name !== undefined ? { name: options.name } : {});
-    process.stdout.write(`${JSON.stringify({ jobId: job.jobId })}\n`);
-    const dispatchedBar = progressBar('dispatched', lines);
-    try {
-      await job.addAll(
-        items(options.input, options.batchKeyField),
-        ({ value, batchKey }) =>
-          job.dispatch(stub, { fireAndForget: true, ...(batchKey !== undefined ? { batchKey } : {}) })[options.method]!(value),
-        { inFlight: options.inFlight, onProgress: () => dispatchedBar.tick() },
-      );
-    } finally {
-      dispatchedBar.stop();
-    }
-    await job.seal();
-    return await watchToEnd(job, job.dispatched, options.timeout);
+    // With transport: inMemory the file's services (and a job tracker) run in this process.
+    return await withClientSession(options.config, async (client) => {
+      const stub = client.service<Record<string, (arg: unknown) => Promise<unknown>>>(options.service);
+      const job = await client.job(options.name !== undefined ? { name: options.name } : {});
+      process.stdout.write(`${JSON.stringify({ jobId: job.jobId })}\n`);
+      const dispatchedBar = progressBar('dispatched', lines);
+      try {
+        await job.addAll(
+          items(options.input, options.batchKeyField),
+          ({ value, batchKey }) =>
+            job.dispatch(stub, { fireAndForget: true, ...(batchKey !== undefined ? { batchKey } : {}) })[options.method]!(value),
+          { inFlight: options.inFlight, onProgress: () => dispatchedBar.tick() },
+        );
+      } finally {
+        dispatchedBar.stop();
+      }
+      await job.seal();
+      return await watchToEnd(job, job.dispatched, options.timeout);
+    });
   } catch (error) {
     if (error instanceof InputLineError) {
       process.stderr.write(`sheaf: ${error.message}\n`);
       return ExitCode.usage;
     }
     throw error;
-  } finally {
-    await worker?.close();
-    await client?.close();
-    await setup.close();
   }
 }
 

@@ -7,6 +7,7 @@
  * job tracker, never thrown.
  */
 import { z } from 'zod';
+import { parseWithSchema } from './parse-json.js';
 import { WIRE_VERSION } from './version.js';
 
 /** Longest job id accepted: ids travel in every task of the job and key every event. */
@@ -203,27 +204,12 @@ export function encodeJobEvent(event: JobEvent | JobStatusMessage): Uint8Array {
 
 /** The event a message holds, or why it was not understood (bad JSON, another version, a field out of bounds). */
 export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { problem: string } {
-  const parsed = parse(payload, jobEventSchema);
+  const parsed = parseWithSchema(payload, jobEventSchema);
   return 'problem' in parsed ? parsed : { event: parsed.value as JobEvent };
 }
 
 /** The status a `sheaf-job-state` message holds, or why it was not understood. */
 export function decodeJobStatus(payload: Uint8Array): { status: JobStatus } | { problem: string } {
-  const parsed = parse(payload, jobStatusSchema);
+  const parsed = parseWithSchema(payload, jobStatusSchema);
   return 'problem' in parsed ? parsed : { status: { ...parsed.value.status, name: parsed.value.status.name } };
-}
-
-function parse<T>(payload: Uint8Array, schema: z.ZodType<T>): { value: T } | { problem: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
-  } catch (error) {
-    return { problem: `not JSON: ${(error as Error).message.slice(0, 120)}` };
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return { problem: `${issue?.path.join('.') || 'message'}: ${issue?.message ?? 'invalid'}` };
-  }
-  return { value: parsed.data };
 }

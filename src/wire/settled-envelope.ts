@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { WIRE_VERSION } from './envelopes.js';
+import { parseWithSchema } from './parse-json.js';
 
 /** A settled attempt: task id, retry sequence, retry index, isolation step (`SettledAttempts`' order). */
 export type SettledAttemptTuple = readonly [taskId: string, retrySequence: number, retryIndex: number, isolationStep: number];
@@ -31,16 +32,6 @@ export function encodeSettled(attempts: readonly SettledAttemptTuple[]): Uint8Ar
 
 /** The attempts a message names, or why it was not understood (bad JSON, another kind, a field out of bounds). */
 export function decodeSettled(payload: Uint8Array): { attempts: readonly SettledAttemptTuple[] } | { problem: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
-  } catch (error) {
-    return { problem: `not JSON: ${(error as Error).message.slice(0, 120)}` };
-  }
-  const parsed = settledSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return { problem: `${issue?.path.join('.') || 'message'}: ${issue?.message ?? 'invalid'}` };
-  }
-  return { attempts: parsed.data.attempts };
+  const parsed = parseWithSchema(payload, settledSchema);
+  return 'problem' in parsed ? parsed : { attempts: parsed.value.attempts };
 }

@@ -16,6 +16,10 @@ async function ndjson(config: string, lines: string[]): Promise<string> {
   return file;
 }
 
+/** `sheaf job run` of the Echo service's echo method over `input`, with `extra` arguments. */
+const jobRun = (config: string, input: string, ...extra: string[]) =>
+  runCli(['job', 'run', '-c', config, '--service', 'Echo', '--method', 'echo', '--input', input, ...extra]);
+
 const jsonLines = (stdout: string): Array<Record<string, unknown>> =>
   stdout
     .split('\n')
@@ -27,7 +31,7 @@ describe('sheaf job (in memory)', () => {
     const config = await writeEchoConfig({ transport: 'inMemory' });
     const items = [...Array(300).keys()].map((i) => JSON.stringify(i === 150 ? 'fail' : `row-${i}`));
     const input = await ndjson(config, [...items.slice(0, 100), '', ...items.slice(100)]);
-    const r = await runCli(['job', 'run', '-c', config, '--service', 'Echo', '--method', 'echo', '--input', input, '--name', 'rows']);
+    const r = await jobRun(config, input, '--name', 'rows');
     const [first, last] = [jsonLines(r.stdout)[0]!, jsonLines(r.stdout).at(-1)!];
     expect(first.jobId).toMatch(/^job-/);
     expect(last).toMatchObject({ jobId: first.jobId, name: 'rows', total: 300, succeeded: 299, failed: 1, pending: 0, percent: 100 });
@@ -39,27 +43,14 @@ describe('sheaf job (in memory)', () => {
   test('a line that is not JSON, or lacks the batch key field, is named with its line number: exit 2', async () => {
     const config = await writeEchoConfig({ transport: 'inMemory' });
     const input = await ndjson(config, ['{"tenant":"a"}', '{"tenant":"b"}', '{oops']);
-    const notJson = await runCli(['job', 'run', '-c', config, '--service', 'Echo', '--method', 'echo', '--input', input]);
+    const notJson = await jobRun(config, input);
     expect(notJson.code).toBe(2);
     expect(notJson.stderr).toMatch(/items\.ndjson:3: not JSON .*each line is one JSON value/);
     const noKey = await ndjson(config, ['{"tenant":"a"}', '{"other":1}']);
-    const missing = await runCli([
-      'job',
-      'run',
-      '-c',
-      config,
-      '--service',
-      'Echo',
-      '--method',
-      'echo',
-      '--input',
-      noKey,
-      '--batch-key-field',
-      'tenant',
-    ]);
+    const missing = await jobRun(config, noKey, '--batch-key-field', 'tenant');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/items\.ndjson:2: has no string or number field "tenant"/);
-    const nowhere = await runCli(['job', 'run', '-c', config, '--service', 'Echo', '--method', 'echo', '--input', '/nonexistent.ndjson']);
+    const nowhere = await jobRun(config, '/nonexistent.ndjson');
     expect(nowhere.code).toBe(2);
     expect(nowhere.stderr).toMatch(/--input: \/nonexistent\.ndjson cannot be read/);
   });
@@ -76,20 +67,7 @@ describe.skipIf(noPulsar())('sheaf job (pulsar)', () => {
         config,
         [...Array(500).keys()].map((i) => JSON.stringify({ tenant: `t${i % 5}`, row: i })),
       );
-      const r = await runCli([
-        'job',
-        'run',
-        '-c',
-        config,
-        '--service',
-        'Echo',
-        '--method',
-        'echo',
-        '--input',
-        input,
-        '--batch-key-field',
-        'tenant',
-      ]);
+      const r = await jobRun(config, input, '--batch-key-field', 'tenant');
       expect(r.code).toBe(0);
       const lines = jsonLines(r.stdout);
       const jobId = lines[0]!.jobId as string;
