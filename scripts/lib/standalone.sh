@@ -1,5 +1,5 @@
-# Shared by scripts/pulsar.sh and scripts/pulsar-secure.sh: a standalone
-# broker run in the background. The caller sets PID_FILE, LOG_FILE and
+# Shared by scripts/pulsar.sh, scripts/pulsar-secure.sh and scripts/pulsar-cluster.sh:
+# a broker (or, for the cluster, each component) run in the background. The caller sets PID_FILE, LOG_FILE and
 # READY_TIMEOUT, and defines `log` and `ready` (true once the broker answers).
 
 running_pid() {

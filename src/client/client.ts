@@ -15,12 +15,13 @@ import { ConfigError, LifecycleError, SendTimeoutError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
 import { endSpan, startSendSpan } from '../telemetry/tracing.js';
 import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
+import { KeptProducers } from '../transport/kept-producers.js';
 import { isAbortError, type Consumer, type Producer, type ReceivedMessage, type Transport } from '../transport/transport.js';
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
 import type { TaskJobRef } from '../wire/job-events.js';
-import { Job, JobStatusFeed, type JobOptions } from './job.js';
+import { Job, JobStatusFeed, type JobBinding, type JobOptions } from './job.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
 
 export type { DispatchOptions, TaskHandles };
@@ -64,8 +65,8 @@ interface StubTarget {
   readonly meta: Record<string, string>;
   readonly tags: string[];
   readonly fireAndForget?: boolean;
-  /** Gives each task of a job its reference (the next index); throws once the job is sealed. */
-  readonly jobRef?: () => TaskJobRef;
+  /** The job its tasks join: gives each its reference (the next index) and tracks its send. */
+  readonly job?: JobBinding;
 }
 
 const clientOptionsSchema = strictObject({
@@ -124,7 +125,8 @@ export class SheafClient {
   private readonly log: Logger;
   private readonly resultTopic: string;
   private readonly pending = new Map<string, PendingTask>();
-  private readonly producers = new Map<string, Promise<Producer>>();
+  /** Task producers by topic: the workers' subscription is made before the first task, or a broker may drop it. */
+  private readonly producers: KeptProducers;
   private readonly stubs = new WeakMap<object, StubTarget>();
   private readonly stop = new AbortController();
   private consumer: Consumer | null = null;
@@ -153,6 +155,7 @@ export class SheafClient {
     this.sendTimeoutMs = (timeouts.sendSeconds ?? 60) * 1000;
     this.sendDeadlines = timeouts.sendSeconds === undefined && transport.sendsBounded ? null : new Deadlines(this.sendTimeoutMs);
     this.transport = transport;
+    this.producers = new KeptProducers(transport, { subscription: WORKER_SUBSCRIPTION });
     this.name = name;
     this.log = logger.child({ client: name });
     this.resultTopic = resultTopic(name);
@@ -258,7 +261,7 @@ export class SheafClient {
       continueOnError: options.continueOnError ?? true,
       at: Date.now(),
     });
-    return new Job(jobId, feed, (stub, dispatchOptions, jobRef) => this.dispatchWith(stub, dispatchOptions, jobRef));
+    return new Job(jobId, feed, (stub, dispatchOptions, binding) => this.dispatchWith(stub, dispatchOptions, binding));
   }
 
   /** Follows a job created elsewhere: `status()` and `done()` work; dispatching and sealing stay with its creator. */
@@ -278,7 +281,7 @@ export class SheafClient {
     return this.jobFeed;
   }
 
-  private dispatchWith<T extends object>(stub: T, options: DispatchOptions, jobRef?: () => TaskJobRef): TaskHandles<T> {
+  private dispatchWith<T extends object>(stub: T, options: DispatchOptions, job?: JobBinding): TaskHandles<T> {
     const base = this.stubs.get(stub);
     if (!base) throw new TypeError("client.dispatch() takes a stub made by this client's service() method");
     const o = plainDispatchOptions(options) ? options : parseDispatchOptions(options);
@@ -287,9 +290,11 @@ export class SheafClient {
       meta: { ...base.meta, ...(o.meta ?? {}), ...(o.batchKey !== undefined ? { batchKey: o.batchKey } : {}) },
       tags: [...base.tags, ...(o.tags ?? [])],
       fireAndForget: o.fireAndForget ?? false,
-      ...(jobRef ? { jobRef } : {}),
+      ...(job ? { job } : {}),
     };
-    return this.proxy(target, (method, args) => this.dispatchTask(target, method, args)) as TaskHandles<T>;
+    return this.proxy(target, (method, args) =>
+      target.job ? target.job.dispatching((ref) => this.dispatchTask(target, method, args, ref)) : this.dispatchTask(target, method, args),
+    ) as TaskHandles<T>;
   }
 
   /** Stops receiving results and closes what the client opened. Tasks still waiting reject. */
@@ -313,8 +318,7 @@ export class SheafClient {
     }
     const feed = await this.jobFeed?.catch(() => null);
     await feed?.close();
-    const producers = await Promise.all([...this.producers.values()].map((p) => p.catch(() => null)));
-    await Promise.all(producers.map((p) => p?.close()));
+    await this.producers.close();
     for (const task of this.pending.values()) {
       task.abandon(
         new LifecycleError(
@@ -340,7 +344,7 @@ export class SheafClient {
     });
   }
 
-  private async dispatchTask(target: StubTarget, method: string, args: unknown[]): Promise<TaskHandle<unknown>> {
+  private async dispatchTask(target: StubTarget, method: string, args: unknown[], jobRef?: TaskJobRef): Promise<TaskHandle<unknown>> {
     if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to dispatch`);
     const envelope: TaskEnvelope = {
       v: 1,
@@ -357,7 +361,7 @@ export class SheafClient {
       lastError: null,
       dispatchedAt: Date.now(),
     };
-    if (target.jobRef) envelope.job = target.jobRef();
+    if (jobRef) envelope.job = jobRef;
     // This client reads result batches; fire-and-forget tasks get no result at all.
     if (!target.fireAndForget) envelope.resultBatches = true;
     const topic = taskTopic(target.serviceName);
@@ -456,16 +460,7 @@ export class SheafClient {
   }
 
   private producer(serviceName: string): Promise<Producer> {
-    let producer = this.producers.get(serviceName);
-    if (!producer) {
-      const topic = taskTopic(serviceName);
-      // The workers' subscription must exist before the first task, or a broker
-      // may drop tasks published while no worker has ever subscribed.
-      producer = this.transport.ensureSubscription(topic, WORKER_SUBSCRIPTION).then(() => this.transport.createProducer(topic));
-      producer.catch(() => this.producers.delete(serviceName));
-      this.producers.set(serviceName, producer);
-    }
-    return producer;
+    return this.producers.get(taskTopic(serviceName));
   }
 
   private async receiveResults(consumer: Consumer, batchSize: number): Promise<void> {

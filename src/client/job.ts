@@ -34,6 +34,9 @@ export interface JobOptions {
   continueOnError?: boolean;
 }
 
+/** Jobs whose statuses one client keeps at most (a few hundred bytes each). */
+const MAX_FOLLOWED = 10_000;
+
 /** How long `status()` waits for the tracker when no status of the job has been seen yet. */
 const STATUS_WAIT_MS = 10_000;
 
@@ -163,10 +166,28 @@ export class JobStatusFeed {
     }
   }
 
-  /** Starts keeping `jobId`'s statuses. */
+  /**
+   * Starts keeping `jobId`'s statuses. A client that starts job after job
+   * keeps the last `MAX_FOLLOWED` only (jobs something waits on stay): an
+   * older job's `status()` asks the tracker again.
+   */
   follow(jobId: string): void {
+    this.followed.delete(jobId);
     this.followed.add(jobId);
+    if (this.followed.size <= MAX_FOLLOWED) return;
+    // The oldest that nothing waits on: a waiting done() keeps its job followed.
+    for (const old of this.followed) {
+      if (this.waiters.has(old)) continue;
+      this.followed.delete(old);
+      this.latest.delete(old);
+      return;
+    }
   }
+}
+
+/** What the client needs of a job to send its tasks (`Job.dispatching`). */
+export interface JobBinding {
+  dispatching<R>(send: (ref: TaskJobRef) => Promise<R>): Promise<R>;
 }
 
 /**
@@ -174,7 +195,7 @@ export class JobStatusFeed {
  * once. Made by `client.job()` (can dispatch) or `client.attachJob()`
  * (follows only).
  */
-export class Job {
+export class Job implements JobBinding {
   private nextIndex = 0;
   private sealedAt: number | null = null;
   /** Dispatches under way: `seal()` waits for them, so its total counts only tasks that exist. */
@@ -185,7 +206,7 @@ export class Job {
     readonly jobId: string,
     private readonly feed: JobStatusFeed,
     /** Dispatches through the client with a job reference; null for an attached job. */
-    private readonly dispatcher: (<T extends object>(stub: T, options: DispatchOptions, ref: () => TaskJobRef) => TaskHandles<T>) | null,
+    private readonly dispatcher: (<T extends object>(stub: T, options: DispatchOptions, job: JobBinding) => TaskHandles<T>) | null,
   ) {}
 
   /** A new job id. */
@@ -202,30 +223,25 @@ export class Job {
     if (!this.dispatcher) {
       throw new LifecycleError(`job ${this.jobId} was attached, not created here: only the process that created it dispatches its tasks`);
     }
-    const handles = this.dispatcher(stub, options, () => {
-      if (this.sealedAt !== null) throw new LifecycleError(`job ${this.jobId} is sealed: no more tasks can join it`);
-      return { id: this.jobId, index: this.nextIndex++ };
-    }) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    // Every call is tracked until sent, so that seal() counts what exists.
-    return new Proxy(handles, {
-      get: (target, property) => {
-        const call = target[property as string];
-        if (typeof call !== 'function') return call;
-        return (...args: unknown[]) => {
-          const before = this.nextIndex;
-          const sending = call(...args);
-          // The index is given synchronously, when the call starts.
-          const index = this.nextIndex > before ? before : null;
-          const tracked = sending.then(
-            () => undefined,
-            (error: unknown) => (index === null ? undefined : this.countUndispatched(index, error)),
-          );
-          this.inFlight.add(tracked);
-          void tracked.finally(() => this.inFlight.delete(tracked));
-          return sending;
-        };
-      },
-    }) as unknown as TaskHandles<T>;
+    return this.dispatcher(stub, options, this);
+  }
+
+  /**
+   * @internal How the client sends a task of this job: gives it the next
+   * index (or refuses once sealed) and tracks the send until it settles, so
+   * that `seal()` counts only tasks that exist.
+   */
+  dispatching<R>(send: (ref: TaskJobRef) => Promise<R>): Promise<R> {
+    if (this.sealedAt !== null) return Promise.reject(new LifecycleError(`job ${this.jobId} is sealed: no more tasks can join it`));
+    const index = this.nextIndex++;
+    const sending = send({ id: this.jobId, index });
+    const tracked = sending.then(
+      () => undefined,
+      (error: unknown) => this.countUndispatched(index, error),
+    );
+    this.inFlight.add(tracked);
+    void tracked.finally(() => this.inFlight.delete(tracked));
+    return sending;
   }
 
   /**
@@ -312,6 +328,7 @@ export class Job {
    * answered within 10 s, or `JobWaitError`.
    */
   async status(): Promise<JobStatus> {
+    this.feed.follow(this.jobId); // again, if a client with many jobs let it go
     const seen = this.feed.last(this.jobId);
     if (seen) return seen;
     await this.feed.publish({ v: 1, kind: 'jobStatusRequest', jobId: this.jobId });
@@ -330,6 +347,7 @@ export class Job {
    * bound) or an AbortError when `signal` aborts. The job is not cancelled.
    */
   async done(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<JobStatus> {
+    this.feed.follow(this.jobId);
     if (!this.feed.last(this.jobId)) await this.feed.publish({ v: 1, kind: 'jobStatusRequest', jobId: this.jobId });
     return this.feed.waitFor(
       this.jobId,

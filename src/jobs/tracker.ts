@@ -30,6 +30,7 @@
 import { metrics, type Counter, type ObservableGauge, type ObservableResult } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
+import { KeptProducers } from '../transport/kept-producers.js';
 import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
 import { TransportClosedError } from '../errors.js';
@@ -73,7 +74,8 @@ export class JobTracker {
   private consumer: Consumer | null = null;
   private snapshots: Producer | null = null;
   private statuses: Producer | null = null;
-  private readonly callbackProducers = new Map<string, Promise<Producer>>();
+  /** Callbacks go to task topics, made with the workers' subscription as a client does. */
+  private readonly callbackProducers: KeptProducers;
   private readonly jobs = new Map<string, TrackedJob>();
   private readonly stop = new AbortController();
   private loop: Promise<void> | null = null;
@@ -97,6 +99,7 @@ export class JobTracker {
   constructor(private readonly options: JobTrackerOptions) {
     this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ component: 'job-tracker' });
+    this.callbackProducers = new KeptProducers(options.transport, { subscription: WORKER_SUBSCRIPTION });
     const meter = metrics.getMeter('sheaf');
     this.started = meter.createCounter('sheaf_jobs_started_total', { description: 'jobs whose creation this tracker folded' });
     this.finishedJobs = meter.createCounter('sheaf_jobs_finished_total', {
@@ -143,12 +146,7 @@ export class JobTracker {
       await this.loop;
       await within(this.checkpoint(), deadlineMs);
     }
-    await Promise.allSettled([
-      this.consumer?.close(),
-      this.snapshots?.close(),
-      this.statuses?.close(),
-      ...[...this.callbackProducers.values()].map((p) => p.then((producer) => producer.close())),
-    ]);
+    await Promise.allSettled([this.consumer?.close(), this.snapshots?.close(), this.statuses?.close(), this.callbackProducers.close()]);
     this.tracked.removeCallback(this.observeTracked);
     this.state = { status: 'closed' };
   }
@@ -292,15 +290,6 @@ export class JobTracker {
   }
 
   private async dispatchCallback(service: string, method: string, jobId: string, status: JobStatus): Promise<void> {
-    let producer = this.callbackProducers.get(service);
-    if (!producer) {
-      const topic = taskTopic(service);
-      producer = this.options.transport
-        .ensureSubscription(topic, WORKER_SUBSCRIPTION)
-        .then(() => this.options.transport.createProducer(topic));
-      producer.catch(() => this.callbackProducers.delete(service));
-      this.callbackProducers.set(service, producer);
-    }
     const envelope: TaskEnvelope = {
       v: 1,
       kind: 'task',
@@ -316,7 +305,9 @@ export class JobTracker {
       lastError: null,
       dispatchedAt: this.clock.now(),
     };
-    await (await producer).send({ payload: encodeEnvelope(envelope), key: jobId, properties: { 'sheaf-task-id': envelope.taskId } });
+    await (
+      await this.callbackProducers.get(taskTopic(service))
+    ).send({ payload: encodeEnvelope(envelope), key: jobId, properties: { 'sheaf-task-id': envelope.taskId } });
   }
 
   /**

@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import { BadReplyToError } from '../errors.js';
 import { deadLetterTopic, isResultTopic, JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic } from '../topics.js';
+import { KeptProducers } from '../transport/kept-producers.js';
 import type { Producer, Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
 import {
@@ -32,15 +33,17 @@ const MAX_RESULT_PRODUCERS = 256;
 /** Publishes a service's task outcomes for its runner and settler; one per service in a worker. */
 export class OutcomePublisher {
   private readonly resultProducers = new Map<string, Promise<Producer>>();
-  /** Opened on the first job task: most workers never see one. */
-  private jobEvents: Promise<Producer> | null = null;
+  /** Opened on the first job task (most workers never see one), after the trackers' subscription, so events wait for a tracker. */
+  private readonly jobEvents: KeptProducers;
 
   private constructor(
     private readonly transport: Transport,
     private readonly tasks: Producer,
     private readonly deadLetters: Producer,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.jobEvents = new KeptProducers(transport, { subscription: JOB_TRACKER_SUBSCRIPTION, subscriptionType: 'failover' });
+  }
 
   static async open(transport: Transport, serviceName: string, logger: Logger): Promise<OutcomePublisher> {
     const [tasks, deadLetters] = await Promise.all([
@@ -88,22 +91,15 @@ export class OutcomePublisher {
    * any tracker ever ran are kept for it.
    */
   async publishJobEvents(events: readonly JobEvent[]): Promise<void> {
-    if (!this.jobEvents) {
-      const opening = this.transport
-        .ensureSubscription(JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover')
-        .then(() => this.transport.createProducer(JOB_EVENTS_TOPIC));
-      opening.catch(() => (this.jobEvents = null));
-      this.jobEvents = opening;
-    }
-    const producer = await this.jobEvents;
+    const producer = await this.jobEvents.get(JOB_EVENTS_TOPIC);
     await Promise.all(events.map((event) => producer.send({ payload: encodeJobEvent(event), key: event.jobId })));
   }
 
   async close(): Promise<void> {
     // A result producer that failed to open has nothing to close.
-    const results = await Promise.allSettled([...this.resultProducers.values(), ...(this.jobEvents ? [this.jobEvents] : [])]);
+    await this.jobEvents.close().catch(() => undefined);
+    const results = await Promise.allSettled(this.resultProducers.values());
     this.resultProducers.clear();
-    this.jobEvents = null;
     const opened = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     await Promise.all([this.tasks, this.deadLetters, ...opened].map((p) => p.close().catch(() => undefined)));
   }

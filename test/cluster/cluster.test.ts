@@ -23,6 +23,8 @@ if (!running && process.env.SHEAF_REQUIRE_PULSAR_CLUSTER === '1') {
 }
 
 const BROKERS = ['pulsar://127.0.0.1:6680', 'pulsar://127.0.0.1:6681'];
+/** Both brokers in one multi-host service URL. */
+const BOTH_BROKERS = `pulsar://${BROKERS.map((url) => url.replace('pulsar://', '')).join(',')}`;
 /** Each broker's name in scripts/pulsar-cluster.sh and its admin URL, by service URL. */
 const BROKER_NAMES: Record<string, { name: 'a' | 'b'; web: string }> = {
   'pulsar://127.0.0.1:6680': { name: 'a', web: 'http://127.0.0.1:8180' },
@@ -64,6 +66,18 @@ describe.skipIf(!running)('a two-broker cluster', () => {
   const transport = (brokerServiceUrl: string) =>
     new PulsarTransport({ brokerServiceUrl, namespace, logger: testLogger, nackRedeliveryDelayMs: 100 });
 
+  /** A worker and a client of one counting echo service (4 slots, batches of up to 100) through `brokerServiceUrl`. */
+  const countingSystem = (service: string, executions: Counter, brokerServiceUrl: string) =>
+    startSystem(
+      [
+        {
+          name: service,
+          executor: { factory: () => new (countingEcho(executions))(), concurrency: 4, batch: { maxMessages: 100, maxSeconds: 0.05 } },
+        },
+      ],
+      transport(brokerServiceUrl),
+    );
+
   test('a task topic of 6 partitions, reached through the broker that does not own its first: every task answered once', async () => {
     await admin('PUT', `persistent/public/${namespace}/${taskTopic('Echo')}/partitions`, 6);
     const owners: string[] = [];
@@ -77,15 +91,7 @@ describe.skipIf(!running)('a two-broker cluster', () => {
     const through = BROKERS.find((url) => url !== owners[0])!;
     expect(BROKERS).toContain(owners[0]);
     const executions = new Counter();
-    const system = await startSystem(
-      [
-        {
-          name: 'Echo',
-          executor: { factory: () => new (countingEcho(executions))(), concurrency: 4, batch: { maxMessages: 100, maxSeconds: 0.05 } },
-        },
-      ],
-      transport(through),
-    );
+    const system = await countingSystem('Echo', executions, through);
     try {
       const total = 5000;
       const results = await Promise.all(
@@ -127,15 +133,7 @@ describe.skipIf(!running)('a two-broker cluster', () => {
     const service = 'Unloaded';
     await admin('PUT', `persistent/public/${namespace}/${taskTopic(service)}/partitions`, 6);
     const executions = new Counter();
-    const system = await startSystem(
-      [
-        {
-          name: service,
-          executor: { factory: () => new (countingEcho(executions))(), concurrency: 4, batch: { maxMessages: 100, maxSeconds: 0.05 } },
-        },
-      ],
-      transport(`pulsar://${BROKERS.map((url) => url.replace('pulsar://', '')).join(',')}`),
-    );
+    const system = await countingSystem(service, executions, BOTH_BROKERS);
     let unloads = 0;
     const unloading = setInterval(() => {
       void admin('PUT', `namespaces/public/${namespace}/unload`).then(
@@ -183,15 +181,7 @@ describe.skipIf(!running)('a two-broker cluster', () => {
     const victim = BROKER_NAMES[owner.brokerUrl]!;
     const survivor = Object.values(BROKER_NAMES).find((b) => b !== victim)!;
     const executions = new Counter();
-    const system = await startSystem(
-      [
-        {
-          name: service,
-          executor: { factory: () => new (countingEcho(executions))(), concurrency: 4, batch: { maxMessages: 100, maxSeconds: 0.05 } },
-        },
-      ],
-      transport(`pulsar://${BROKERS.map((url) => url.replace('pulsar://', '')).join(',')}`),
-    );
+    const system = await countingSystem(service, executions, BOTH_BROKERS);
     const total = 30_000;
     const window = 2000;
     const results: string[] = [];

@@ -33,11 +33,11 @@ class Jobs {
 for (const target of transportTargets()) {
   describe.skipIf(target.skip)(`job events from workers (${target.name})`, () => {
     let system: System | undefined;
-    let tracker: Consumer | undefined;
+    let observer: Consumer | undefined;
     afterEach(async () => {
-      await tracker?.close();
+      await observer?.close();
       await system?.stop();
-      system = tracker = undefined;
+      system = observer = undefined;
     });
 
     test('each final outcome of a job task is reported once with its index; tasks without a job report nothing', async () => {
@@ -46,7 +46,7 @@ for (const target of transportTargets()) {
         await target.create(),
       );
       // Beside the worker's own tracker: a subscription of its own sees every event.
-      tracker = await system.transport.subscribe({ topic: JOB_EVENTS_TOPIC, subscription: 'observer', maxUnacked: 100 });
+      observer = await system.transport.subscribe({ topic: JOB_EVENTS_TOPIC, subscription: 'observer', maxUnacked: 100 });
       const jobId = `job-${randomUUID()}`;
       const producer = await system.transport.createProducer(taskTopic('Jobs'));
       const send = (taskId: string, method: string, job?: { id: string; index: number }) =>
@@ -67,7 +67,7 @@ for (const target of transportTargets()) {
             ? decoded.event.tasks.map(([index, outcome]) => ({ jobId: decoded.event.jobId, index, outcome }))
             : [];
         });
-      while (events.length < 3) events.push(...settledEvents([await tracker.receive()]));
+      while (events.length < 3) events.push(...settledEvents([await observer.receive()]));
       expect(events.map((e) => [e.jobId, e.index, e.outcome]).sort()).toEqual([
         [jobId, 0, 'succeeded'],
         [jobId, 1, 'failed'],
@@ -75,7 +75,7 @@ for (const target of transportTargets()) {
       ]);
       // The task without a job was settled too (reports come after the ack, so awaited), and reported nothing.
       await vi.waitFor(() => expect(system!.settlements.map((s) => s.taskId).sort()).toEqual(['no-job', 't0', 't1', 't2']));
-      expect(settledEvents(tracker.takeDelivered(100))).toEqual([]);
+      expect(settledEvents(observer.takeDelivered(100))).toEqual([]);
     });
   });
 }

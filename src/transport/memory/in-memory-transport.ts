@@ -172,6 +172,7 @@ class MemorySubscription {
   private readonly consumers: MemoryConsumer[] = [];
   private nextConsumer = 0;
   private type: 'shared' | 'failover' = 'shared';
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
 
   /** Takes the type of a new consumer; one of another type while consumers are attached is refused, as Pulsar does. */
   adoptType(type: 'shared' | 'failover', options: SubscribeOptions): void {
@@ -182,7 +183,6 @@ class MemorySubscription {
     }
     this.type = type;
   }
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
 
   enqueue(entry: Entry, deliverAt: number | undefined): void {
     const delay = deliverAt === undefined ? 0 : deliverAt - Date.now();

@@ -1,0 +1,46 @@
+/**
+ * A client's job statuses: kept for the jobs it follows, at most 10,000 of
+ * them; the oldest is let go first, unless something waits on it.
+ */
+import { describe, expect, test, vi } from 'vitest';
+import { JobStatusFeed } from '../../src/client/job.js';
+import { JOB_STATE_TOPIC } from '../../src/topics.js';
+import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
+import { encodeJobEvent, type JobStatus } from '../../src/wire/job-events.js';
+import { testLogger } from '../support/logger.js';
+
+const status = (jobId: string): JobStatus => ({
+  jobId,
+  name: undefined,
+  total: 1,
+  sealed: true,
+  succeeded: 0,
+  failed: 0,
+  deadLettered: 0,
+  pending: 1,
+  percent: 0,
+  startedAt: 1,
+  finishedAt: null,
+});
+
+describe('JobStatusFeed', () => {
+  test('keeps the statuses of the last 10,000 jobs followed; a job waited on stays', async () => {
+    const transport = new InMemoryTransport();
+    const feed = await JobStatusFeed.open(transport, 'c', testLogger);
+    const statuses = await transport.createProducer(JOB_STATE_TOPIC);
+    try {
+      feed.follow('oldest');
+      feed.follow('waited-on');
+      const waiting = feed.waitFor('waited-on', (s) => s.finishedAt !== null, 10_000, undefined, 'not finished');
+      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('oldest') }) });
+      await vi.waitFor(() => expect(feed.last('oldest')).toMatchObject({ jobId: 'oldest' }));
+      for (let i = 0; i < 10_000; i++) feed.follow(`job-${i}`);
+      expect(feed.last('oldest')).toBeUndefined();
+      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: { ...status('waited-on'), finishedAt: 5 } }) });
+      await expect(waiting).resolves.toMatchObject({ jobId: 'waited-on', finishedAt: 5 });
+    } finally {
+      await feed.close();
+      await transport.close();
+    }
+  });
+});
