@@ -8,6 +8,9 @@
  *   3. scripts/pulsar.sh: the server distribution from Maven Central, run as
  *      a standalone broker; stopped again afterwards unless it was already up.
  *
+ * Test namespaces that interrupted runs left on the broker (over 3 hours
+ * old: no run lasts that long) are deleted first.
+ *
  * Without a broker the Pulsar tests are skipped, unless SHEAF_REQUIRE_PULSAR=1
  * (CI sets it): then a missing broker fails the run. SHEAF_SKIP_PULSAR=1 skips
  * them on purpose (quick unit-test loops).
@@ -17,6 +20,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
+import { sweepStaleTestNamespaces } from '../support/admin.js';
 
 const run = promisify(execFile);
 const script = new URL('../../scripts/pulsar.sh', import.meta.url).pathname;
@@ -40,6 +44,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     console.warn(`[sheaf] no Pulsar broker (${(error as Error).message}); the Pulsar tests are skipped`);
     return { url: '', adminUrl: '', throughServiceUrl: false };
   });
+  if (found.adminUrl) {
+    // Namespaces of runs that were interrupted (killed, timed out) before their files could delete them.
+    const swept = await sweepStaleTestNamespaces(found.adminUrl).catch((error: unknown) => {
+      console.warn(`[sheaf] could not sweep test namespaces left by interrupted runs: ${(error as Error).message}`);
+      return 0;
+    });
+    if (swept > 0) console.warn(`[sheaf] deleted ${swept} test namespaces left by interrupted runs (over 3 hours old)`);
+  }
   project.provide('pulsarUrl', found.url);
   project.provide('pulsarAdminUrl', found.adminUrl);
   project.provide('pulsarThroughServiceUrl', found.throughServiceUrl);

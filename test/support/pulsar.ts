@@ -1,9 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { PulsarClient } from '../../src/transport/pulsar/client.js';
 import { CommandType, type MessageMetadata } from '../../src/transport/pulsar/commands.js';
 import { PulsarTransport, type PulsarTransportOptions } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from './logger.js';
+import { adminAt, deleteNamespace as deleteNamespaceThrough, testNamespaceName, type AdminCall } from './admin.js';
+
+export { adminAt, type AdminCall };
 
 /** The broker the global setup found or started (test/setup/pulsar-broker.ts); '' when there is none. */
 export const pulsarUrl = (): string => inject('pulsarUrl');
@@ -14,38 +16,18 @@ const adminUrl = pulsarAdminUrl;
 /** True when the Pulsar tests must be skipped (no broker, and CI did not require one). */
 export const noPulsar = (): boolean => pulsarUrl() === '';
 
-/** A call to a broker's REST API: a path under /admin/v2/ (or /lookup/v2/ when it starts with `lookup/`), a JSON body. */
-export type AdminCall = (method: 'PUT' | 'POST' | 'GET' | 'DELETE', path: string, body?: unknown) => Promise<unknown>;
-
-/**
- * An `AdminCall` to the broker whose web service is at `webUrl()`
- * (http://host:port), as the role of `token()` when given. Each call is
- * bounded; a refusal throws with the broker's answer.
- */
-export function adminAt(webUrl: () => string, token?: () => string): AdminCall {
-  return async (method, path, body) => {
-    const url = path.startsWith('lookup/') ? `${webUrl()}/${path}` : `${webUrl()}/admin/v2/${path}`;
-    const response = await fetch(url, {
-      method,
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token()}` } : {}) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(30_000),
-    });
-    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-    const text = await response.text();
-    return text ? (JSON.parse(text) as unknown) : undefined;
-  };
-}
-
 /** Calls the admin REST API of the broker the tests run against. */
 export const admin: AdminCall = adminAt(adminUrl);
+
+/** Deletes a test's namespace and everything in it, through `call`: the test broker's admin API unless told otherwise. */
+export const deleteNamespace = (namespace: string, call: AdminCall = admin): Promise<void> => deleteNamespaceThrough(namespace, call);
 
 /** Namespaces this test file created, deleted after it (test/setup/delete-namespaces.ts). */
 const created = new Set<string>();
 
 /** A new namespace under `public`: a test's own topics, with nothing left over from other runs. */
 export async function freshNamespace(): Promise<string> {
-  const namespace = `sheaf-test-${randomUUID().slice(0, 12)}`;
+  const namespace = testNamespaceName();
   await admin('PUT', `namespaces/public/${namespace}`);
   created.add(namespace);
   return namespace;
@@ -59,26 +41,6 @@ export async function deleteCreatedNamespaces(): Promise<void> {
       if (!String(error).includes('404')) throw error;
     });
   }
-}
-
-/**
- * Deletes a test's namespace and everything in it: partitioned topics, then
- * the remaining topics, then the namespace (a default broker refuses to
- * force-delete a namespace that still has topics). Through `call`: the test
- * broker's admin API unless told otherwise.
- */
-export async function deleteNamespace(namespace: string, call: AdminCall = admin): Promise<void> {
-  const base = `persistent/public/${namespace}`;
-  const partitioned = (await call('GET', `${base}/partitioned`)) as string[];
-  for (const topic of partitioned) await call('DELETE', `${base}/${topic.split('/').pop()!}/partitions?force=true`);
-  const topics = (await call('GET', `namespaces/public/${namespace}/topics`)) as string[];
-  for (const topic of topics) {
-    await call('DELETE', `${base}/${topic.split('/').pop()!}?force=true`).catch((error: unknown) => {
-      // A partition of a topic deleted above is already gone.
-      if (!String(error).includes('404')) throw error;
-    });
-  }
-  await call('DELETE', `namespaces/public/${namespace}`);
 }
 
 export async function pulsarTransport(options: Partial<PulsarTransportOptions> = {}): Promise<PulsarTransport> {
