@@ -55,6 +55,36 @@ export interface OutgoingMessage {
   readonly deliverAt?: number | undefined;
   /** Epoch milliseconds of the event the message describes (Pulsar's event time). */
   readonly eventTime?: number | undefined;
+  /**
+   * For a named producer (`ProducerOptions.name`) only: the message's
+   * sequence id, higher than every one this producer sent before (a lower
+   * one is refused with a `RangeError`, never sent). With deduplication on,
+   * the broker stores a message whose id is at or below the last it stored
+   * for the producer's name as nothing, and `send` resolves with
+   * `DEDUPLICATED`.
+   */
+  readonly sequenceId?: number | undefined;
+}
+
+/**
+ * What `send` resolves with when the broker dropped the message as a
+ * repeat: a message of the same producer name with this or a higher
+ * sequence id was stored before (Pulsar's producer deduplication).
+ */
+export const DEDUPLICATED = 'deduplicated';
+
+/** What `createProducer` takes besides the topic. */
+export interface ProducerOptions {
+  /**
+   * The name the broker knows the producer by, unique among the topic's
+   * connected producers. With the namespace's deduplication on (`sheaf
+   * setup`), the broker remembers the highest sequence id it stored for a
+   * name, across restarts of the producer (`Producer.lastSequenceId`), and
+   * drops repeats: how a dispatcher that died resumes without sending
+   * anything twice. Named producers send each message as its own entry (no
+   * batching, no chunking), so that each sequence id is checked alone.
+   */
+  readonly name?: string;
 }
 
 export interface ReceivedMessage {
@@ -82,7 +112,13 @@ export interface ReceivedMessage {
 
 export interface Producer {
   readonly topic: string;
-  /** Resolves once the broker has the message durably; returns its id. */
+  /**
+   * For a named producer: the highest sequence id the broker had stored for
+   * its name on the topic (any partition) when the producer opened, or -1
+   * (none, or deduplication is off). Unnamed producers: -1.
+   */
+  readonly lastSequenceId: number;
+  /** Resolves once the broker has the message durably; returns its id (`DEDUPLICATED` for a repeat it dropped). */
   send(message: OutgoingMessage): Promise<string>;
   /** Lets sends already under way finish, then refuses new ones. */
   close(): Promise<void>;
@@ -179,7 +215,7 @@ export interface Transport {
    * of its own unless asked to (`sendTimeoutSeconds`).
    */
   readonly sendsBounded?: boolean;
-  createProducer(topic: string): Promise<Producer>;
+  createProducer(topic: string, options?: ProducerOptions): Promise<Producer>;
   subscribe(options: SubscribeOptions): Promise<Consumer>;
   /**
    * Creates the durable subscription if it does not exist, so messages are

@@ -1,6 +1,6 @@
 /**
  * `sheaf setup`: creates the tenant and namespace of a sheaf.yml through the
- * admin REST API, sets Sheaf's inactive-topic policy, and can run again.
+ * admin REST API, sets Sheaf's inactive-topic and deduplication policies, and can run again.
  */
 import { randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -27,6 +27,8 @@ describe.skipIf(noPulsar())('sheaf setup (pulsar)', () => {
         inactiveTopicDeleteMode: 'delete_when_no_subscriptions',
         deleteWhileInactive: true,
       });
+      expect(await admin('GET', `namespaces/${tenant}/jobs/deduplication`)).toBe(true);
+      expect(first.stdout).toContain('policy: producer deduplication on');
       const worker = startCli(['worker', '-c', config]);
       await worker.waitFor(/worker ready/);
       worker.child.kill('SIGTERM');

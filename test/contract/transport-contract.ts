@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import type { Consumer, ReceivedMessage, Transport } from '../../src/transport/transport.js';
+import { DEDUPLICATED, type Consumer, type ReceivedMessage, type Transport } from '../../src/transport/transport.js';
 import { TransportClosedError } from '../../src/errors.js';
 
 export interface ContractTarget {
@@ -244,6 +244,36 @@ export function describeTransportContract(target: ContractTarget): void {
       while (rest.length < 10) rest.push(...(await other.receiveMany(10)));
       expect([...window, ...rest].map(text).sort()).toEqual([...Array(20).keys()].map((i) => `m${i}`).sort());
       expect(c.takeDelivered(10)).toEqual([]);
+    });
+
+    test('a named producer resumes after the last sequence id stored for its name; repeats are dropped, never delivered', async () => {
+      const c = await consumer('s', 100);
+      const name = `dispatcher-${randomUUID().slice(0, 8)}`;
+      const first = await transport.createProducer(topic, { name });
+      expect(first.lastSequenceId).toBe(-1);
+      for (let i = 0; i < 5; i++) await first.send({ payload: bytes(`m${i}`), sequenceId: i });
+      // A sequence id at or below one this producer used would be dropped by the broker: refused instead.
+      await expect(first.send({ payload: bytes('again'), sequenceId: 4 })).rejects.toBeInstanceOf(RangeError);
+      await first.close();
+
+      const second = await transport.createProducer(topic, { name });
+      expect(second.lastSequenceId).toBe(4);
+      const resent = await Promise.all([3, 4, 5, 6].map((i) => second.send({ payload: bytes(`m${i}`), sequenceId: i })));
+      expect(resent.slice(0, 2)).toEqual([DEDUPLICATED, DEDUPLICATED]);
+      expect(resent.slice(2)).not.toContain(DEDUPLICATED);
+      await second.close();
+
+      const received: string[] = [];
+      while (received.length < 7) {
+        const batch = await c.receiveMany(10);
+        received.push(...batch.map(text));
+        await c.ackAll(batch);
+      }
+      expect(received).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+      // Nothing more: the repeats were never stored. A marker sent last arrives next.
+      const marker = await transport.createProducer(topic);
+      await marker.send({ payload: bytes('end') });
+      expect(text(await c.receive())).toBe('end');
     });
 
     test('a closed consumer rejects receive, and so do waiting receives', async () => {

@@ -59,6 +59,7 @@ describe('a client that nobody answers', () => {
     const stuck: Transport = Object.assign(new InMemoryTransport(), {
       createProducer: async (topic: string): Promise<Producer> => ({
         topic,
+        lastSequenceId: -1,
         send: () => new Promise<string>(() => undefined),
         close: async () => undefined,
       }),

@@ -227,6 +227,7 @@ class FailingResultsTransport implements Transport {
     if (!topic.startsWith(resultTopic(''))) return producer;
     return {
       topic,
+      lastSequenceId: -1,
       send: async (message: OutgoingMessage) => {
         if (this.failures > 0) {
           this.failures -= 1;

@@ -25,11 +25,15 @@ export const deleteNamespace = (namespace: string, call: AdminCall = admin): Pro
 /** Namespaces this test file created, deleted after it (test/setup/delete-namespaces.ts). */
 const created = new Set<string>();
 
-/** A new namespace under `public`: a test's own topics, with nothing left over from other runs. */
+/**
+ * A new namespace under `public`: a test's own topics, with nothing left
+ * over from other runs. Producer deduplication is on, as `sheaf setup` sets it.
+ */
 export async function freshNamespace(): Promise<string> {
   const namespace = testNamespaceName();
   await admin('PUT', `namespaces/public/${namespace}`);
   created.add(namespace);
+  await admin('POST', `namespaces/public/${namespace}/deduplication`, true);
   return namespace;
 }
 

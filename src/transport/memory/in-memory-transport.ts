@@ -11,9 +11,11 @@ import { MessageTooLargeError, TransportClosedError } from '../../errors.js';
 import { Fifo } from '../../util/fifo.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import {
+  DEDUPLICATED,
   type Consumer,
   type OutgoingMessage,
   type Producer,
+  type ProducerOptions,
   type ReceivedMessage,
   type SubscribeOptions,
   type Transport,
@@ -52,9 +54,11 @@ export class InMemoryTransport implements Transport {
     this.maxMessageSize = options.maxMessageSize ?? 5 * 1024 * 1024;
   }
 
-  async createProducer(topic: string): Promise<Producer> {
+  /** A named producer gets deduplication, as on a Pulsar namespace with it on (which `sheaf setup` makes). */
+  async createProducer(topic: string, options: ProducerOptions = {}): Promise<Producer> {
     this.assertOpen();
-    return new MemoryProducer(this, topic);
+    const lastSequenceId = options.name === undefined ? -1 : this.topic(topic).lastSequenceId(options.name);
+    return new MemoryProducer(this, topic, options.name, lastSequenceId);
   }
 
   async subscribe(options: SubscribeOptions): Promise<Consumer> {
@@ -103,9 +107,13 @@ export class InMemoryTransport implements Transport {
   }
 
   /** @internal */
-  publish(topic: string, message: OutgoingMessage): string {
+  publish(topic: string, message: OutgoingMessage, producerName?: string): string {
     this.assertOpen();
-    return this.topic(topic).publish(message);
+    const target = this.topic(topic);
+    if (producerName !== undefined && message.sequenceId !== undefined && !target.record(producerName, message.sequenceId)) {
+      return DEDUPLICATED;
+    }
+    return target.publish(message);
   }
 
   /** @internal */
@@ -131,8 +139,21 @@ export class InMemoryTransport implements Transport {
 class MemoryTopic {
   private readonly subscriptions = new Map<string, MemorySubscription>();
   private sequence = 0;
+  /** The highest sequence id stored per producer name (deduplication). */
+  private readonly lastSequenceIds = new Map<string, number>();
 
   constructor(readonly name: string) {}
+
+  lastSequenceId(producerName: string): number {
+    return this.lastSequenceIds.get(producerName) ?? -1;
+  }
+
+  /** Records a named producer's sequence id; false when it is a repeat (at or below the last stored). */
+  record(producerName: string, sequenceId: number): boolean {
+    if (sequenceId <= this.lastSequenceId(producerName)) return false;
+    this.lastSequenceIds.set(producerName, sequenceId);
+    return true;
+  }
 
   removeSubscription(name: string): void {
     this.subscriptions.delete(name);
@@ -256,17 +277,38 @@ class MemorySubscription {
 
 class MemoryProducer implements Producer {
   private closed = false;
+  /** The highest sequence id this producer used (named producers). */
+  private lastUsed: number;
+
   constructor(
     private readonly transport: InMemoryTransport,
     readonly topic: string,
-  ) {}
+    private readonly name: string | undefined,
+    readonly lastSequenceId: number,
+  ) {
+    this.lastUsed = lastSequenceId;
+  }
 
   async send(message: OutgoingMessage): Promise<string> {
     if (this.closed) throw new TransportClosedError(`producer for ${this.topic} is closed`);
+    if (message.sequenceId !== undefined) {
+      if (this.name === undefined) {
+        throw new RangeError(`${this.topic}: a message's sequenceId needs a named producer (createProducer(topic, { name }))`);
+      }
+      // Stored before this producer opened (a dispatcher that resumes): a repeat.
+      if (message.sequenceId >= 0 && message.sequenceId <= this.lastSequenceId) return DEDUPLICATED;
+      if (!Number.isSafeInteger(message.sequenceId) || message.sequenceId <= this.lastUsed) {
+        throw new RangeError(
+          `${this.topic}: sequence id ${message.sequenceId} is not above the last one this producer used (${this.lastUsed}); ` +
+            'the broker would drop it as a repeat',
+        );
+      }
+      this.lastUsed = message.sequenceId;
+    }
     if (message.payload.length > this.transport.maxMessageSize) {
       throw new MessageTooLargeError(this.topic, message.payload.length, this.transport.maxMessageSize);
     }
-    return this.transport.publish(this.topic, message);
+    return this.transport.publish(this.topic, message, this.name);
   }
 
   async close(): Promise<void> {

@@ -106,10 +106,15 @@ export class PulsarAdmin {
     }
     const created = await this.call('PUT', `namespaces/${tenant}/${namespace}`, undefined, [409]);
     await this.call('POST', `namespaces/${tenant}/${namespace}/inactiveTopicPolicies`, INACTIVE_TOPIC_POLICY);
+    // What lets a job's dispatcher resume without sending a task twice (docs/jobs.md, "Resume").
+    await this.call('POST', `namespaces/${tenant}/${namespace}/deduplication`, true);
     return {
       tenant: tenantState,
       namespace: created.status === 409 ? 'existed' : 'created',
-      policies: [`inactive topics without subscriptions deleted after ${INACTIVE_TOPIC_POLICY.maxInactiveDurationSeconds} s`],
+      policies: [
+        `inactive topics without subscriptions deleted after ${INACTIVE_TOPIC_POLICY.maxInactiveDurationSeconds} s`,
+        'producer deduplication on (a job dispatcher resumes without sending a task twice)',
+      ],
     };
   }
 

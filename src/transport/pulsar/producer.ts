@@ -27,12 +27,13 @@
  * with `PartitionRouter` (Java's hashing and routing modes).
  */
 import { ConfigError, MessageTooLargeError, SendTimeoutError, TransportClosedError } from '../../errors.js';
+import { DEDUPLICATED } from '../transport.js';
 import { Fifo } from '../../util/fifo.js';
 import type { OutgoingMessage, Producer } from '../transport.js';
 import { deferred, type Deferred } from '../../util/deferred.js';
 import { Backoff } from './backoff.js';
 import type { PulsarClient } from './client.js';
-import { CommandType, ServerError, num, type KeyValue, type MessageMetadata } from './commands.js';
+import { CommandType, ServerError, num, type KeyValue, type MessageIdData, type MessageMetadata } from './commands.js';
 import { compress, compressionCode, ensureCodecs, type CompressionName } from './compression.js';
 import type { Connection, ConnectionHandler } from './connection.js';
 import { EndpointLifecycle } from './lifecycle.js';
@@ -59,6 +60,12 @@ export interface ProducerSettings {
   readonly sendTimeoutMs?: number;
   readonly routingMode?: RoutingMode;
   readonly hashingScheme?: HashingScheme;
+  /**
+   * A name of the user's (`ProducerOptions.name`): asked of the broker as
+   * given, its last stored sequence id read back, and every message sent
+   * alone with the sequence id it carries (no batching, no chunking).
+   */
+  readonly name?: string;
 }
 
 const DEFAULT_BATCHING_MAX_BYTES = 128 * 1024;
@@ -93,6 +100,8 @@ export class PartitionProducer implements ConnectionHandler {
   private readonly lifecycle = new EndpointLifecycle();
   private readonly producerId: number;
   private producerName = '';
+  /** The highest sequence id the broker had stored for a named producer when it first opened; -1 otherwise. */
+  lastSequenceId = -1;
   private maxMessageSize = 5 * 1024 * 1024;
   private nextSequenceId = 0;
   private readonly inFlight = new Map<number, InFlightSend>();
@@ -114,6 +123,7 @@ export class PartitionProducer implements ConnectionHandler {
   private drained: Deferred<void> | null = null;
   private closing: Promise<void> | null = null;
   private readonly sendTimeoutMs: number;
+  private opened = false;
 
   private constructor(
     private readonly client: PulsarClient,
@@ -122,6 +132,7 @@ export class PartitionProducer implements ConnectionHandler {
     private readonly settings: ProducerSettings,
   ) {
     this.producerId = client.newId();
+    this.producerName = settings.name ?? '';
     this.sendTimeoutMs = settings.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
   }
 
@@ -149,6 +160,8 @@ export class PartitionProducer implements ConnectionHandler {
 
   async send(message: OutgoingMessage): Promise<string> {
     this.assertOpen();
+    // Known to be stored already (the broker said so when this producer opened): the broker would drop it.
+    if (message.sequenceId !== undefined && this.claimSequenceId(message.sequenceId) === 'stored') return DEDUPLICATED;
     // Without compression the size is known now: refuse before waiting for room.
     if ((this.settings.compression ?? 'none') === 'none' && !this.settings.chunking && message.payload.length > this.maxMessageSize) {
       throw new MessageTooLargeError(this.topic, message.payload.length, this.maxMessageSize);
@@ -162,7 +175,7 @@ export class PartitionProducer implements ConnectionHandler {
     this.ensureTimeoutCheck();
     const size = message.payload.length;
     const batchLimit = Math.min(this.settings.batchingMaxBytes ?? DEFAULT_BATCHING_MAX_BYTES, this.maxMessageSize);
-    if (this.settings.batchingMaxMessages > 1 && message.deliverAt === undefined && size <= batchLimit) {
+    if (this.settings.batchingMaxMessages > 1 && this.settings.name === undefined && message.deliverAt === undefined && size <= batchLimit) {
       if (this.batchBytes + size > batchLimit) this.flushBatches();
       const group = message.orderingKey ?? message.key ?? '';
       const batch = this.batches.get(group);
@@ -182,6 +195,28 @@ export class PartitionProducer implements ConnectionHandler {
       this.enqueueSingle(queued);
     }
     return queued.done.promise;
+  }
+
+  /**
+   * A message's own sequence id (named producers). At or below what the
+   * broker had stored for the name when this producer opened: `stored`, a
+   * repeat. Otherwise refused unless above every id this producer used,
+   * since the broker would take a lower one for a repeat and drop it without
+   * a word. Claimed at once, so that a second send with the same id fails.
+   */
+  private claimSequenceId(sequenceId: number): 'stored' | 'claimed' {
+    if (this.settings.name === undefined) {
+      throw new RangeError(`${this.topic}: a message's sequenceId needs a named producer (createProducer(topic, { name }))`);
+    }
+    if (Number.isSafeInteger(sequenceId) && sequenceId >= 0 && sequenceId <= this.lastSequenceId) return 'stored';
+    if (!Number.isSafeInteger(sequenceId) || sequenceId < this.nextSequenceId) {
+      throw new RangeError(
+        `${this.topic}: sequence id ${sequenceId} is not above the last one this producer used (${this.nextSequenceId - 1}); ` +
+          'the broker would drop it as a repeat',
+      );
+    }
+    this.nextSequenceId = sequenceId;
+    return 'claimed';
   }
 
   /** Waits (at most the send timeout) for messages under way, then closes on the broker. Idempotent. */
@@ -224,7 +259,10 @@ export class PartitionProducer implements ConnectionHandler {
       if (!send) return;
       this.inFlight.delete(send.sequenceId);
       const id = r.message_id ?? { ledgerId: 0, entryId: 0 };
-      if (send.chunk) {
+      if (isDuplicateReceipt(id)) {
+        // Deduplication: the broker already stored this sequence id for this producer name.
+        for (const m of send.messages) m.done.resolve(DEDUPLICATED);
+      } else if (send.chunk) {
         send.chunk.group.firstId ??= formatMessageId(id, this.partition, -1);
         // A chunked message is known by its first chunk's id, as the consumer delivers it.
         for (const m of send.messages) m.done.resolve(send.chunk.group.firstId);
@@ -361,7 +399,7 @@ export class PartitionProducer implements ConnectionHandler {
       });
       return;
     }
-    if (!this.settings.chunking) {
+    if (!this.settings.chunking || this.settings.name !== undefined) {
       this.released(1);
       queued.done.reject(new MessageTooLargeError(this.topic, payload.length, this.maxMessageSize));
       return;
@@ -487,12 +525,21 @@ export class PartitionProducer implements ConnectionHandler {
             topic: this.topic,
             producer_id: this.producerId,
             request_id: requestId,
-            ...(this.producerName ? { producer_name: this.producerName, user_provided_producer_name: false } : {}),
+            ...(this.producerName
+              ? { producer_name: this.producerName, user_provided_producer_name: this.settings.name !== undefined }
+              : {}),
           },
         },
         requestId,
       );
-      this.producerName = response.producer_success!.producer_name;
+      const success = response.producer_success!;
+      this.producerName = success.producer_name;
+      if (this.settings.name !== undefined && !this.opened) {
+        // Read once, at the first open: later sends follow on from it.
+        this.lastSequenceId = num(success.last_sequence_id ?? -1);
+        this.nextSequenceId = Math.max(this.nextSequenceId, this.lastSequenceId + 1);
+      }
+      this.opened = true;
     } catch (error) {
       connection.unregisterProducer(this.producerId);
       throw error;
@@ -564,6 +611,11 @@ export class PulsarProducer implements Producer {
     );
   }
 
+  /** The highest of the partitions' (a name's messages may be on any of them). */
+  get lastSequenceId(): number {
+    return Math.max(...this.parts.map((p) => p.lastSequenceId));
+  }
+
   send(message: OutgoingMessage): Promise<string> {
     return this.parts[this.router.choose(message.key)]!.send(message);
   }
@@ -577,4 +629,13 @@ export class PulsarProducer implements Producer {
 
 function toKeyValues(properties: Readonly<Record<string, string>> | undefined): KeyValue[] {
   return properties ? Object.entries(properties).map(([key, value]) => ({ key, value })) : [];
+}
+
+/** The broker answers a message it dropped as a repeat with the message id -1:-1 (all ones, read unsigned). */
+function isDuplicateReceipt(id: MessageIdData): boolean {
+  const allOnes = (value: MessageIdData['ledgerId']): boolean => {
+    const n = num(value);
+    return n === -1 || n === 2 ** 64;
+  };
+  return allOnes(id.ledgerId) && allOnes(id.entryId);
 }

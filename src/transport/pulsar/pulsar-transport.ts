@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { strictObject, toConfigIssues } from '../../config/issues.js';
 import { pulsarTuningShape } from './options-schema.js';
 import { ConfigError, TransportClosedError } from '../../errors.js';
-import type { Consumer, Producer, SubscribeOptions, Transport } from '../transport.js';
+import type { Consumer, Producer, ProducerOptions, SubscribeOptions, Transport } from '../transport.js';
 import { PulsarClient } from './client.js';
 import { NamespaceNotFoundError, PulsarServerError } from './errors.js';
 import type { TlsOptions } from './connection.js';
@@ -193,12 +193,14 @@ export class PulsarTransport implements Transport {
     return this.client.connectionProblem;
   }
 
-  async createProducer(topic: string): Promise<Producer> {
+  async createProducer(topic: string, options: ProducerOptions = {}): Promise<Producer> {
     this.assertOpen();
-    const producer = await this.explained(PulsarProducer.create(this.client, this.topicName(topic), this.producerSettings));
+    const settings = options.name === undefined ? this.producerSettings : { ...this.producerSettings, name: options.name };
+    const producer = await this.explained(PulsarProducer.create(this.client, this.topicName(topic), settings));
     this.producers.add(producer);
     return {
       topic,
+      lastSequenceId: producer.lastSequenceId,
       send: (message) => producer.send(message),
       close: async () => {
         this.producers.delete(producer);
