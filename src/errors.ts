@@ -192,6 +192,22 @@ export class JobWaitError extends SheafError {
 }
 
 /**
+ * A job could not be resumed (`client.resumeJob`, `sheaf job run --resume`):
+ * the broker holds no checkpoint of its dispatch. The message says which of
+ * the causes to check (a wrong id, deduplication off, a checkpoint older than
+ * the broker keeps).
+ */
+export class JobResumeError extends SheafError {
+  override name = 'JobResumeError';
+  constructor(
+    readonly jobId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * A worker's graceful stop ran out of time (`shutdownGraceSeconds`): it
  * closed what it could and left tasks unsettled. Nothing is lost: the broker
  * redelivers them to other workers.

@@ -26,6 +26,7 @@ interface RunOptions {
   name?: string;
   inFlight: number;
   timeout?: number;
+  resume?: string;
 }
 
 /** A line of the input that is not a task: named by file and line. */
@@ -53,11 +54,16 @@ export function jobCommand(program: Command): void {
     .option('--name <name>', 'the job name, shown in its status')
     .option('--in-flight <n>', 'dispatches under way at once', positiveInt, 1000)
     .option('--timeout <seconds>', 'stop following after this long (the job goes on)', positiveInt)
+    .option('--resume <jobId>', 'continue a job this command started and that stopped (Ctrl-C, a crash): same file, same options')
     .addHelpText(
       'after',
       `
 Prints the job id first, then the final status as a JSON line. Exit status: 0 every task succeeded,
-1 some failed or a wait ran out, 2 bad arguments, configuration or input.
+1 some failed or a wait ran out, 2 bad arguments, configuration or input, 130 interrupted.
+
+A job that stopped before all its lines were dispatched continues with --resume <jobId>: lines the
+broker holds as dispatched are skipped, and none is dispatched twice (Pulsar, with deduplication on
+the namespace: sheaf setup turns it on). Resume within 6 hours (the broker's default memory of it).
 
 Example: sheaf job run -c sheaf.yml --service Rows --method insert --input rows.ndjson --batch-key-field tenant`,
     )
@@ -87,11 +93,23 @@ async function run(options: RunOptions): Promise<number> {
   const lines = await countLines(options.input);
   try {
     // With transport: inMemory the file's services (and a job tracker) run in this process.
-    return await withClientSession(options.config, async (client) => {
+    return await withClientSession(options.config, async (client, embedded) => {
+      if (options.resume !== undefined && embedded) {
+        throw new ConfigError(
+          [{ path: '--resume', message: 'an in-memory job lives in the process that ran it; resume jobs with transport: pulsar' }],
+          { source: 'sheaf job run' },
+        );
+      }
       const stub = client.service<Record<string, (arg: unknown) => Promise<unknown>>>(options.service);
-      const job = await client.job(options.name !== undefined ? { name: options.name } : {});
+      const job =
+        options.resume !== undefined
+          ? await client.resumeJob(options.resume)
+          : await client.job({ ...(options.name !== undefined ? { name: options.name } : {}), resumable: true });
       process.stdout.write(`${JSON.stringify({ jobId: job.jobId })}\n`);
+      const stopHint = onInterrupt(job.jobId);
+      if (options.resume !== undefined) process.stderr.write(`sheaf: resuming job ${job.jobId} after ${job.resumedAt} dispatched items\n`);
       const dispatchedBar = progressBar('dispatched', lines);
+      dispatchedBar.tick(Math.min(job.resumedAt, lines));
       try {
         await job.addAll(
           items(options.input, options.batchKeyField),
@@ -102,7 +120,11 @@ async function run(options: RunOptions): Promise<number> {
       } finally {
         dispatchedBar.stop();
       }
+      if (job.deduplicated > 0) {
+        process.stderr.write(`sheaf: ${job.deduplicated} items the broker had stored before the resume were not dispatched again\n`);
+      }
       await job.seal();
+      stopHint();
       return await watchToEnd(job, job.dispatched, options.timeout);
     });
   } catch (error) {
@@ -112,6 +134,20 @@ async function run(options: RunOptions): Promise<number> {
     }
     throw error;
   }
+}
+
+/**
+ * Ctrl-C while a job is dispatched: says how to continue it, and exits 130
+ * (the broker keeps what was dispatched; a resume sends the rest). Returns
+ * the function that removes the handler once the job is sealed.
+ */
+function onInterrupt(jobId: string): () => void {
+  const handler = (): void => {
+    process.stderr.write(`\nsheaf: interrupted; continue the job with the same command and --resume ${jobId}\n`);
+    process.exit(ExitCode.interrupted);
+  };
+  process.once('SIGINT', handler);
+  return () => process.off('SIGINT', handler);
 }
 
 async function follow(jobId: string, config: string, watch: boolean, timeoutSeconds: number | undefined): Promise<number> {

@@ -16,12 +16,13 @@ import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, ta
 import { endSpan, startSendSpan } from '../telemetry/tracing.js';
 import { InMemoryTransport } from '../transport/memory/in-memory-transport.js';
 import { KeptProducers } from '../transport/kept-producers.js';
-import { isAbortError, type Consumer, type Producer, type ReceivedMessage, type Transport } from '../transport/transport.js';
+import { DEDUPLICATED, isAbortError, type Consumer, type Producer, type ReceivedMessage, type Transport } from '../transport/transport.js';
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
-import type { TaskJobRef } from '../wire/job-events.js';
+import { JOB_ID_PATTERN, type JobCreated, type TaskJobRef } from '../wire/job-events.js';
 import { Job, JobStatusFeed, type JobBinding, type JobOptions } from './job.js';
+import { ResumableDispatch } from './resumable-dispatch.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
 
 export type { DispatchOptions, TaskHandles };
@@ -134,6 +135,8 @@ export class SheafClient {
   private closing: Promise<void> | null = null;
   /** Opened with the first job: statuses in, job events out. */
   private jobFeed: Promise<JobStatusFeed> | null = null;
+  /** Resumable jobs started or resumed here: their producers close, after a last checkpoint, with the client. */
+  private readonly resumableJobs = new Set<ResumableDispatch>();
   /** Resources the client created itself (a transport built from a config file). */
   private readonly owned: Array<() => Promise<void>> = [];
 
@@ -251,7 +254,7 @@ export class SheafClient {
     const feed = await this.jobStatusFeed();
     const jobId = Job.newId();
     feed.follow(jobId);
-    await feed.publish({
+    const created: JobCreated = {
       v: 1,
       kind: 'jobCreated',
       jobId,
@@ -260,9 +263,38 @@ export class SheafClient {
       ...(options.callbacks ? { callbacks: options.callbacks } : {}),
       continueOnError: options.continueOnError ?? true,
       at: Date.now(),
-    });
-    return new Job(jobId, feed, (stub, dispatchOptions, binding) => this.dispatchWith(stub, dispatchOptions, binding));
+    };
+    if (!options.resumable) {
+      await feed.publish(created);
+      return new Job(jobId, feed, this.jobDispatcher);
+    }
+    const resumable = await ResumableDispatch.create(this.transport, created, this.log);
+    this.resumableJobs.add(resumable);
+    return new Job(jobId, feed, this.jobDispatcher, resumable);
   }
+
+  /**
+   * Continues dispatching a resumable job whose dispatcher stopped (killed,
+   * crashed, interrupted): the returned job's `addAll` skips the items the
+   * broker's checkpoint holds as dispatched and sends the rest; a task sent
+   * before the stop and sent again is dropped by the broker
+   * (`job.deduplicated` counts them). Pass the same items in the same order.
+   * `JobResumeError` when the broker holds no checkpoint of the job.
+   */
+  async resumeJob(jobId: string): Promise<Job> {
+    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to resume a job`);
+    if (!JOB_ID_PATTERN.test(jobId)) {
+      throw new ConfigError([{ path: 'jobId', message: `'${jobId}' is not a job id: use the id client.job() or sheaf job run gave` }]);
+    }
+    const feed = await this.jobStatusFeed();
+    feed.follow(jobId);
+    const resumable = await ResumableDispatch.resume(this.transport, jobId, this.log);
+    this.resumableJobs.add(resumable);
+    return new Job(jobId, feed, this.jobDispatcher, resumable);
+  }
+
+  private readonly jobDispatcher = <T extends object>(stub: T, options: DispatchOptions, binding: JobBinding): TaskHandles<T> =>
+    this.dispatchWith(stub, options, binding);
 
   /** Follows a job created elsewhere: `status()` and `done()` work; dispatching and sealing stay with its creator. */
   async attachJob(jobId: string): Promise<Job> {
@@ -318,6 +350,8 @@ export class SheafClient {
     }
     const feed = await this.jobFeed?.catch(() => null);
     await feed?.close();
+    // Their last checkpoints: a resume then sends again as little as possible.
+    await Promise.allSettled([...this.resumableJobs].map((job) => job.close()));
     await this.producers.close();
     for (const task of this.pending.values()) {
       task.abandon(
@@ -384,17 +418,22 @@ export class SheafClient {
       endSpan(span, error);
       throw error;
     }
-    const send = async (): Promise<void> => {
+    const message = { payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': envelope.taskId } };
+    const resumable = jobRef ? target.job?.resumable : undefined;
+    const send = async (): Promise<string> => {
+      let id: string;
       try {
-        const producer = await this.producer(target.serviceName);
-        const sending = producer.send({ payload, key: target.meta.batchKey, properties: { 'sheaf-task-id': envelope.taskId } });
+        const sending = resumable
+          ? resumable.send(topic, message, jobRef!.index)
+          : this.producer(target.serviceName).then((producer) => producer.send(message));
         // A transport that bounds its own sends needs no second timer (it cost 7 % of the dispatch rate).
-        await (this.sendDeadlines ? this.sendDeadlines.race(sending, () => new SendTimeoutError(topic, this.sendTimeoutMs)) : sending);
+        id = await (this.sendDeadlines ? this.sendDeadlines.race(sending, () => new SendTimeoutError(topic, this.sendTimeoutMs)) : sending);
       } catch (error) {
         endSpan(span, error);
         throw error;
       }
       endSpan(span);
+      return id;
     };
     this.warnIfNoInMemoryWorker(target.serviceName);
     if (target.fireAndForget) {
@@ -405,11 +444,21 @@ export class SheafClient {
     const task = new PendingTask(envelope.taskId, target.serviceName, method, deadline, this.forgetTask);
     this.pending.set(task.id, task); // before the send: the result may come back first
     this.armDeadlineTimer();
+    let id: string;
     try {
-      await send();
+      id = await send();
     } catch (error) {
       this.pending.delete(task.id);
       throw error;
+    }
+    if (id === DEDUPLICATED) {
+      // Sent before the job resumed (this copy was dropped): its result went to the dispatcher that sent it first.
+      this.pending.delete(task.id);
+      task.abandon(
+        new LifecycleError(
+          `task ${jobRef?.index ?? ''} of job ${jobRef?.id ?? ''} was dispatched before the job resumed; its result went to the earlier dispatcher`,
+        ),
+      );
     }
     return task;
   }

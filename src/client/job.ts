@@ -20,6 +20,7 @@ import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../
 import type { Consumer, Producer, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
 import { decodeJobStatus, encodeJobEvent, type JobCallbacks, type JobEvent, type JobStatus, type TaskJobRef } from '../wire/job-events.js';
+import type { ResumableDispatch } from './resumable-dispatch.js';
 import type { DispatchOptions, TaskHandles } from './task-handle.js';
 
 /** What `client.job()` takes. */
@@ -32,6 +33,13 @@ export interface JobOptions {
   callbacks?: JobCallbacks;
   /** True (default): a failed task is counted and the job goes on. */
   continueOnError?: boolean;
+  /**
+   * Dispatch so that `client.resumeJob(jobId)` can continue it after this
+   * process dies (docs/jobs.md, "Resume"): tasks go through producers named
+   * after the job, with broker deduplication. Default false: a producer per
+   * job and topic is worth it for large jobs, not for many small ones.
+   */
+  resumable?: boolean;
 }
 
 /** Jobs whose statuses one client keeps at most (a few hundred bytes each). */
@@ -188,6 +196,8 @@ export class JobStatusFeed {
 /** What the client needs of a job to send its tasks (`Job.dispatching`). */
 export interface JobBinding {
   dispatching<R>(send: (ref: TaskJobRef) => Promise<R>): Promise<R>;
+  /** A resumable job's own send (named producers, the index as sequence id); absent: the client's producers. */
+  readonly resumable: ResumableDispatch | null;
 }
 
 /**
@@ -196,7 +206,7 @@ export interface JobBinding {
  * (follows only).
  */
 export class Job implements JobBinding {
-  private nextIndex = 0;
+  private nextIndex: number;
   private sealedAt: number | null = null;
   /** Dispatches under way: `seal()` waits for them, so its total counts only tasks that exist. */
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -207,7 +217,12 @@ export class Job implements JobBinding {
     private readonly feed: JobStatusFeed,
     /** Dispatches through the client with a job reference; null for an attached job. */
     private readonly dispatcher: (<T extends object>(stub: T, options: DispatchOptions, job: JobBinding) => TaskHandles<T>) | null,
-  ) {}
+    /** @internal A resumable job's sends and checkpoint; null otherwise. */
+    readonly resumable: ResumableDispatch | null = null,
+  ) {
+    // A resumed job continues after the tasks its checkpoint says are stored.
+    this.nextIndex = resumable?.resumedAt ?? 0;
+  }
 
   /** A new job id. */
   static newId(): string {
@@ -236,8 +251,11 @@ export class Job implements JobBinding {
     const index = this.nextIndex++;
     const sending = send({ id: this.jobId, index });
     const tracked = sending.then(
-      () => undefined,
-      (error: unknown) => this.countUndispatched(index, error),
+      () => this.resumable?.confirm(index),
+      async (error: unknown) => {
+        await this.countUndispatched(index, error);
+        this.resumable?.confirm(index); // counted: a resume must not send it again
+      },
     );
     this.inFlight.add(tracked);
     void tracked.finally(() => this.inFlight.delete(tracked));
@@ -262,9 +280,19 @@ export class Job implements JobBinding {
       });
   }
 
-  /** Tasks given an index so far. */
+  /** Tasks given an index so far (on a resumed job: with those dispatched before the resume). */
   get dispatched(): number {
     return this.nextIndex;
+  }
+
+  /** Where a resumed job continued: the tasks its checkpoint held as dispatched (0 for a job created here). */
+  get resumedAt(): number {
+    return this.resumable?.resumedAt ?? 0;
+  }
+
+  /** Tasks sent again after a resume that the broker had already stored, and dropped (deduplication). */
+  get deduplicated(): number {
+    return this.resumable?.deduplicated ?? 0;
   }
 
   /**
@@ -277,6 +305,12 @@ export class Job implements JobBinding {
    * counts the outcomes, and no result is kept per task. Resolves with the
    * number of tasks dispatched; the first failure stops reading, waits for
    * what is under way, and rejects with it. Does not seal the job.
+   *
+   * On a resumable job each item's index is its position in `items`, and
+   * `dispatch` must dispatch exactly one task of this job, synchronously
+   * (before its first `await`), so that the index is the item's. A resumed
+   * job (`client.resumeJob`) skips the items its checkpoint holds as
+   * dispatched: pass the same items in the same order.
    */
   async addAll<I>(
     items: Iterable<I> | AsyncIterable<I>,
@@ -289,9 +323,25 @@ export class Job implements JobBinding {
     let dispatched = 0;
     let failure: { error: unknown } | null = null;
     let index = 0;
+    const skip = this.resumedAt;
     for await (const item of items as AsyncIterable<I>) {
       if (failure) break;
-      const sending: Promise<void> = dispatch(item, index++).then(
+      if (index < skip) {
+        index++;
+        continue;
+      }
+      const given = this.nextIndex;
+      const call = dispatch(item, index++);
+      if (this.resumable && this.nextIndex !== given + 1) {
+        // The item's index and its task's would differ, and a resume would skip or repeat items.
+        failure ??= {
+          error: new LifecycleError(
+            `job ${this.jobId} is resumable: addAll's dispatch must dispatch exactly one task of the job per item, ` +
+              `before its first await (item ${index - 1} dispatched ${this.nextIndex - given})`,
+          ),
+        };
+      }
+      const sending: Promise<void> = call.then(
         () => {
           dispatched += 1;
           options.onProgress?.(dispatched);
@@ -319,6 +369,7 @@ export class Job implements JobBinding {
     if (this.sealedAt !== null) return;
     this.sealedAt = Date.now();
     await Promise.allSettled([...this.inFlight]);
+    await this.resumable?.close();
     await this.feed.publish({ v: 1, kind: 'jobSealed', jobId: this.jobId, total: this.nextIndex, at: this.sealedAt });
   }
 

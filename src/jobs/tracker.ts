@@ -184,6 +184,11 @@ export class JobTracker {
       this.ack([message]);
       return;
     }
+    if (event.kind === 'jobDispatched') {
+      // The broker keeps the checkpoint (as the producer's sequence id); nothing here to fold.
+      this.ack([message]);
+      return;
+    }
     let job = this.jobs.get(event.jobId);
     if (!job) {
       const startedAt = event.kind === 'jobState' ? event.startedAt : event.at;

@@ -5,7 +5,7 @@
  * the next call tries again. For the client's task producers, the worker's
  * job-event producer and the job tracker's callback producers.
  */
-import type { Producer, SubscribeOptions, Transport } from './transport.js';
+import type { Producer, ProducerOptions, SubscribeOptions, Transport } from './transport.js';
 
 /** What keeps a topic's messages until they are read: its subscription and that subscription's type. */
 export interface KeptBy {
@@ -20,6 +20,8 @@ export class KeptProducers {
   constructor(
     private readonly transport: Transport,
     private readonly keptBy: KeptBy,
+    /** How every producer opens (a job's resumable dispatch names them after the job). */
+    private readonly producerOptions: ProducerOptions = {},
   ) {}
 
   /** The producer of `topic`, opening it (and the subscription) the first time. */
@@ -28,7 +30,7 @@ export class KeptProducers {
     if (!producer) {
       producer = this.transport
         .ensureSubscription(topic, this.keptBy.subscription, this.keptBy.subscriptionType)
-        .then(() => this.transport.createProducer(topic));
+        .then(() => this.transport.createProducer(topic, this.producerOptions));
       producer.catch(() => this.producers.delete(topic));
       this.producers.set(topic, producer);
     }

@@ -12,6 +12,8 @@ import { WIRE_VERSION } from './version.js';
 
 /** Longest job id accepted: ids travel in every task of the job and key every event. */
 export const MAX_JOB_ID_LENGTH = 128;
+/** What a job id given by a user (`resumeJob`, the CLI) must look like: the ids Sheaf makes (`job-<uuid>`) do. */
+export const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /**
  * Most tasks a job may hold: task indexes run from 0 to this, exclusive. It
  * bounds the tracker's memory per job (a bit per task: 1.25 MiB at most)
@@ -94,25 +96,41 @@ export interface JobStatusMessage {
   readonly status: JobStatus;
 }
 
+/** A job's creation, written by the client that creates it. */
+export interface JobCreated {
+  v: 1;
+  kind: 'jobCreated';
+  jobId: string;
+  name?: string;
+  meta: Record<string, string>;
+  callbacks?: JobCallbacks;
+  /** False: the first final failure fails the job, and its remaining tasks are skipped. */
+  continueOnError: boolean;
+  at: number;
+}
+
+/**
+ * A resumable job's dispatch checkpoint: every task index below
+ * `dispatched` is stored. Its sequence id on the job's named producer is the
+ * durable record (src/client/resumable-dispatch.ts); the tracker only acks it.
+ */
+export interface JobDispatched {
+  readonly v: 1;
+  readonly kind: 'jobDispatched';
+  readonly jobId: string;
+  readonly dispatched: number;
+  readonly at: number;
+}
+
 /** Facts about one job, in the order a job produces them (settlements may come before the seal). */
 export type JobFact =
-  | {
-      v: 1;
-      kind: 'jobCreated';
-      jobId: string;
-      name?: string;
-      meta: Record<string, string>;
-      callbacks?: JobCallbacks;
-      /** False: the first final failure fails the job, and its remaining tasks are skipped. */
-      continueOnError: boolean;
-      at: number;
-    }
+  | JobCreated
   | { v: 1; kind: 'jobSealed'; jobId: string; total: number; at: number }
   /** Final outcomes of tasks of the job, by index: one event per job per settled batch. */
   | { v: 1; kind: 'tasksSettled'; jobId: string; tasks: Array<[index: number, outcome: JobTaskOutcome]>; at: number };
 
-/** Everything on the job-events topic: facts, the tracker's snapshots, and status requests. */
-export type JobEvent = JobFact | JobSnapshot | JobStatusRequest;
+/** Everything on the job-events topic: facts, the tracker's snapshots, status requests and dispatch checkpoints. */
+export type JobEvent = JobFact | JobSnapshot | JobStatusRequest | JobDispatched;
 
 const jobId = z.string().min(1).max(MAX_JOB_ID_LENGTH);
 const epochMs = z.number().int().nonnegative();
@@ -177,6 +195,7 @@ const jobEventSchema = z.discriminatedUnion('kind', [
     callbacksSent: z.boolean(),
   }),
   z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatusRequest'), jobId }),
+  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobDispatched'), jobId, dispatched: count, at: epochMs }),
 ]);
 
 const jobStatusSchema = z.object({

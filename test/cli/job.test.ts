@@ -6,7 +6,11 @@
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { freshNamespace, noPulsar, pulsarUrl } from '../support/pulsar.js';
+import 'reflect-metadata';
+import { Batch } from '../../src/service/decorators.js';
+import { SheafWorker } from '../../src/worker/worker.js';
+import { testLogger } from '../support/logger.js';
+import { freshNamespace, noPulsar, pulsarTransport, pulsarUrl } from '../support/pulsar.js';
 import { runCli, startCli, writeEchoConfig } from '../support/cli.js';
 
 /** Writes `lines` as an NDJSON file beside the config; returns its path. */
@@ -83,4 +87,79 @@ describe.skipIf(noPulsar())('sheaf job (pulsar)', () => {
       expect(await worker.exited).toBe(0);
     }
   });
+
+  test('the dispatcher killed -9 at random points and resumed each time: every line runs exactly once, the job finishes whole', async () => {
+    const transport = await pulsarTransport();
+    const runs = new Map<number, number>();
+    const progressed = new Set<() => void>();
+    class CountingEcho {
+      echo(_value: number): void {}
+      @Batch('echo')
+      async echoMany(tasks: Map<string, number>): Promise<void> {
+        for (const value of tasks.values()) runs.set(value, (runs.get(value) ?? 0) + 1);
+        progressed.forEach((check) => check());
+      }
+    }
+    // The workers run here, to count every execution; the dispatcher is the sheaf process that is killed.
+    const worker = new SheafWorker({
+      transport,
+      logger: testLogger,
+      services: [{ name: 'Echo', executor: { factory: () => new CountingEcho(), batch: { maxMessages: 100, maxSeconds: 0.05 } } }],
+    });
+    await worker.start();
+    const until = (executed: number): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (runs.size < executed) return;
+          progressed.delete(check);
+          resolve();
+        };
+        progressed.add(check);
+        check();
+      });
+    try {
+      const config = await writeEchoConfig({
+        transport: 'pulsar',
+        pulsar: { brokerServiceUrl: pulsarUrl(), namespace: transport.namespace },
+      });
+      const items = 50_000;
+      const input = await ndjson(
+        config,
+        [...Array(items).keys()].map((i) => JSON.stringify(i)),
+      );
+      // Three kill points, at random numbers of lines executed.
+      const killAt = [...Array(3)].map(() => 2000 + Math.floor(Math.random() * (items - 10_000))).sort((a, b) => a - b);
+      let jobId: string | undefined;
+      let final: Record<string, unknown> | undefined;
+      const resumedFrom: number[] = [];
+      for (let attempt = 0; final === undefined; attempt++) {
+        const args = ['job', 'run', '-c', config, '--service', 'Echo', '--method', 'echo', '--input', input, '--in-flight', '200'];
+        const dispatcher = startCli(jobId === undefined ? args : [...args, '--resume', jobId]);
+        await dispatcher.waitFor(/"jobId"/);
+        jobId ??= jsonLines(dispatcher.stdout())[0]!.jobId as string;
+        if (attempt > 0) {
+          await dispatcher.waitFor(/resuming job \S+ after \d+ dispatched items/);
+          resumedFrom.push(Number(/resuming job \S+ after (\d+) dispatched items/.exec(dispatcher.stderr())![1]));
+        }
+        const killPoint = killAt[attempt];
+        if (killPoint === undefined) {
+          expect(await dispatcher.exited).toBe(0);
+          final = jsonLines(dispatcher.stdout()).at(-1);
+          break;
+        }
+        await Promise.race([until(killPoint), dispatcher.exited]);
+        dispatcher.child.kill('SIGKILL');
+        await dispatcher.exited;
+      }
+      expect(final).toMatchObject({ jobId, total: items, succeeded: items, failed: 0, deadLettered: 0, pending: 0 });
+      expect(runs.size).toBe(items);
+      // Exactly once each: nothing dispatched twice across the kills (no worker fault here to repeat a task).
+      expect([...runs.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+      // Each resume started from a later checkpoint.
+      expect(resumedFrom).toEqual([...resumedFrom].sort((a, b) => a - b));
+    } finally {
+      await worker.close();
+      await transport.close();
+    }
+  }, 180_000);
 });

@@ -13,7 +13,9 @@ import { SheafWorker } from '../../src/worker/worker.js';
 import { NonRetryableError } from '../../src/errors.js';
 import { Batch } from '../../src/service/decorators.js';
 import type { JobStatus } from '../../src/wire/job-events.js';
+import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from '../support/logger.js';
+import { pulsarTransport } from '../support/pulsar.js';
 import { startSystem, type System } from '../support/system.js';
 import { transportTargets } from '../support/transports.js';
 
@@ -199,6 +201,66 @@ for (const target of transportTargets()) {
       const final = await job.done({ timeoutMs: 30_000 });
       const failing = [...Array(2000).keys()].filter((i) => (i + 1) % 7 === 0).length;
       expect(final).toMatchObject({ total: 2000, succeeded: 2000 - failing, failed: failing, pending: 0 });
+    });
+
+    test('a resumable job whose dispatcher stops midway is resumed by another client: every item runs once, none is skipped', async () => {
+      const ran = new Map<number, number>();
+      class CountingRows {
+        insert(_row: number): void {}
+        @Batch('insert')
+        async insertMany(rows: Map<string, number>): Promise<void> {
+          for (const row of rows.values()) ran.set(row, (ran.get(row) ?? 0) + 1);
+        }
+      }
+      system = await startSystem(
+        [{ name: 'Rows', executor: { factory: () => new CountingRows(), batch: { maxMessages: 50, maxSeconds: 0.05 } } }],
+        await target.create(),
+      );
+      const s = system;
+      // The first dispatcher is "another process": on Pulsar its own connection, dropped without a goodbye.
+      const own = s.transport instanceof PulsarTransport ? await pulsarTransport({ namespace: s.transport.namespace }) : null;
+      const first = await SheafClient.connect({ transport: own ?? s.transport, logger: testLogger });
+      const job = await first.job({ name: 'resumable', resumable: true });
+      const items = 3000;
+      const stopAt = 1700;
+      function* rows(stopping: boolean): Generator<number> {
+        for (let i = 0; i < items; i++) {
+          if (stopping && i === stopAt) throw new Error('the dispatcher dies here');
+          yield i;
+        }
+      }
+      const firstStub = first.service<Rows>('Rows');
+      await expect(
+        job.addAll(rows(true), (row) => job.dispatch(firstStub, { fireAndForget: true }).insert(row), { inFlight: 100 }),
+      ).rejects.toThrow(/dies here/);
+      if (own) await own.close(); // its producers go with the connection, as when a process is killed
+      // (in memory the first client stays: one process, nothing to kill)
+
+      const resumed = await s.client.resumeJob(job.jobId);
+      expect(resumed.resumedAt).toBeLessThanOrEqual(stopAt);
+      const stub = s.client.service<Rows>('Rows');
+      const count = await resumed.addAll(rows(false), (row) => resumed.dispatch(stub, { fireAndForget: true }).insert(row), {
+        inFlight: 100,
+      });
+      expect(count).toBe(items - resumed.resumedAt);
+      // Everything between the checkpoint and where it stopped was stored already: dropped by the broker, not sent twice.
+      expect(resumed.deduplicated).toBe(stopAt - resumed.resumedAt);
+      await resumed.seal();
+      expect(await resumed.done({ timeoutMs: 60_000 })).toMatchObject({ total: items, succeeded: items, pending: 0 });
+      expect(ran.size).toBe(items);
+      expect([...ran.values()].filter((n) => n !== 1)).toEqual([]);
+      if (!own) await first.close();
+    });
+
+    test('resumeJob of a job with no checkpoint on the broker is a JobResumeError that says what to check', async () => {
+      const s = await start([]);
+      const plain = await s.client.job(); // not resumable: nothing kept to resume from
+      await expect(s.client.resumeJob(plain.jobId)).rejects.toMatchObject({
+        name: 'JobResumeError',
+        jobId: plain.jobId,
+        message: expect.stringMatching(/no checkpoint.*deduplication/),
+      });
+      await expect(s.client.resumeJob('../etc/passwd')).rejects.toMatchObject({ name: 'ConfigError' });
     });
 
     test('an empty job sealed at once finishes; a status nobody tracks is a JobWaitError naming the job', async () => {

@@ -175,7 +175,12 @@ export class PartitionProducer implements ConnectionHandler {
     this.ensureTimeoutCheck();
     const size = message.payload.length;
     const batchLimit = Math.min(this.settings.batchingMaxBytes ?? DEFAULT_BATCHING_MAX_BYTES, this.maxMessageSize);
-    if (this.settings.batchingMaxMessages > 1 && this.settings.name === undefined && message.deliverAt === undefined && size <= batchLimit) {
+    if (
+      this.settings.batchingMaxMessages > 1 &&
+      this.settings.name === undefined &&
+      message.deliverAt === undefined &&
+      size <= batchLimit
+    ) {
       if (this.batchBytes + size > batchLimit) this.flushBatches();
       const group = message.orderingKey ?? message.key ?? '';
       const batch = this.batches.get(group);
