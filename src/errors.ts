@@ -192,6 +192,17 @@ export class JobWaitError extends SheafError {
 }
 
 /**
+ * A job stopped at its first failed task (`continueOnError: false`): it takes
+ * no more tasks, and its tasks that had not run are cancelled.
+ */
+export class JobStoppedError extends SheafError {
+  override name = 'JobStoppedError';
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} stopped at its first failed task (continueOnError: false): it takes no more tasks`);
+  }
+}
+
+/**
  * A job could not be resumed (`client.resumeJob`, `sheaf job run --resume`):
  * the broker holds no checkpoint of its dispatch. The message says which of
  * the causes to check (a wrong id, deduplication off, a checkpoint older than

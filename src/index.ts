@@ -61,6 +61,8 @@ export {
   ShutdownTimeoutError,
   RemoteTaskError,
   ResultTimeoutError,
+  JobResumeError,
+  JobStoppedError,
   JobWaitError,
   UnknownMethodError,
   UnknownServiceError,

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { SheafClient } from '../client/client.js';
 import type { Job } from '../client/job.js';
 import { setupFromConfigFile } from '../config/from-config.js';
-import { ConfigError, SheafError } from '../errors.js';
+import { ConfigError, JobStoppedError, SheafError } from '../errors.js';
 import type { JobStatus } from '../wire/job-events.js';
 import { positiveInt } from './arguments.js';
 import { withClientSession } from './client-session.js';
@@ -27,6 +27,7 @@ interface RunOptions {
   inFlight: number;
   timeout?: number;
   resume?: string;
+  stopOnError?: boolean;
 }
 
 /** A line of the input that is not a task: named by file and line. */
@@ -54,6 +55,7 @@ export function jobCommand(program: Command): void {
     .option('--name <name>', 'the job name, shown in its status')
     .option('--in-flight <n>', 'dispatches under way at once', positiveInt, 1000)
     .option('--timeout <seconds>', 'stop following after this long (the job goes on)', positiveInt)
+    .option('--stop-on-error', 'stop the job at its first failed task: the rest is cancelled, not run (continueOnError: false)')
     .option('--resume <jobId>', 'continue a job this command started and that stopped (Ctrl-C, a crash): same file, same options')
     .addHelpText(
       'after',
@@ -104,18 +106,24 @@ async function run(options: RunOptions): Promise<number> {
       const job =
         options.resume !== undefined
           ? await client.resumeJob(options.resume)
-          : await client.job({ ...(options.name !== undefined ? { name: options.name } : {}), resumable: true });
+          : await client.job({
+              ...(options.name !== undefined ? { name: options.name } : {}),
+              resumable: true,
+              continueOnError: !(options.stopOnError ?? false),
+            });
       process.stdout.write(`${JSON.stringify({ jobId: job.jobId })}\n`);
       const stopHint = onInterrupt(job.jobId);
       if (options.resume !== undefined) process.stderr.write(`sheaf: resuming job ${job.jobId} after ${job.resumedAt} dispatched items\n`);
       const dispatchedBar = progressBar('dispatched', lines);
       dispatchedBar.tick(Math.min(job.resumedAt, lines));
       try {
-        await job.addAll(
-          items(options.input, options.batchKeyField),
-          ({ value, batchKey }) =>
-            job.dispatch(stub, { fireAndForget: true, ...(batchKey !== undefined ? { batchKey } : {}) })[options.method]!(value),
-          { inFlight: options.inFlight, onProgress: () => dispatchedBar.tick() },
+        await addAllUnlessStopped(job, () =>
+          job.addAll(
+            items(options.input, options.batchKeyField),
+            ({ value, batchKey }) =>
+              job.dispatch(stub, { fireAndForget: true, ...(batchKey !== undefined ? { batchKey } : {}) })[options.method]!(value),
+            { inFlight: options.inFlight, onProgress: () => dispatchedBar.tick() },
+          ),
         );
       } finally {
         dispatchedBar.stop();
@@ -133,6 +141,20 @@ async function run(options: RunOptions): Promise<number> {
       return ExitCode.usage;
     }
     throw error;
+  }
+}
+
+/**
+ * Dispatches, and when the job stops at its first failure
+ * (`continueOnError: false`) says so and ends there: the job is sealed and
+ * followed to its final status like any other.
+ */
+async function addAllUnlessStopped(job: Job, addAll: () => Promise<number>): Promise<void> {
+  try {
+    await addAll();
+  } catch (error) {
+    if (!(error instanceof JobStoppedError)) throw error;
+    process.stderr.write(`sheaf: job ${job.jobId} stopped at its first failed task; the rest of the input is not dispatched\n`);
   }
 }
 

@@ -20,7 +20,7 @@ import { DEDUPLICATED, isAbortError, type Consumer, type Producer, type Received
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
-import { JOB_ID_PATTERN, type JobCreated, type TaskJobRef } from '../wire/job-events.js';
+import { JOB_ID_PATTERN, type JobCallbacks, type JobCreated, type TaskJobRef } from '../wire/job-events.js';
 import { Job, JobStatusFeed, type JobBinding, type JobOptions } from './job.js';
 import { ResumableDispatch } from './resumable-dispatch.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
@@ -251,6 +251,7 @@ export class SheafClient {
    */
   async job(options: JobOptions = {}): Promise<Job> {
     if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to start a job`);
+    checkCallbacks(options.callbacks);
     const feed = await this.jobStatusFeed();
     const jobId = Job.newId();
     feed.follow(jobId);
@@ -266,11 +267,11 @@ export class SheafClient {
     };
     if (!options.resumable) {
       await feed.publish(created);
-      return new Job(jobId, feed, this.jobDispatcher);
+      return new Job(jobId, feed, this.jobDispatcher, null, itemErrorTarget(options.callbacks));
     }
     const resumable = await ResumableDispatch.create(this.transport, created, this.log);
     this.resumableJobs.add(resumable);
-    return new Job(jobId, feed, this.jobDispatcher, resumable);
+    return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks));
   }
 
   /**
@@ -279,9 +280,11 @@ export class SheafClient {
    * broker's checkpoint holds as dispatched and sends the rest; a task sent
    * before the stop and sent again is dropped by the broker
    * (`job.deduplicated` counts them). Pass the same items in the same order.
-   * `JobResumeError` when the broker holds no checkpoint of the job.
+   * `JobResumeError` when the broker holds no checkpoint of the job. Pass
+   * the callbacks it was created with: the tasks dispatched from here on
+   * carry its item-error callback from them.
    */
-  async resumeJob(jobId: string): Promise<Job> {
+  async resumeJob(jobId: string, options: { callbacks?: JobCallbacks } = {}): Promise<Job> {
     if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to resume a job`);
     if (!JOB_ID_PATTERN.test(jobId)) {
       throw new ConfigError([{ path: 'jobId', message: `'${jobId}' is not a job id: use the id client.job() or sheaf job run gave` }]);
@@ -290,7 +293,7 @@ export class SheafClient {
     feed.follow(jobId);
     const resumable = await ResumableDispatch.resume(this.transport, jobId, this.log);
     this.resumableJobs.add(resumable);
-    return new Job(jobId, feed, this.jobDispatcher, resumable);
+    return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks));
   }
 
   private readonly jobDispatcher = <T extends object>(stub: T, options: DispatchOptions, binding: JobBinding): TaskHandles<T> =>
@@ -552,4 +555,21 @@ export class SheafClient {
       }
     }
   }
+}
+
+/** Where a job's tasks send their item-error callback, from the job's callbacks. */
+function itemErrorTarget(callbacks: JobCallbacks | undefined): { service: string; method: string } | null {
+  return callbacks?.onItemError ? { service: callbacks.service, method: callbacks.onItemError } : null;
+}
+
+/** A job's callbacks name a service and methods: checked here, as a task's worker would refuse them. */
+function checkCallbacks(callbacks: JobCallbacks | undefined): void {
+  if (!callbacks) return;
+  const issues = (['service', 'onSuccess', 'onComplete', 'onItemError'] as const)
+    .filter((key) => callbacks[key] !== undefined && !NAME_PATTERN.test(callbacks[key]!))
+    .map((key) => ({
+      path: `callbacks.${key}`,
+      message: `'${callbacks[key]}' is not a ${key === 'service' ? 'service' : 'method'} name: start with a letter; use letters, digits, "_" and "-"`,
+    }));
+  if (issues.length > 0) throw new ConfigError(issues, { source: 'client.job() options' });
 }

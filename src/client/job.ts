@@ -15,7 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { JobWaitError, LifecycleError } from '../errors.js';
+import { JobStoppedError, JobWaitError, LifecycleError } from '../errors.js';
 import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
@@ -219,6 +219,8 @@ export class Job implements JobBinding {
     private readonly dispatcher: (<T extends object>(stub: T, options: DispatchOptions, job: JobBinding) => TaskHandles<T>) | null,
     /** @internal A resumable job's sends and checkpoint; null otherwise. */
     readonly resumable: ResumableDispatch | null = null,
+    /** Where each task's item-error callback goes (`callbacks.onItemError`), if anywhere. */
+    private readonly onItemError: { service: string; method: string } | null = null,
   ) {
     // A resumed job continues after the tasks its checkpoint says are stored.
     this.nextIndex = resumable?.resumedAt ?? 0;
@@ -248,8 +250,9 @@ export class Job implements JobBinding {
    */
   dispatching<R>(send: (ref: TaskJobRef) => Promise<R>): Promise<R> {
     if (this.sealedAt !== null) return Promise.reject(new LifecycleError(`job ${this.jobId} is sealed: no more tasks can join it`));
+    if (this.feed.last(this.jobId)?.stopped) return Promise.reject(new JobStoppedError(this.jobId));
     const index = this.nextIndex++;
-    const sending = send({ id: this.jobId, index });
+    const sending = send({ id: this.jobId, index, ...(this.onItemError ? { onItemError: this.onItemError } : {}) });
     const tracked = sending.then(
       () => this.resumable?.confirm(index),
       async (error: unknown) => {

@@ -118,9 +118,17 @@ export class JobProgress {
     return changed;
   }
 
-  /** True once the job is sealed and every one of its tasks settled. */
+  /**
+   * True once the job is sealed and every one of its tasks settled, or once
+   * it stopped at its first final failure (`continueOnError: false`).
+   */
   get complete(): boolean {
-    return this.total !== null && this.settled >= this.total;
+    return (this.total !== null && this.settled >= this.total) || this.stopped;
+  }
+
+  /** A job with `continueOnError: false` stops at its first task that failed or was dead-lettered. */
+  get stopped(): boolean {
+    return !this.continueOnError && this.counts.failed + this.counts.deadLettered > 0;
   }
 
   /** True once the tracker marked the job finished. */
@@ -158,16 +166,21 @@ export class JobProgress {
   /** The figures `job.status()` answers. */
   status(): JobStatus {
     const total = this.total;
+    const stopped = this.stopped;
+    const unsettled = total === null ? null : Math.max(0, total - this.settled);
     return {
       jobId: this.jobId,
       name: this.name,
       total,
       sealed: total !== null,
       ...this.counts,
-      pending: total === null ? null : Math.max(0, total - this.settled),
+      // A stopped job waits for nothing: what did not settle is cancelled.
+      pending: stopped ? 0 : unsettled,
       percent: total === null ? null : total === 0 ? 100 : Math.round((this.settled / total) * 1000) / 10,
       startedAt: this.startedAt,
       finishedAt: this.finishedAt,
+      stopped,
+      cancelled: stopped ? unsettled : 0,
     };
   }
 

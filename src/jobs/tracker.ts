@@ -36,7 +36,7 @@ import { isAbortError } from '../transport/transport.js';
 import { TransportClosedError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { within } from '../util/within.js';
-import { encodeEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
+import { encodeEnvelope, jobCallbackTask } from '../wire/envelopes.js';
 import { decodeJobEvent, encodeJobEvent, type JobStatus } from '../wire/job-events.js';
 import { JobProgress } from './progress.js';
 
@@ -295,21 +295,7 @@ export class JobTracker {
   }
 
   private async dispatchCallback(service: string, method: string, jobId: string, status: JobStatus): Promise<void> {
-    const envelope: TaskEnvelope = {
-      v: 1,
-      kind: 'task',
-      taskId: `${jobId}:${method}`,
-      service,
-      method,
-      args: [status],
-      meta: { batchKey: jobId, 'sheaf-job-callback': method },
-      tags: ['sheaf-job-callback'],
-      replyTo: null,
-      retryIndex: 0,
-      retrySequence: 0,
-      lastError: null,
-      dispatchedAt: this.clock.now(),
-    };
+    const envelope = jobCallbackTask({ service, method }, `${jobId}:${method}`, jobId, status, this.clock.now());
     await (
       await this.callbackProducers.get(taskTopic(service))
     ).send({ payload: encodeEnvelope(envelope), key: jobId, properties: { 'sheaf-task-id': envelope.taskId } });

@@ -11,6 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import { DecodeError } from '../errors.js';
 import { errorInfoSchema, type ErrorInfo } from './error-info.js';
+import { NAME_PATTERN } from '../topics.js';
 import { MAX_JOB_ID_LENGTH, MAX_JOB_TASKS, type TaskJobRef } from './job-events.js';
 import { WIRE_VERSION } from './version.js';
 
@@ -162,6 +163,7 @@ const jobRefSchema = z.object({
     .int()
     .nonnegative()
     .max(MAX_JOB_TASKS - 1),
+  onItemError: z.object({ service: z.string().regex(NAME_PATTERN), method: z.string().regex(NAME_PATTERN) }).optional(),
 });
 
 const taskSchema = z.object({
@@ -294,8 +296,22 @@ function isPlainTask(raw: object): raw is TaskEnvelope {
 
 function isJobRef(x: unknown): boolean {
   if (x === null || typeof x !== 'object' || Array.isArray(x)) return false;
-  const { id, index } = x as Record<string, unknown>;
-  return isString(id) && id !== '' && id.length <= MAX_JOB_ID_LENGTH && isCount(index) && (index as number) < MAX_JOB_TASKS;
+  const { id, index, onItemError } = x as Record<string, unknown>;
+  return (
+    isString(id) &&
+    id !== '' &&
+    id.length <= MAX_JOB_ID_LENGTH &&
+    isCount(index) &&
+    (index as number) < MAX_JOB_TASKS &&
+    (onItemError === undefined || isCallbackTarget(onItemError))
+  );
+}
+
+/** A service and method of valid names: where a job's item-error callback goes. */
+function isCallbackTarget(x: unknown): boolean {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return false;
+  const { service, method } = x as Record<string, unknown>;
+  return isString(service) && NAME_PATTERN.test(service) && isString(method) && NAME_PATTERN.test(method);
 }
 
 function isStringRecord(x: unknown): x is Record<string, string> {
@@ -409,3 +425,26 @@ function check<T>(raw: object, kind: string, schema: z.ZodType<T>): T {
 
 /** @internal The hot-path shortcuts and the schemas they must agree with, for the tests. */
 export const envelopeChecks = { isPlainTask, isPlainSuccess, taskSchema, resultSchema };
+
+/**
+ * A job callback as a task (`onSuccess`, `onComplete`, `onItemError`): its
+ * stable id `taskId` makes every dispatch of it the same task, keyed by the
+ * job, with no reply.
+ */
+export function jobCallbackTask(target: { service: string; method: string }, taskId: string, jobId: string, argument: unknown, at: number): TaskEnvelope {
+  return {
+    v: 1,
+    kind: 'task',
+    taskId,
+    service: target.service,
+    method: target.method,
+    args: [argument],
+    meta: { batchKey: jobId, 'sheaf-job-callback': target.method },
+    tags: ['sheaf-job-callback'],
+    replyTo: null,
+    retryIndex: 0,
+    retrySequence: 0,
+    lastError: null,
+    dispatchedAt: at,
+  };
+}

@@ -33,6 +33,24 @@ export interface TaskJobRef {
   id: string;
   /** The task's index in the job, from 0, given by the dispatcher in dispatch order. */
   index: number;
+  /** Where the worker dispatches the item-error callback when this task fails for good (`JobCallbacks.onItemError`). */
+  onItemError?: { service: string; method: string };
+}
+
+/** The argument of a job's `onItemError` callback: the task that failed for good, and why. */
+export interface JobItemError {
+  readonly jobId: string;
+  /** The task's index in the job (for `addAll`, the item's position in the input). */
+  readonly index: number;
+  readonly taskId: string;
+  readonly service: string;
+  readonly method: string;
+  /** The task's arguments as dispatched. */
+  readonly args: unknown[];
+  /** `retriesExhausted`, `nonRetryable`, or the reason it was dead-lettered. */
+  readonly reason: string;
+  /** The last error, as written to the dead letter (no stack unless `errors.includeStack`). */
+  readonly error: { name: string; message: string };
 }
 
 /** The service and methods a job's callbacks are dispatched to, each with the job's counts. */
@@ -42,6 +60,13 @@ export interface JobCallbacks {
   onSuccess?: string;
   /** Called once the job finished, whatever its outcome. */
   onComplete?: string;
+  /**
+   * Called once per task of the job that fails for good (or is
+   * dead-lettered), with a `JobItemError`, by the worker that settled it,
+   * before it acks the task: at least once, with the stable task id
+   * `<jobId>:onItemError:<index>`.
+   */
+  onItemError?: string;
 }
 
 /** What `job.status()` answers; every figure counts distinct tasks. */
@@ -62,6 +87,14 @@ export interface JobStatus {
   readonly startedAt: number;
   /** Epoch ms at which the tracker marked the job finished; null while it runs. */
   readonly finishedAt: number | null;
+  /**
+   * The job stopped at its first final failure (`continueOnError: false`):
+   * it is finished, and its tasks that had not settled are cancelled
+   * (workers acknowledge them without running them).
+   */
+  readonly stopped: boolean;
+  /** Tasks of a stopped job that did not settle (total minus settled, once sealed); 0 for a job that did not stop. */
+  readonly cancelled: number | null;
 }
 
 /** What a tracker writes down for a job, and a new tracker starts from. */
@@ -137,7 +170,7 @@ const epochMs = z.number().int().nonnegative();
 const name = z.string().min(1).max(256);
 
 const count = z.number().int().nonnegative().max(MAX_JOB_TASKS);
-const callbacksSchema = z.object({ service: name, onSuccess: name.optional(), onComplete: name.optional() });
+const callbacksSchema = z.object({ service: name, onSuccess: name.optional(), onComplete: name.optional(), onItemError: name.optional() });
 
 const jobEventSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -213,6 +246,9 @@ const jobStatusSchema = z.object({
     percent: z.number().min(0).max(100).nullable(),
     startedAt: epochMs,
     finishedAt: epochMs.nullable(),
+    // Optional on the wire: statuses from trackers older than these fields read as a job that did not stop.
+    stopped: z.boolean().default(false),
+    cancelled: count.nullable().default(0),
   }),
 });
 

@@ -32,9 +32,11 @@ export interface BatchReport {
  * running again. `isolated`: its batch failed as a whole, and the task went
  * back in an isolation group, without using a retry. `deferred`: given back
  * to the broker unrun, to come again later, because its key had all of its
- * slots busy while other keys' tasks could not be received.
+ * slots busy while other keys' tasks could not be received. `cancelled`:
+ * a task of a job that stopped at its first failure (`continueOnError:
+ * false`), acked without running.
  */
-export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin' | 'isolated' | 'deferred';
+export type TaskSettlement = 'succeeded' | 'retried' | 'failed' | 'redelivered' | 'twin' | 'isolated' | 'deferred' | 'cancelled';
 
 /** One task message settled (acked, or handed back to the broker). */
 export interface TaskReport {

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { BadReplyToError } from '../errors.js';
-import { deadLetterTopic, isResultTopic, JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic } from '../topics.js';
+import { deadLetterTopic, isResultTopic, JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
 import { KeptProducers } from '../transport/kept-producers.js';
 import type { Producer, Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
@@ -35,6 +35,8 @@ export class OutcomePublisher {
   private readonly resultProducers = new Map<string, Promise<Producer>>();
   /** Opened on the first job task (most workers never see one), after the trackers' subscription, so events wait for a tracker. */
   private readonly jobEvents: KeptProducers;
+  /** Task producers of the services job callbacks go to (`onItemError`), opened on first use. */
+  private readonly callbackTasks: KeptProducers;
 
   private constructor(
     private readonly transport: Transport,
@@ -43,6 +45,7 @@ export class OutcomePublisher {
     private readonly logger: Logger,
   ) {
     this.jobEvents = new KeptProducers(transport, { subscription: JOB_TRACKER_SUBSCRIPTION, subscriptionType: 'failover' });
+    this.callbackTasks = new KeptProducers(transport, { subscription: WORKER_SUBSCRIPTION });
   }
 
   static async open(transport: Transport, serviceName: string, logger: Logger): Promise<OutcomePublisher> {
@@ -95,9 +98,20 @@ export class OutcomePublisher {
     await Promise.all(events.map((event) => producer.send({ payload: encodeJobEvent(event), key: event.jobId })));
   }
 
+  /**
+   * A job callback task (`onItemError`) to its service's task topic: the
+   * service is a checked name (the envelope's schema), so the topic is a task
+   * topic of this namespace, nothing else.
+   */
+  async publishCallbackTask(task: TaskEnvelope): Promise<void> {
+    const producer = await this.callbackTasks.get(taskTopic(task.service));
+    await producer.send({ payload: encodeEnvelope(task), key: task.meta.batchKey, properties: { 'sheaf-task-id': task.taskId } });
+  }
+
   async close(): Promise<void> {
     // A result producer that failed to open has nothing to close.
     await this.jobEvents.close().catch(() => undefined);
+    await this.callbackTasks.close().catch(() => undefined);
     const results = await Promise.allSettled(this.resultProducers.values());
     this.resultProducers.clear();
     const opened = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

@@ -35,6 +35,7 @@ import { SettledAttempts } from './settled-attempts.js';
 import type { SettledFeed } from './settled-feed.js';
 import { Settler, type SettledTask } from './settler.js';
 import { Slots } from './slots.js';
+import type { StoppedJobLookup } from './stopped-jobs.js';
 import { StuckKeys } from './stuck-keys.js';
 
 export interface ServiceRunnerDeps {
@@ -45,6 +46,8 @@ export interface ServiceRunnerDeps {
   readonly publisher: OutcomePublisher;
   /** Settled attempts shared with the service's other workers; null when not shared (`settledCache.shared`). */
   readonly settledFeed: SettledFeed | null;
+  /** Jobs stopped at their first failure (`continueOnError: false`): their tasks are cancelled, not run. */
+  readonly stoppedJobs: StoppedJobLookup | null;
   readonly workerName: string;
   readonly clock: Clock;
   readonly random: () => number;
@@ -291,6 +294,10 @@ export class ServiceRunner {
     }
     if (this.settledAttempts.settled(envelope)) {
       this.track(this.settler.dropTwin(message, envelope));
+      return;
+    }
+    if (envelope.job && this.deps.stoppedJobs?.has(envelope.job.id)) {
+      this.track(this.settler.cancel(message, envelope));
       return;
     }
     let args: unknown[];

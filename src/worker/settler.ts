@@ -38,9 +38,16 @@ import { isResultTopic } from '../topics.js';
 import type { Consumer, ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo, type ErrorInfoOptions } from '../wire/error-info.js';
-import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope, type TaskIsolation } from '../wire/envelopes.js';
+import {
+  jobCallbackTask,
+  salvageTaskFields,
+  type DeadLetterReason,
+  type ResultEnvelope,
+  type TaskEnvelope,
+  type TaskIsolation,
+} from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
-import { MAX_SETTLED_PER_EVENT, type JobEvent, type JobTaskOutcome } from '../wire/job-events.js';
+import { MAX_SETTLED_PER_EVENT, type JobEvent, type JobItemError, type JobTaskOutcome } from '../wire/job-events.js';
 import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
@@ -83,6 +90,8 @@ interface Pending {
   /** The result still to publish, if the client wants one. */
   reply: ResultEnvelope | null;
   poison: boolean;
+  /** Why it failed for good: for its job's item-error callback. */
+  error: ErrorInfo | null;
 }
 
 /** How one failed task goes back: into an isolation group (not a retry), or by its retry policy (alone or not). */
@@ -108,7 +117,7 @@ export class Settler {
     const pending: Pending[] = [];
     const failed: Array<{ entry: Pending; error: unknown }> = [];
     tasks.forEach((task, i) => {
-      const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null, poison: false };
+      const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null, poison: false, error: null };
       pending.push(entry);
       const outcome = outcomes[i]!;
       // Successes need nothing durable but their result: no promise of their own (the hot path).
@@ -206,7 +215,8 @@ export class Settler {
       const reply = this.failureResult(salvaged, reason, error, 0);
       // Only to a client's result topic: a replyTo that is not one chooses no topic (see isResultTopic).
       if (reply && salvaged.replyTo && isResultTopic(salvaged.replyTo)) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
-      // Its job must count it too, or the job never finishes.
+      // Its job must count it too, or the job never finishes; and hear of it, when it asked to.
+      if (envelope) await this.callItemError(envelope, reason, error, this.deps.clock.now());
       if (salvaged.job) {
         await this.deps.publisher.publishJobEvents(
           settledEvents(salvaged.job.id, [[salvaged.job.index, 'deadLettered']], this.deps.clock.now()),
@@ -267,6 +277,40 @@ export class Settler {
     this.reportUnrun(envelope, settlement, false);
   }
 
+  /**
+   * A task of a job that stopped at its first failure: acked without
+   * running, and a client that waits for it told (reason `jobStopped`). Not
+   * reported to the job: it is finished already, and counts the task as
+   * cancelled.
+   */
+  async cancel(message: ReceivedMessage, envelope: TaskEnvelope): Promise<void> {
+    let settlement: TaskSettlement = 'cancelled';
+    try {
+      if (envelope.replyTo) {
+        const error: ErrorInfo = {
+          name: 'JobStoppedError',
+          message: `job ${envelope.job!.id} stopped at its first failed task (continueOnError: false); this task was cancelled, not run`,
+        };
+        const reply: ResultEnvelope = {
+          v: 1,
+          kind: 'result',
+          taskId: envelope.taskId,
+          service: envelope.service,
+          method: envelope.method,
+          outcome: 'failed',
+          reason: 'jobStopped',
+          error,
+          attempts: 0,
+        };
+        await this.deps.publisher.publishResult(envelope.replyTo, reply);
+      }
+      await this.deps.consumer.ack(message);
+    } catch (error) {
+      settlement = this.handBack(message, error);
+    }
+    this.reportUnrun(envelope, settlement, false);
+  }
+
   /** Reports a task message settled without running (a twin, a copy, a deferral); `withEnvelope` as `SettledTask.envelope`. */
   private reportUnrun(envelope: TaskEnvelope, settlement: TaskSettlement, withEnvelope: boolean): void {
     this.deps.onSettled({
@@ -318,6 +362,7 @@ export class Settler {
         payloadBase64: null,
       });
       entry.settlement = 'failed';
+      entry.error = error;
       entry.reply = this.failureResult(e, decision.reason, error, attempts);
     } catch (publishError) {
       entry.settlement = this.handBack(entry.task.message, publishError);
@@ -381,6 +426,7 @@ export class Settler {
         const info = toErrorInfo(error, this.deps.errorInfo);
         entry.reason = 'resultTooLarge';
         entry.settlement = 'failed';
+        entry.error = info;
         await this.publishDeadLetter({
           reason: 'resultTooLarge',
           detail: `the result (${error.size} bytes) is over the broker's limit of ${error.limit} bytes; return less, or store it elsewhere and return a reference`,
@@ -449,7 +495,6 @@ export class Settler {
     });
   }
 
-  /** Nacks a message whose outcome could not be made durable. */
   /**
    * Reports the final outcomes among `pending` to their jobs. A report that
    * fails hands its task back like any outcome that could not be made
@@ -471,10 +516,39 @@ export class Settler {
         if (!tasks) byJob.set(job.id, (tasks = []));
         tasks.push([job.index, jobOutcome(entry.settlement, entry.reason)]);
       }
+      // The item-error callbacks before the report: a report that stands is never followed by a lost callback.
+      await Promise.all(
+        reports.flatMap((entry) =>
+          entry.settlement === 'failed' ? [this.callItemError(entry.task.envelope, entry.reason, entry.error, now)] : [],
+        ),
+      );
       await this.deps.publisher.publishJobEvents([...byJob].flatMap(([jobId, tasks]) => settledEvents(jobId, tasks, now)));
     } catch (error) {
       for (const entry of reports) entry.settlement = this.handBack(entry.task.message, error);
     }
+  }
+
+  /**
+   * A job task that failed for good, when its job names an item-error
+   * callback: that callback as a task, with the stable id
+   * `<jobId>:onItemError:<index>` (dispatched again if this task runs again).
+   */
+  private async callItemError(e: TaskEnvelope, reason: DeadLetterReason | null, error: ErrorInfo | null, now: number): Promise<void> {
+    const job = e.job;
+    if (!job?.onItemError) return;
+    const item: JobItemError = {
+      jobId: job.id,
+      index: job.index,
+      taskId: e.taskId,
+      service: e.service,
+      method: e.method,
+      args: e.args,
+      reason: reason ?? 'failed',
+      error: { name: error?.name ?? 'Error', message: error?.message ?? '' },
+    };
+    await this.deps.publisher.publishCallbackTask(
+      jobCallbackTask(job.onItemError, `${job.id}:onItemError:${job.index}`, job.id, item, now),
+    );
   }
 
   private handBack(message: ReceivedMessage, error: unknown): TaskSettlement {

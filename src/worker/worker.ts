@@ -26,6 +26,7 @@ import { compileWorkerOptions, type CompiledWorkerOptions, type WorkerOptions } 
 import { OutcomePublisher } from './outcome-publisher.js';
 import { ServiceRunner, type ServiceRunnerStats } from './service-runner.js';
 import { SettledFeed } from './settled-feed.js';
+import { StoppedJobs } from './stopped-jobs.js';
 import { JobTracker } from '../jobs/tracker.js';
 
 export type WorkerState =
@@ -57,6 +58,8 @@ export class SheafWorker {
   private readonly publishers: OutcomePublisher[] = [];
   private readonly consumers: Consumer[] = [];
   private readonly settledFeeds: SettledFeed[] = [];
+  /** Jobs stopped at their first failure, whose tasks are cancelled; null until started, or when statuses cannot be read. */
+  private stoppedJobs: StoppedJobs | null = null;
   /** This worker's part in tracking jobs (docs/jobs.md); null when `jobs.tracker` is off or it could not start. */
   private jobTracker: JobTracker | null = null;
   private starting: Promise<void> | null = null;
@@ -200,6 +203,8 @@ export class SheafWorker {
     const { transport, services, logger, clock, random, name } = this.options;
     // Made at start, not at construction: an SDK registered in between is the one used.
     this.metrics = new WorkerMetrics(this);
+    // Before the consumers: a status that stops a job should reach this worker before its tasks do.
+    this.stoppedJobs = await StoppedJobs.open(transport, this.log);
     for (const service of services) {
       const instance = await service.factory();
       if (instance === null || typeof instance !== 'object') {
@@ -222,6 +227,7 @@ export class SheafWorker {
       if (settledFeed) this.settledFeeds.push(settledFeed);
       const runner = new ServiceRunner({
         settledFeed,
+        stoppedJobs: this.stoppedJobs,
         service,
         definition,
         instance,
@@ -272,6 +278,7 @@ export class SheafWorker {
     await Promise.all(this.consumers.map((c) => c.close().catch(() => undefined)));
     await Promise.all(this.publishers.map((p) => p.close()));
     await Promise.all(this.settledFeeds.map((f) => f.close()));
+    await this.stoppedJobs?.close();
   }
 
   private async runOwnedCleanup(): Promise<void> {

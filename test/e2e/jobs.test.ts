@@ -7,12 +7,14 @@
 import 'reflect-metadata';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
-import { JOB_EVENTS_TOPIC } from '../../src/topics.js';
+import { JOB_EVENTS_TOPIC, taskTopic } from '../../src/topics.js';
+import { encodeEnvelope } from '../../src/wire/envelopes.js';
+import { rawTask } from '../support/tasks.js';
 import { decodeJobEvent } from '../../src/wire/job-events.js';
 import { SheafWorker } from '../../src/worker/worker.js';
 import { NonRetryableError } from '../../src/errors.js';
 import { Batch } from '../../src/service/decorators.js';
-import type { JobStatus } from '../../src/wire/job-events.js';
+import type { JobItemError, JobStatus } from '../../src/wire/job-events.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { testLogger } from '../support/logger.js';
 import { pulsarTransport } from '../support/pulsar.js';
@@ -32,11 +34,19 @@ class RowsImpl {
   }
 }
 
-/** Records each callback task it runs: method, task id, status. */
-function callbackService(calls: Array<{ method: string; taskId: string; status: JobStatus }>) {
+/** Records each callback task it runs: method, task id, status (or the failed item, for itemFailed). */
+function callbackService(calls: Array<{ method: string; taskId: string; status: JobStatus }>, itemErrors: JobItemError[] = []) {
   class Callbacks {
     imported(_s: JobStatus): void {}
     finished(_s: JobStatus): void {}
+    itemFailed(_item: JobItemError): void {}
+    @Batch('itemFailed')
+    async itemFailedMany(tasks: Map<string, JobItemError>): Promise<void> {
+      for (const [taskId, item] of tasks) {
+        expect(taskId).toBe(`${item.jobId}:onItemError:${item.index}`);
+        itemErrors.push(item);
+      }
+    }
     @Batch('imported')
     async importedMany(tasks: Map<string, JobStatus>): Promise<void> {
       for (const [taskId, status] of tasks) calls.push({ method: 'imported', taskId, status });
@@ -57,8 +67,11 @@ for (const target of transportTargets()) {
       system = undefined;
     });
 
-    async function start(calls: Array<{ method: string; taskId: string; status: JobStatus }>): Promise<System> {
-      const Callbacks = callbackService(calls);
+    async function start(
+      calls: Array<{ method: string; taskId: string; status: JobStatus }>,
+      itemErrors: JobItemError[] = [],
+    ): Promise<System> {
+      const Callbacks = callbackService(calls, itemErrors);
       system = await startSystem(
         [
           { name: 'Rows', executor: { factory: () => new RowsImpl(), batch: { maxMessages: 20, maxSeconds: 0.05 } } },
@@ -69,13 +82,14 @@ for (const target of transportTargets()) {
       return system;
     }
 
-    test('a job of 100 tasks, some failing: counted once each, finished once, onComplete called and onSuccess not', async () => {
+    test('a job of 100 tasks, some failing: counted once each, finished once, onComplete called and onSuccess not, onItemError per failed task', async () => {
       const calls: Array<{ method: string; taskId: string; status: JobStatus }> = [];
-      const s = await start(calls);
+      const itemErrors: JobItemError[] = [];
+      const s = await start(calls, itemErrors);
       const rows = s.client.service<Rows>('Rows');
       const job = await s.client.job({
         name: 'import',
-        callbacks: { service: 'Callbacks', onSuccess: 'imported', onComplete: 'finished' },
+        callbacks: { service: 'Callbacks', onSuccess: 'imported', onComplete: 'finished', onItemError: 'itemFailed' },
       });
       const handles = await Promise.all([...Array(100).keys()].map((i) => job.dispatch(rows).insert(i)));
       await job.seal();
@@ -98,6 +112,16 @@ for (const target of transportTargets()) {
       // The callback runs as a task with a stable id; onSuccess is not called when anything failed.
       await expect.poll(() => calls.length, { timeout: 10_000 }).toBe(1);
       expect(calls[0]).toMatchObject({ method: 'finished', taskId: `${job.jobId}:finished`, status: { total: 100, failed: failing } });
+      // One item-error callback per failed task (at least once: a redelivered task would call it again, with the same id).
+      await expect.poll(() => new Set(itemErrors.map((e) => e.index)).size, { timeout: 10_000 }).toBe(failing);
+      expect(itemErrors.find((e) => e.index === 7)).toMatchObject({
+        jobId: job.jobId,
+        service: 'Rows',
+        method: 'insert',
+        args: [7],
+        reason: 'nonRetryable',
+        error: { name: 'NonRetryableError', message: 'row 7 refused' },
+      });
       // status() answers from what the tracker published.
       expect(await job.status()).toEqual(final);
       // A job sealed takes no more tasks.
@@ -261,6 +285,64 @@ for (const target of transportTargets()) {
         message: expect.stringMatching(/no checkpoint.*deduplication/),
       });
       await expect(s.client.resumeJob('../etc/passwd')).rejects.toMatchObject({ name: 'ConfigError' });
+    });
+
+    test('continueOnError false: the first failure finishes the job as stopped; its later tasks are cancelled, not run', async () => {
+      const calls: Array<{ method: string; taskId: string; status: JobStatus }> = [];
+      const ran: number[] = [];
+      const Callbacks = callbackService(calls);
+      class RecordingRows {
+        insert(_row: number): void {}
+        @Batch('insert')
+        async insertMany(rows: Map<string, number>): Promise<Map<string, string | Error>> {
+          ran.push(...rows.values());
+          return new Map([...rows].map(([id, row]) => [id, row < 0 ? new NonRetryableError(`row ${row} refused`) : `row ${row}`]));
+        }
+      }
+      system = await startSystem(
+        [
+          { name: 'Rows', executor: { factory: () => new RecordingRows(), batch: { maxMessages: 20, maxSeconds: 0.05 } } },
+          { name: 'Callbacks', executor: { factory: () => new Callbacks(), batch: { maxMessages: 1, maxSeconds: 0.05 } } },
+        ],
+        await target.create(),
+      );
+      const s = system;
+      const rows = s.client.service<Rows>('Rows');
+      const job = await s.client.job({ continueOnError: false, callbacks: { service: 'Callbacks', onComplete: 'finished' } });
+      const handles = await Promise.all([1, 2, 3].map((row) => job.dispatch(rows).insert(row)));
+      await Promise.all(handles.map((h) => h.result()));
+      await expect((await job.dispatch(rows).insert(-1)).result()).rejects.toThrow(/row -1 refused/);
+      // Finished at the first failure, before any seal: nothing more is waited for.
+      const stopped = await job.done({ timeoutMs: 30_000 });
+      expect(stopped).toMatchObject({ stopped: true, succeeded: 3, failed: 1, sealed: false, pending: 0, cancelled: null });
+      await expect.poll(() => calls.map((c) => c.taskId), { timeout: 10_000 }).toEqual([`${job.jobId}:finished`]);
+      expect(calls[0]!.status).toMatchObject({ stopped: true, failed: 1 });
+      // The client refuses more tasks of the job...
+      await expect(job.dispatch(rows).insert(4)).rejects.toMatchObject({ name: 'JobStoppedError', jobId: job.jobId });
+      // ...and a worker that has heard of the stop cancels the ones that come anyway (sent here as another dispatcher would).
+      const stoppedJobs = (s.worker as unknown as { stoppedJobs: { has(id: string): boolean } }).stoppedJobs;
+      await expect.poll(() => stoppedJobs.has(job.jobId), { timeout: 10_000 }).toBe(true);
+      const producer = await s.transport.createProducer(taskTopic('Rows'));
+      const late = [10, 11, 12].map((index) => ({
+        ...rawTask(`late-${index}`, 'Rows', 'insert', [100 + index]),
+        job: { id: job.jobId, index },
+      }));
+      for (const task of late) await producer.send({ payload: encodeEnvelope(task) });
+      await producer.close();
+      await expect
+        .poll(
+          () =>
+            s.settlements
+              .filter((r) => r.settlement === 'cancelled')
+              .map((r) => r.taskId)
+              .sort(),
+          { timeout: 10_000 },
+        )
+        .toEqual(['late-10', 'late-11', 'late-12']);
+      expect(ran.filter((row) => row >= 100)).toEqual([]);
+      await job.seal();
+      await expect.poll(async () => (await job.status()).total, { timeout: 10_000 }).toBe(4);
+      expect(await job.status()).toMatchObject({ stopped: true, total: 4, cancelled: 0, pending: 0, finishedAt: stopped.finishedAt });
     });
 
     test('an empty job sealed at once finishes; a status nobody tracks is a JobWaitError naming the job', async () => {

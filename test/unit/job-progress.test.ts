@@ -50,6 +50,29 @@ describe('JobProgress', () => {
     expect(progress.status()).toMatchObject({ pending: 0, percent: 100, finishedAt: 4000, succeeded: 3, failed: 1 });
   });
 
+  test('continueOnError false: complete at the first failure, sealed or not; what never settled is cancelled', () => {
+    const progress = new JobProgress('job-1', 1000);
+    progress.apply({ v: 1, kind: 'jobCreated', jobId: 'job-1', meta: {}, continueOnError: false, at: 900 });
+    progress.apply(settled(0));
+    expect(progress.complete).toBe(false);
+    expect(progress.status()).toMatchObject({ stopped: false, cancelled: 0 });
+    progress.apply(settled(1, 'deadLettered'));
+    expect(progress.complete).toBe(true);
+    expect(progress.status()).toMatchObject({ stopped: true, pending: 0, cancelled: null });
+    progress.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 10, at: 3000 });
+    expect(progress.status()).toMatchObject({ stopped: true, total: 10, pending: 0, cancelled: 8 });
+    // A successor that merges the snapshot knows the job stopped.
+    expect(JobProgress.fromSnapshot(progress.snapshot()).status()).toMatchObject({ stopped: true, cancelled: 8 });
+  });
+
+  test('continueOnError true (the default): a failure is counted, and the job goes on', () => {
+    const progress = new JobProgress('job-1', 1000);
+    progress.apply(settled(0, 'failed'));
+    progress.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 2, at: 3000 });
+    expect(progress.complete).toBe(false);
+    expect(progress.status()).toMatchObject({ stopped: false, cancelled: 0, pending: 1 });
+  });
+
   test('an empty sealed job is complete at once', () => {
     const progress = new JobProgress('job-1', 1000);
     progress.apply({ v: 1, kind: 'jobSealed', jobId: 'job-1', total: 0, at: 1000 });

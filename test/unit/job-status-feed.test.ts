@@ -21,6 +21,8 @@ const status = (jobId: string): JobStatus => ({
   percent: 0,
   startedAt: 1,
   finishedAt: null,
+  stopped: false,
+  cancelled: 0,
 });
 
 describe('JobStatusFeed', () => {
