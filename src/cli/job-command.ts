@@ -16,6 +16,7 @@ import { positiveInt } from './arguments.js';
 import { withClientSession } from './client-session.js';
 import { ExitCode } from './exit-codes.js';
 import { progressBar } from './progress.js';
+import { table } from '../util/text-table.js';
 
 interface RunOptions {
   config: string;
@@ -79,6 +80,15 @@ Example: sheaf job run -c sheaf.yml --service Rows --method insert --input rows.
     .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
     .action(async (jobId: string, options: { config: string }) => {
       process.exitCode = await follow(jobId, options.config, false, undefined);
+    });
+  job
+    .command('list')
+    .description('the jobs the job tracker holds (running, or finished within jobs.retentionHours), newest first')
+    .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
+    .option('--limit <n>', 'at most this many jobs (up to 1000)', positiveInt, 20)
+    .option('--json', 'one JSON status per line instead of a table')
+    .action(async (options: { config: string; limit: number; json?: boolean }) => {
+      process.exitCode = await list(options);
     });
   job
     .command('watch')
@@ -172,7 +182,49 @@ function onInterrupt(jobId: string): () => void {
   return () => process.off('SIGINT', handler);
 }
 
+async function list(options: { config: string; limit: number; json?: boolean }): Promise<number> {
+  return withAttachedClient(options.config, async (client) => {
+    const statuses = await client.listJobs({ limit: options.limit });
+    if (options.json) {
+      for (const status of statuses) process.stdout.write(`${JSON.stringify(status)}\n`);
+      return ExitCode.ok;
+    }
+    if (statuses.length === 0) {
+      process.stdout.write('no jobs (none running, and none finished within jobs.retentionHours)\n');
+      return ExitCode.ok;
+    }
+    const rows = statuses.map((s) => [
+      s.jobId,
+      s.name ?? '',
+      s.stopped ? 'stopped' : s.finishedAt !== null ? 'finished' : s.sealed ? 'running' : 'open',
+      s.total === null ? '-' : String(s.total),
+      String(s.succeeded),
+      String(s.failed),
+      String(s.deadLettered),
+      s.percent === null ? '-' : `${s.percent}%`,
+      new Date(s.startedAt).toISOString(),
+    ]);
+    process.stdout.write(
+      `${table([['job', 'name', 'state', 'total', 'succeeded', 'failed', 'dead-lettered', 'done', 'started'], ...rows])}\n`,
+    );
+    return ExitCode.ok;
+  });
+}
+
 async function follow(jobId: string, config: string, watch: boolean, timeoutSeconds: number | undefined): Promise<number> {
+  return withAttachedClient(config, async (client) => {
+    const job = await client.attachJob(jobId);
+    if (!watch) {
+      process.stdout.write(`${JSON.stringify(await job.status())}\n`);
+      return ExitCode.ok;
+    }
+    const first = await job.status();
+    return await watchToEnd(job, first.total ?? 0, timeoutSeconds);
+  });
+}
+
+/** A client on the file's transport, for commands that follow jobs run elsewhere (never in memory: those live in their process). */
+async function withAttachedClient(config: string, use: (client: SheafClient) => Promise<number>): Promise<number> {
   const setup = await setupFromConfigFile(config, { logStream: process.stderr });
   if (setup.transport.kind === 'inMemory') {
     await setup.close();
@@ -183,13 +235,7 @@ async function follow(jobId: string, config: string, watch: boolean, timeoutSeco
   }
   const client = await SheafClient.connect({ transport: setup.transport, logger: setup.logger });
   try {
-    const job = await client.attachJob(jobId);
-    if (!watch) {
-      process.stdout.write(`${JSON.stringify(await job.status())}\n`);
-      return ExitCode.ok;
-    }
-    const first = await job.status();
-    return await watchToEnd(job, first.total ?? 0, timeoutSeconds);
+    return await use(client);
   } finally {
     await client.close();
     await setup.close();

@@ -20,7 +20,7 @@ import { DEDUPLICATED, isAbortError, type Consumer, type Producer, type Received
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
-import { JOB_ID_PATTERN, type JobCallbacks, type JobCreated, type TaskJobRef } from '../wire/job-events.js';
+import { JOB_ID_PATTERN, type JobCallbacks, type JobCreated, type JobStatus, type TaskJobRef } from '../wire/job-events.js';
 import { Job, JobStatusFeed, type JobBinding, type JobOptions } from './job.js';
 import { ResumableDispatch } from './resumable-dispatch.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
@@ -294,6 +294,18 @@ export class SheafClient {
     const resumable = await ResumableDispatch.resume(this.transport, jobId, this.log);
     this.resumableJobs.add(resumable);
     return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks));
+  }
+
+  /**
+   * The statuses of the jobs the job tracker holds (running, or finished
+   * within `jobs.retentionHours`), the most recently started first: at most
+   * `limit` (default 100, at most 1000). `JobWaitError` when no tracker
+   * answers within `timeoutMs` (default 10 s).
+   */
+  async listJobs(options: { limit?: number; timeoutMs?: number } = {}): Promise<JobStatus[]> {
+    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to list jobs`);
+    const feed = await this.jobStatusFeed();
+    return feed.list(options.limit ?? 100, options.timeoutMs ?? 10_000);
   }
 
   private readonly jobDispatcher = <T extends object>(stub: T, options: DispatchOptions, binding: JobBinding): TaskHandles<T> =>

@@ -19,7 +19,15 @@ import { JobStoppedError, JobWaitError, LifecycleError } from '../errors.js';
 import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
-import { decodeJobStatus, encodeJobEvent, type JobCallbacks, type JobEvent, type JobStatus, type TaskJobRef } from '../wire/job-events.js';
+import {
+  decodeJobState,
+  encodeJobEvent,
+  MAX_JOBS_LISTED,
+  type JobCallbacks,
+  type JobEvent,
+  type JobStatus,
+  type TaskJobRef,
+} from '../wire/job-events.js';
 import type { ResumableDispatch } from './resumable-dispatch.js';
 import type { DispatchOptions, TaskHandles } from './task-handle.js';
 
@@ -57,6 +65,8 @@ export class JobStatusFeed {
   /** Jobs whose statuses this client keeps. */
   private readonly followed = new Set<string>();
   private readonly waiters = new Map<string, Set<(status: JobStatus) => void>>();
+  /** List requests waiting for their answer, by request id. */
+  private readonly lists = new Map<string, (statuses: JobStatus[]) => void>();
   private readonly stop = new AbortController();
   private loop: Promise<void> | null = null;
 
@@ -86,9 +96,46 @@ export class JobStatusFeed {
     }
   }
 
-  /** Publishes a job event, keyed by its job, once the broker has it. */
+  /** Publishes a job event, keyed by its job (a list request by its id), once the broker has it. */
   async publish(event: JobEvent): Promise<void> {
-    await this.events.send({ payload: encodeJobEvent(event), key: event.jobId });
+    await this.events.send({ payload: encodeJobEvent(event), key: 'jobId' in event ? event.jobId : event.requestId });
+  }
+
+  /**
+   * The statuses of the jobs the tracker holds (running, or finished within
+   * the retention), the most recently started first, at most `limit`;
+   * `JobWaitError` when no tracker answers within `timeoutMs`.
+   */
+  async list(limit: number, timeoutMs: number): Promise<JobStatus[]> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_JOBS_LISTED) {
+      throw new RangeError(`listJobs: limit must be an integer from 1 to ${MAX_JOBS_LISTED} (got ${limit})`);
+    }
+    const requestId = randomUUID();
+    const answer = new Promise<JobStatus[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.lists.delete(requestId);
+        reject(
+          new JobWaitError(
+            '',
+            timeoutMs,
+            `no job tracker answered a list within ${timeoutMs} ms (is a sheaf worker running, with jobs.tracker on?)`,
+          ),
+        );
+      }, timeoutMs);
+      this.lists.set(requestId, (statuses) => {
+        clearTimeout(timer);
+        this.lists.delete(requestId);
+        resolve(statuses);
+      });
+    });
+    answer.catch(() => undefined); // rejected only if the send below succeeded and nothing came
+    try {
+      await this.publish({ v: 1, kind: 'jobListRequest', requestId, limit });
+    } catch (error) {
+      this.lists.get(requestId)?.([]);
+      throw error;
+    }
+    return answer;
   }
 
   /** The last status seen of a job, if any. */
@@ -159,9 +206,13 @@ export class JobStatusFeed {
         return;
       }
       for (const message of messages) {
-        const decoded = decodeJobStatus(message.payload);
+        const decoded = decodeJobState(message.payload);
         if ('problem' in decoded) {
           this.log.debug({ problem: decoded.problem }, 'a job status message was not understood; skipped');
+          continue;
+        }
+        if ('list' in decoded) {
+          this.lists.get(decoded.list.requestId)?.(decoded.list.statuses);
           continue;
         }
         const { status } = decoded;

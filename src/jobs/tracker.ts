@@ -184,6 +184,11 @@ export class JobTracker {
       this.ack([message]);
       return;
     }
+    if (event.kind === 'jobListRequest') {
+      this.ack([message]);
+      void this.publishList(event.requestId, event.limit);
+      return;
+    }
     if (event.kind === 'jobDispatched') {
       // The broker keeps the checkpoint (as the producer's sequence id); nothing here to fold.
       this.ack([message]);
@@ -260,6 +265,23 @@ export class JobTracker {
     this.ack(covered);
     await this.publishStatus(job);
     if (progress.finished && !progress.callbacksDispatched) await this.callBack(job);
+  }
+
+  /** Answers a list request: the statuses of the jobs held here, the most recently started first. */
+  private async publishList(requestId: string, limit: number): Promise<void> {
+    const statuses = this.recentStatuses(limit);
+    try {
+      await this.statuses!.send({ payload: encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses }), key: requestId });
+    } catch (error) {
+      this.log.warn({ err: error, requestId }, 'answering a job list request failed; the client asks again');
+    }
+  }
+
+  /** The statuses of up to `limit` jobs held here, the most recently started first (for `sheaf job list` and the dashboard). */
+  recentStatuses(limit: number): JobStatus[] {
+    const statuses = [...this.jobs.values()].map((job) => job.progress.status());
+    statuses.sort((a, b) => b.startedAt - a.startedAt);
+    return statuses.slice(0, limit);
   }
 
   private async publishStatus(job: TrackedJob): Promise<void> {

@@ -431,7 +431,13 @@ export const envelopeChecks = { isPlainTask, isPlainSuccess, taskSchema, resultS
  * stable id `taskId` makes every dispatch of it the same task, keyed by the
  * job, with no reply.
  */
-export function jobCallbackTask(target: { service: string; method: string }, taskId: string, jobId: string, argument: unknown, at: number): TaskEnvelope {
+export function jobCallbackTask(
+  target: { service: string; method: string },
+  taskId: string,
+  jobId: string,
+  argument: unknown,
+  at: number,
+): TaskEnvelope {
   return {
     v: 1,
     kind: 'task',

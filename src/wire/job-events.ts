@@ -122,6 +122,29 @@ export interface JobStatusRequest {
   readonly jobId: string;
 }
 
+/** Most jobs one `jobListRequest` is answered with. */
+export const MAX_JOBS_LISTED = 1000;
+
+/**
+ * Asks the tracker for the statuses of the jobs it holds (`sheaf job list`),
+ * the most recently started first; answered with one `jobList` on
+ * `sheaf-job-state` carrying the same `requestId`. Keyed by the request id.
+ */
+export interface JobListRequest {
+  readonly v: 1;
+  readonly kind: 'jobListRequest';
+  readonly requestId: string;
+  readonly limit: number;
+}
+
+/** The tracker's answer to a `jobListRequest`. */
+export interface JobListMessage {
+  readonly v: 1;
+  readonly kind: 'jobList';
+  readonly requestId: string;
+  readonly statuses: JobStatus[];
+}
+
 /** A job's status as the tracker publishes it on `sheaf-job-state` for clients. */
 export interface JobStatusMessage {
   readonly v: 1;
@@ -163,7 +186,7 @@ export type JobFact =
   | { v: 1; kind: 'tasksSettled'; jobId: string; tasks: Array<[index: number, outcome: JobTaskOutcome]>; at: number };
 
 /** Everything on the job-events topic: facts, the tracker's snapshots, status requests and dispatch checkpoints. */
-export type JobEvent = JobFact | JobSnapshot | JobStatusRequest | JobDispatched;
+export type JobEvent = JobFact | JobSnapshot | JobStatusRequest | JobDispatched | JobListRequest;
 
 const jobId = z.string().min(1).max(MAX_JOB_ID_LENGTH);
 const epochMs = z.number().int().nonnegative();
@@ -229,31 +252,43 @@ const jobEventSchema = z.discriminatedUnion('kind', [
   }),
   z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatusRequest'), jobId }),
   z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobDispatched'), jobId, dispatched: count, at: epochMs }),
+  z.object({
+    v: z.literal(WIRE_VERSION),
+    kind: z.literal('jobListRequest'),
+    requestId: z.string().min(1).max(64),
+    limit: z.number().int().positive().max(MAX_JOBS_LISTED),
+  }),
 ]);
 
-const jobStatusSchema = z.object({
-  v: z.literal(WIRE_VERSION),
-  kind: z.literal('jobStatus'),
-  status: z.object({
-    jobId,
-    name: name.optional(),
-    total: count.nullable(),
-    sealed: z.boolean(),
-    succeeded: count,
-    failed: count,
-    deadLettered: count,
-    pending: count.nullable(),
-    percent: z.number().min(0).max(100).nullable(),
-    startedAt: epochMs,
-    finishedAt: epochMs.nullable(),
-    // Optional on the wire: statuses from trackers older than these fields read as a job that did not stop.
-    stopped: z.boolean().default(false),
-    cancelled: count.nullable().default(0),
-  }),
+const statusSchema = z.object({
+  jobId,
+  name: name.optional(),
+  total: count.nullable(),
+  sealed: z.boolean(),
+  succeeded: count,
+  failed: count,
+  deadLettered: count,
+  pending: count.nullable(),
+  percent: z.number().min(0).max(100).nullable(),
+  startedAt: epochMs,
+  finishedAt: epochMs.nullable(),
+  // Optional on the wire: statuses from trackers older than these fields read as a job that did not stop.
+  stopped: z.boolean().default(false),
+  cancelled: count.nullable().default(0),
 });
 
-/** The event (or status) as bytes. */
-export function encodeJobEvent(event: JobEvent | JobStatusMessage): Uint8Array {
+const jobStateSchema = z.discriminatedUnion('kind', [
+  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatus'), status: statusSchema }),
+  z.object({
+    v: z.literal(WIRE_VERSION),
+    kind: z.literal('jobList'),
+    requestId: z.string().min(1).max(64),
+    statuses: z.array(statusSchema).max(MAX_JOBS_LISTED),
+  }),
+]);
+
+/** The event (or status, or list) as bytes. */
+export function encodeJobEvent(event: JobEvent | JobStatusMessage | JobListMessage): Uint8Array {
   return Buffer.from(JSON.stringify(event), 'utf8');
 }
 
@@ -263,8 +298,16 @@ export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { pro
   return 'problem' in parsed ? parsed : { event: parsed.value as JobEvent };
 }
 
-/** The status a `sheaf-job-state` message holds, or why it was not understood. */
-export function decodeJobStatus(payload: Uint8Array): { status: JobStatus } | { problem: string } {
-  const parsed = parseWithSchema(payload, jobStatusSchema);
-  return 'problem' in parsed ? parsed : { status: { ...parsed.value.status, name: parsed.value.status.name } };
+/** What a `sheaf-job-state` message holds (a status, or the answer to a list request), or why it was not understood. */
+export function decodeJobState(payload: Uint8Array): { status: JobStatus } | { list: JobListMessage } | { problem: string } {
+  const parsed = parseWithSchema(payload, jobStateSchema);
+  if ('problem' in parsed) return parsed;
+  const message = parsed.value;
+  if (message.kind === 'jobStatus') return { status: withName(message.status) };
+  return { list: { ...message, statuses: message.statuses.map(withName) } };
+}
+
+/** A status as read: `name` present (undefined when the job has none). */
+function withName(status: z.infer<typeof statusSchema>): JobStatus {
+  return { ...status, name: status.name };
 }

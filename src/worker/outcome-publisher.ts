@@ -18,7 +18,7 @@ import {
   type ResultEnvelope,
   type TaskEnvelope,
 } from '../wire/envelopes.js';
-import { encodeJobEvent, type JobEvent } from '../wire/job-events.js';
+import { encodeJobEvent, type JobFact } from '../wire/job-events.js';
 
 /** A result as it travels: a successful value through class-transformer when it is a class instance. */
 function wireResult(result: ResultEnvelope): ResultEnvelope {
@@ -93,7 +93,7 @@ export class OutcomePublisher {
    * tracker's subscription is made first, so that events published before
    * any tracker ever ran are kept for it.
    */
-  async publishJobEvents(events: readonly JobEvent[]): Promise<void> {
+  async publishJobEvents(events: readonly JobFact[]): Promise<void> {
     const producer = await this.jobEvents.get(JOB_EVENTS_TOPIC);
     await Promise.all(events.map((event) => producer.send({ payload: encodeJobEvent(event), key: event.jobId })));
   }

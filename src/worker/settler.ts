@@ -47,7 +47,7 @@ import {
   type TaskIsolation,
 } from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
-import { MAX_SETTLED_PER_EVENT, type JobEvent, type JobItemError, type JobTaskOutcome } from '../wire/job-events.js';
+import { MAX_SETTLED_PER_EVENT, type JobFact, type JobItemError, type JobTaskOutcome } from '../wire/job-events.js';
 import type { TaskSettlement } from './events.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
@@ -573,8 +573,8 @@ function jobOutcome(settlement: TaskSettlement, reason: DeadLetterReason | null)
 }
 
 /** `tasks` of one job as `tasksSettled` events, split at `MAX_SETTLED_PER_EVENT`. */
-function settledEvents(jobId: string, tasks: Array<[number, JobTaskOutcome]>, at: number): JobEvent[] {
-  const events: JobEvent[] = [];
+function settledEvents(jobId: string, tasks: Array<[number, JobTaskOutcome]>, at: number): JobFact[] {
+  const events: JobFact[] = [];
   for (let i = 0; i < tasks.length; i += MAX_SETTLED_PER_EVENT) {
     events.push({ v: 1, kind: 'tasksSettled', jobId, tasks: tasks.slice(i, i + MAX_SETTLED_PER_EVENT), at });
   }

@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { JOB_STATE_TOPIC } from '../topics.js';
 import { isAbortError, type Consumer, type Transport } from '../transport/transport.js';
-import { decodeJobStatus } from '../wire/job-events.js';
+import { decodeJobState } from '../wire/job-events.js';
 
 /** Stopped jobs a worker remembers at most (the oldest goes first). */
 export const MAX_STOPPED_JOBS = 10_000;
@@ -80,7 +80,7 @@ export class StoppedJobs implements StoppedJobLookup {
         return;
       }
       for (const message of messages) {
-        const decoded = decodeJobStatus(message.payload);
+        const decoded = decodeJobState(message.payload);
         if ('status' in decoded && decoded.status.stopped) this.remember(decoded.status.jobId);
       }
       await this.consumer.ackAll(messages).catch(() => undefined);

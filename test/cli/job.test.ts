@@ -79,6 +79,11 @@ describe.skipIf(noPulsar())('sheaf job (pulsar)', () => {
       const status = await runCli(['job', 'status', '-c', config, jobId]);
       expect(status.code).toBe(0);
       expect(jsonLines(status.stdout)[0]).toMatchObject({ jobId, total: 500, succeeded: 500 });
+      const listed = await runCli(['job', 'list', '-c', config]);
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(new RegExp(`${jobId}\\s+finished\\s+500\\s+500\\s+0\\s+0\\s+100%`));
+      const listedJson = await runCli(['job', 'list', '-c', config, '--json', '--limit', '5']);
+      expect(jsonLines(listedJson.stdout).find((s) => s.jobId === jobId)).toMatchObject({ total: 500, succeeded: 500 });
       const watched = await runCli(['job', 'watch', '-c', config, jobId, '--timeout', '20']);
       expect(watched.code).toBe(0);
       expect(jsonLines(watched.stdout).at(-1)).toMatchObject({ jobId, succeeded: 500 });

@@ -63,9 +63,8 @@ for (const target of transportTargets()) {
           const decoded = decodeJobEvent(message.payload);
           if (!('event' in decoded)) throw new Error(decoded.problem);
           // The tracker's own snapshots travel here too.
-          return decoded.event.kind === 'tasksSettled'
-            ? decoded.event.tasks.map(([index, outcome]) => ({ jobId: decoded.event.jobId, index, outcome }))
-            : [];
+          const event = decoded.event;
+          return event.kind === 'tasksSettled' ? event.tasks.map(([index, outcome]) => ({ jobId: event.jobId, index, outcome })) : [];
         });
       while (events.length < 3) events.push(...settledEvents([await observer.receive()]));
       expect(events.map((e) => [e.jobId, e.index, e.outcome]).sort()).toEqual([

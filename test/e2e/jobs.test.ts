@@ -144,6 +144,8 @@ for (const target of transportTargets()) {
       try {
         const attached = await other.attachJob(job.jobId);
         expect(await attached.done({ timeoutMs: 10_000 })).toEqual(final);
+        // Listed by the tracker, newest first, with the same figures.
+        expect((await other.listJobs({ limit: 10 })).find((listed) => listed.jobId === job.jobId)).toEqual(final);
         expect(() => attached.dispatch(rows)).toThrow(/attached, not created here/);
       } finally {
         await other.close();

@@ -9,7 +9,7 @@ import { JobTracker } from '../../src/jobs/tracker.js';
 import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import type { Consumer } from '../../src/transport/transport.js';
-import { decodeJobStatus, encodeJobEvent, type JobEvent } from '../../src/wire/job-events.js';
+import { decodeJobState, encodeJobEvent, type JobEvent } from '../../src/wire/job-events.js';
 import { testLogger } from '../support/logger.js';
 import { ManualClock } from '../support/manual-clock.js';
 
@@ -57,7 +57,7 @@ describe('JobTracker', () => {
     await vi.waitFor(async () => {
       await tracker.checkpoint();
       const message = await statuses.receive();
-      const decoded = decodeJobStatus(message.payload);
+      const decoded = decodeJobState(message.payload);
       expect(decoded).toMatchObject({ status: { jobId: 'j', succeeded: 1, failed: 1, total: 2 } });
       expect('status' in decoded && decoded.status.finishedAt).toBe(clock.now());
     });
