@@ -12,7 +12,8 @@ export type { ClientOptions, DispatchOptions, ServiceStubOptions, TaskHandles } 
 export type { ResultOptions, TaskHandle } from './client/task-handle.js';
 export { Job } from './client/job.js';
 export type { JobOptions } from './client/job.js';
-export type { JobStatus, JobCallbacks } from './wire/job-events.js';
+export type { JobStatus, JobCallbacks, JobItemError } from './wire/job-events.js';
+export type { JobTaskResult } from './client/job-results.js';
 
 export { SheafWorker } from './worker/worker.js';
 export type { WorkerState } from './worker/worker.js';

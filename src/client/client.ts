@@ -22,6 +22,7 @@ import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
 import { JOB_ID_PATTERN, type JobCallbacks, type JobCreated, type JobStatus, type TaskJobRef } from '../wire/job-events.js';
 import { Job, JobStatusFeed, type JobBinding, type JobOptions } from './job.js';
+import { JobResults } from './job-results.js';
 import { ResumableDispatch } from './resumable-dispatch.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
 
@@ -265,13 +266,14 @@ export class SheafClient {
       continueOnError: options.continueOnError ?? true,
       at: Date.now(),
     };
+    const kept = options.keepResults ? new JobResults() : null;
     if (!options.resumable) {
       await feed.publish(created);
-      return new Job(jobId, feed, this.jobDispatcher, null, itemErrorTarget(options.callbacks));
+      return new Job(jobId, feed, this.jobDispatcher, null, itemErrorTarget(options.callbacks), kept);
     }
     const resumable = await ResumableDispatch.create(this.transport, created, this.log);
     this.resumableJobs.add(resumable);
-    return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks));
+    return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks), kept);
   }
 
   /**

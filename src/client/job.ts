@@ -28,8 +28,9 @@ import {
   type JobStatus,
   type TaskJobRef,
 } from '../wire/job-events.js';
+import { JobResults, type JobTaskResult } from './job-results.js';
 import type { ResumableDispatch } from './resumable-dispatch.js';
-import type { DispatchOptions, TaskHandles } from './task-handle.js';
+import { PendingTask, type DispatchOptions, type TaskHandles } from './task-handle.js';
 
 /** What `client.job()` takes. */
 export interface JobOptions {
@@ -48,6 +49,11 @@ export interface JobOptions {
    * job and topic is worth it for large jobs, not for many small ones.
    */
   resumable?: boolean;
+  /**
+   * Keep each task's outcome for `job.results()` until it is read (tasks
+   * dispatched with a result, from this process). Default false.
+   */
+  keepResults?: boolean;
 }
 
 /** Jobs whose statuses one client keeps at most (a few hundred bytes each). */
@@ -272,6 +278,8 @@ export class Job implements JobBinding {
     readonly resumable: ResumableDispatch | null = null,
     /** Where each task's item-error callback goes (`callbacks.onItemError`), if anywhere. */
     private readonly onItemError: { service: string; method: string } | null = null,
+    /** Outcomes kept for `results()` (`keepResults`); null otherwise. */
+    private readonly kept: JobResults | null = null,
   ) {
     // A resumed job continues after the tasks its checkpoint says are stored.
     this.nextIndex = resumable?.resumedAt ?? 0;
@@ -305,14 +313,20 @@ export class Job implements JobBinding {
     const index = this.nextIndex++;
     const sending = send({ id: this.jobId, index, ...(this.onItemError ? { onItemError: this.onItemError } : {}) });
     const tracked = sending.then(
-      () => this.resumable?.confirm(index),
+      (handle) => {
+        this.resumable?.confirm(index);
+        if (this.kept && handle instanceof PendingTask) this.kept.follow(index, handle);
+      },
       async (error: unknown) => {
         await this.countUndispatched(index, error);
         this.resumable?.confirm(index); // counted: a resume must not send it again
       },
     );
     this.inFlight.add(tracked);
-    void tracked.finally(() => this.inFlight.delete(tracked));
+    void tracked.finally(() => {
+      this.inFlight.delete(tracked);
+      this.kept?.nudge();
+    });
     return sending;
   }
 
@@ -414,6 +428,22 @@ export class Job implements JobBinding {
   }
 
   /**
+   * The outcome of each task of the job as it arrives (`{ taskId, index,
+   * outcome, value | error }`), each once, ending once the job is sealed and
+   * every task dispatched with a result has its outcome. Needs a job created
+   * here with `keepResults: true`; tasks dispatched fire-and-forget have no
+   * result and are not listed (the job still counts them). One reader at a time.
+   */
+  results(): AsyncIterable<JobTaskResult> {
+    if (!this.kept) {
+      throw new LifecycleError(
+        `job ${this.jobId}: results are kept only for a job created in this process with keepResults: true (status() has the counts)`,
+      );
+    }
+    return this.kept.read(() => this.sealedAt !== null && this.inFlight.size === 0);
+  }
+
+  /**
    * Says no more tasks come: once the tasks dispatched so far all reached a
    * final outcome, the tracker marks the job finished. Waits for dispatches
    * under way first. Idempotent.
@@ -423,6 +453,7 @@ export class Job implements JobBinding {
     if (this.sealedAt !== null) return;
     this.sealedAt = Date.now();
     await Promise.allSettled([...this.inFlight]);
+    this.kept?.nudge();
     await this.resumable?.close();
     await this.feed.publish({ v: 1, kind: 'jobSealed', jobId: this.jobId, total: this.nextIndex, at: this.sealedAt });
   }

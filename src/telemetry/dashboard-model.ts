@@ -10,6 +10,7 @@
  * at most `WAIT_SAMPLES` task waits (a reservoir sample) and `KEYS_PER_SECOND`
  * batch keys, and buckets older than the window are dropped.
  */
+import type { JobStatus } from '../wire/job-events.js';
 import type { BatchReport, TaskReport } from '../worker/events.js';
 
 export interface DashboardSource {
@@ -24,6 +25,8 @@ export interface DashboardSource {
   readonly state: { status: string };
   /** Why the worker cannot reach its broker now, if it cannot (`/readyz` reports it). */
   readonly connectionProblem?: string | null;
+  /** Jobs this worker's job tracker holds, newest first (none when another worker's tracker is the active one). */
+  jobs?(): readonly JobStatus[];
 }
 
 export interface MethodFigures {
@@ -53,7 +56,12 @@ export interface DashboardSnapshot {
   /** The busiest batch keys over the last `busyWindowMs`, by tasks. */
   readonly busiestKeys: Array<{ service: string; method: string; batchKey: string; tasks: number }>;
   readonly totals: { received: number; succeeded: number; retried: number; deadLettered: number };
+  /** The jobs this worker's tracker holds, newest first, at most `DASHBOARD_JOBS`. */
+  readonly jobs: readonly JobStatus[];
 }
+
+/** Jobs the dashboard shows at most. */
+export const DASHBOARD_JOBS = 20;
 
 const SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 const WAIT_SAMPLES = 512;
@@ -201,6 +209,7 @@ export class DashboardModel {
       methods: methods.sort((a, b) => `${a.service}.${a.method}`.localeCompare(`${b.service}.${b.method}`)),
       busiestKeys: [...busy.values()].sort((a, b) => b.tasks - a.tasks).slice(0, 20),
       totals: { ...this.totals },
+      jobs: (this.source.jobs?.() ?? []).slice(0, DASHBOARD_JOBS),
     };
   }
 

@@ -44,6 +44,9 @@ export const DASHBOARD_PAGE = `<!doctype html>
   <th>flush reasons</th><th>wait p50 / p99</th><th>retries</th><th>dead letters</th>
 </tr></thead><tbody></tbody></table>
 <table id="keys"><thead><tr><th>busiest batch keys (last 10 s)</th><th>service.method</th><th>tasks</th></tr></thead><tbody></tbody></table>
+<table id="jobs"><thead><tr>
+  <th>jobs (tracked by this worker)</th><th>name</th><th>state</th><th>progress</th><th>total</th><th>succeeded</th><th>failed</th><th>dead-lettered</th>
+</tr></thead><tbody></tbody></table>
 <script>
   const $ = (id) => document.getElementById(id);
   const cell = (row, content) => { const td = row.insertCell(); if (content instanceof Node) td.append(content); else td.textContent = String(content); return td; };
@@ -88,6 +91,20 @@ export const DASHBOARD_PAGE = `<!doctype html>
     }
     const keys = $('keys').tBodies[0]; keys.replaceChildren();
     for (const k of s.busiestKeys) { const row = keys.insertRow(); cell(row, k.batchKey); cell(row, k.service + '.' + k.method); cell(row, k.tasks); }
+    const jobs = $('jobs').tBodies[0]; jobs.replaceChildren();
+    if (s.jobs.length === 0) cell(jobs.insertRow(), 'none here (another worker may be the active job tracker)').colSpan = 8;
+    for (const j of s.jobs) {
+      const row = jobs.insertRow(); row.dataset.job = j.jobId;
+      cell(row, j.jobId); cell(row, j.name ?? '');
+      cell(row, j.stopped ? 'stopped' : j.finishedAt !== null ? 'finished' : j.sealed ? 'running' : 'open').className = 'state';
+      const settled = j.succeeded + j.failed + j.deadLettered;
+      const progress = document.createElement('div');
+      progress.append(fill(j.total ? settled / j.total : 0));
+      const label = document.createElement('span'); label.className = 'legend';
+      label.textContent = j.percent === null ? settled + ' settled' : j.percent + '%';
+      progress.append(label);
+      cell(row, progress); cell(row, j.total ?? '-'); cell(row, j.succeeded); cell(row, j.failed); cell(row, j.deadLettered);
+    }
   }
   new EventSource('dashboard/events').onmessage = (event) => render(JSON.parse(event.data));
 </script>

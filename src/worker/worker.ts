@@ -28,6 +28,7 @@ import { ServiceRunner, type ServiceRunnerStats } from './service-runner.js';
 import { SettledFeed } from './settled-feed.js';
 import { StoppedJobs } from './stopped-jobs.js';
 import { JobTracker } from '../jobs/tracker.js';
+import type { JobStatus } from '../wire/job-events.js';
 
 export type WorkerState =
   | { readonly status: 'created' }
@@ -117,12 +118,21 @@ export class SheafWorker {
     return Object.fromEntries(this.options.services.map((s) => [s.name, { maxMessages: s.batch.maxMessages }]));
   }
 
-  /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
   /** Why the worker's transport cannot reach its broker now (see `Transport.connectionProblem`); null when it can. */
   get connectionProblem(): string | null {
     return this.options.transport.connectionProblem?.() ?? null;
   }
 
+  /**
+   * The jobs this worker's job tracker holds (running, or finished within
+   * the retention), newest first, at most `limit`: none when its tracker is
+   * off or another worker's is the active one. For the dashboard.
+   */
+  jobs(limit = 20): JobStatus[] {
+    return this.jobTracker?.recentStatuses(limit) ?? [];
+  }
+
+  /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
   get transportKind(): string {
     return this.options.transport.kind;
   }

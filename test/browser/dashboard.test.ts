@@ -99,6 +99,21 @@ describe.skipIf(!existsSync(CHROMIUM) && !required)('the live dashboard in Chrom
     const keys = await page.locator('#keys tbody tr td:first-child').allTextContents();
     expect(keys[0]).toBe('acme'); // the busiest tenant first
     expect(await page.locator('#status').textContent()).toBe('running');
+    // A job shows with its progress; it finishes on the page.
+    const job = await mail.job({ name: 'newsletter' });
+    await Promise.all(tenants.map((tenant) => job.dispatch(mail.service<Mail>('Mail'), { batchKey: tenant }).send(`all@${tenant}.test`)));
+    await job.seal();
+    await job.done({ timeoutMs: 20_000 });
+    const jobRow = page.locator(`#jobs tr[data-job="${job.jobId}"]`);
+    await jobRow.waitFor({ timeout: 20_000 });
+    await page.waitForFunction(
+      `document.querySelector('#jobs tr[data-job="${job.jobId}"] td.state')?.textContent === 'finished'`,
+      undefined,
+      {
+        timeout: 20_000,
+      },
+    );
+    expect(await jobRow.locator('td').nth(1).textContent()).toBe('newsletter');
     await page.screenshot({ path: screenshot, fullPage: true });
     expect(existsSync(screenshot)).toBe(true);
   }, 60_000);

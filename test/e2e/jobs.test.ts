@@ -347,6 +347,27 @@ for (const target of transportTargets()) {
       expect(await job.status()).toMatchObject({ stopped: true, total: 4, cancelled: 0, pending: 0, finishedAt: stopped.finishedAt });
     });
 
+    test('results(): each task of the job once, with its value or error, ending once the job is sealed and all are in', async () => {
+      const s = await start([]);
+      const rows = s.client.service<Rows>('Rows');
+      const job = await s.client.job({ keepResults: true });
+      const read: Promise<Array<{ index: number; outcome: string; value?: unknown; error?: Error }>> = (async () => {
+        const seen = [];
+        for await (const result of job.results()) seen.push(result);
+        return seen;
+      })();
+      const handles = await Promise.all([...Array(30).keys()].map((row) => job.dispatch(rows).insert(row)));
+      await job.dispatch(rows, { fireAndForget: true }).insert(1000); // counted by the job, no result to list
+      await job.seal();
+      const results = await read;
+      expect(results.map((r) => r.index).sort((a, b) => a - b)).toEqual([...Array(30).keys()]);
+      expect(results.find((r) => r.index === 3)).toMatchObject({ outcome: 'succeeded', value: 'row 3', taskId: handles[3]!.id });
+      expect(results.find((r) => r.index === 7)).toMatchObject({ outcome: 'failed', error: { name: 'TaskFailedError' } });
+      // A job that does not keep results says how to get them.
+      const plain = await s.client.job();
+      expect(() => plain.results()).toThrow(/keepResults: true/);
+    });
+
     test('an empty job sealed at once finishes; a status nobody tracks is a JobWaitError naming the job', async () => {
       const s = await start([]);
       const job = await s.client.job();

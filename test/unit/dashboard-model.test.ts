@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, test } from 'vitest';
-import { DashboardModel } from '../../src/telemetry/dashboard-model.js';
+import { DASHBOARD_JOBS, DashboardModel } from '../../src/telemetry/dashboard-model.js';
 import type { BatchReport, TaskReport, WorkerEvents } from '../../src/worker/events.js';
 
 function harness() {
@@ -11,6 +11,22 @@ function harness() {
     state: { status: 'running' },
     stats: () => ({ Mail: { inFlight: 3, openAggregates: 2, runningExecutions: 1 } }),
     batchLimits: () => ({ Mail: { maxMessages: 10 } }),
+    jobs: () =>
+      [...Array(30).keys()].map((i) => ({
+        jobId: `job-${i}`,
+        name: undefined,
+        total: 10,
+        sealed: true,
+        succeeded: i % 10,
+        failed: 0,
+        deadLettered: 0,
+        pending: 10 - (i % 10),
+        percent: (i % 10) * 10,
+        startedAt: 1000 - i,
+        finishedAt: null,
+        stopped: false,
+        cancelled: 0,
+      })),
   };
   const model = new DashboardModel(source, 60_000, 10_000, () => now);
   const batch = (batchKey: string, size: number, flushReason: BatchReport['flushReason'] = 'maxMessages'): void => {
@@ -70,6 +86,8 @@ describe('the dashboard model', () => {
       ['globex', 50],
     ]);
     expect(snap.totals).toEqual({ received: 150, succeeded: 150, retried: 0, deadLettered: 0 });
+    // The tracker's jobs, as it lists them (newest first), at most DASHBOARD_JOBS.
+    expect(snap.jobs.map((j) => j.jobId)).toEqual([...Array(DASHBOARD_JOBS).keys()].map((i) => `job-${i}`));
   });
 
   test('old seconds leave the window; many keys and tasks do not grow it without bound', () => {
