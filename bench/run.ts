@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { pulsarHome, pulsarPerf } from './broker-ceiling.js';
 import { sheafClientRates } from './client-rates.js';
 import { endToEnd, endToEndInJob, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
+import { manySmallJobs } from './jobs.js';
 import { enableTelemetry } from './telemetry.js';
 import { acrossProcesses, clientProcess, javaClasspath, javaDrain, resultReceive, workerAlone, type WorkerAlone } from './processes.js';
 import { describeMachine } from './machine.js';
@@ -157,6 +158,22 @@ for (const [name, transport, total] of [
     value: `${fmt(inJob)} vs ${fmt(plain)} (${(slower * 100).toFixed(1)} % slower; ${toDone.toFixed(1)} s)`,
     target: '≤ 15 % slower',
     verdict: verdict(slower <= 0.15),
+  });
+}
+// 3c: many small jobs at once (issue 17): each finishes and calls back once; a status is answered quickly meanwhile.
+for (const [name, transport] of [
+  ['inMemory', memory],
+  ['pulsar', pulsar],
+] as const) {
+  const jobs = n(10_000, 500);
+  step(`${jobs} concurrent jobs of 10 tasks, ${name}`);
+  const m = await manySmallJobs(transport(), jobs, 10);
+  results[`many-jobs-${name}`] = m;
+  rows.push({
+    measure: `${fmt(jobs)} concurrent jobs of 10 tasks, ${name}: called back (extra); all done in; status p50 / p99 / max`,
+    value: `${fmt(m.calledBack)} (${m.extraCallbacks}); ${m.seconds.toFixed(1)} s; ${m.statusP50Ms.toFixed(1)} / ${m.statusP99Ms.toFixed(1)} / ${m.statusMaxMs.toFixed(1)} ms`,
+    target: 'every job once; status < 50 ms',
+    verdict: verdict(m.calledBack === jobs && m.statusMaxMs < 50),
   });
 }
 // 3a: process by process, as users deploy it (issue 12's measurements): a worker process alone draining

@@ -11,7 +11,7 @@ import { SheafClient } from '../client/client.js';
 import type { Job } from '../client/job.js';
 import { setupFromConfigFile } from '../config/from-config.js';
 import { ConfigError, JobStoppedError, SheafError } from '../errors.js';
-import type { JobStatus } from '../wire/job-events.js';
+import type { JobCallbacks, JobStatus } from '../wire/job-events.js';
 import { positiveInt } from './arguments.js';
 import { withClientSession } from './client-session.js';
 import { ExitCode } from './exit-codes.js';
@@ -29,6 +29,10 @@ interface RunOptions {
   timeout?: number;
   resume?: string;
   stopOnError?: boolean;
+  callbacksService?: string;
+  onSuccess?: string;
+  onComplete?: string;
+  onItemError?: string;
 }
 
 /** A line of the input that is not a task: named by file and line. */
@@ -56,6 +60,10 @@ export function jobCommand(program: Command): void {
     .option('--name <name>', 'the job name, shown in its status')
     .option('--in-flight <n>', 'dispatches under way at once', positiveInt, 1000)
     .option('--timeout <seconds>', 'stop following after this long (the job goes on)', positiveInt)
+    .option('--callbacks-service <name>', 'the service the job callbacks below are methods of')
+    .option('--on-success <method>', 'called once the job finished with nothing failed (with its status)')
+    .option('--on-complete <method>', 'called once the job finished, whatever happened (with its status)')
+    .option('--on-item-error <method>', 'called once per line whose task failed for good (with the item and the error)')
     .option('--stop-on-error', 'stop the job at its first failed task: the rest is cancelled, not run (continueOnError: false)')
     .option('--resume <jobId>', 'continue a job this command started and that stopped (Ctrl-C, a crash): same file, same options')
     .addHelpText(
@@ -113,11 +121,13 @@ async function run(options: RunOptions): Promise<number> {
         );
       }
       const stub = client.service<Record<string, (arg: unknown) => Promise<unknown>>>(options.service);
+      const callbacks = callbacksOf(options);
       const job =
         options.resume !== undefined
-          ? await client.resumeJob(options.resume)
+          ? await client.resumeJob(options.resume, callbacks ? { callbacks } : {})
           : await client.job({
               ...(options.name !== undefined ? { name: options.name } : {}),
+              ...(callbacks ? { callbacks } : {}),
               resumable: true,
               continueOnError: !(options.stopOnError ?? false),
             });
@@ -153,6 +163,29 @@ async function run(options: RunOptions): Promise<number> {
     throw error;
   }
 }
+
+/** The job callbacks the options name; a method without `--callbacks-service` is a usage error naming the flag. */
+function callbacksOf(options: RunOptions): JobCallbacks | undefined {
+  const methods = { onSuccess: options.onSuccess, onComplete: options.onComplete, onItemError: options.onItemError };
+  const named = Object.entries(methods).filter(([, method]) => method !== undefined);
+  if (options.callbacksService === undefined) {
+    if (named.length === 0) return undefined;
+    throw new ConfigError(
+      [
+        {
+          path: '--callbacks-service',
+          message: `is needed with ${named.map(([key]) => `--${kebab(key)}`).join(', ')}: the service whose methods they are`,
+        },
+      ],
+      {
+        source: 'sheaf job run',
+      },
+    );
+  }
+  return { service: options.callbacksService, ...Object.fromEntries(named) };
+}
+
+const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /**
  * Dispatches, and when the job stops at its first failure

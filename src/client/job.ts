@@ -265,8 +265,12 @@ export interface JobBinding {
 export class Job implements JobBinding {
   private nextIndex: number;
   private sealedAt: number | null = null;
-  /** Dispatches under way: `seal()` waits for them, so its total counts only tasks that exist. */
-  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Dispatches under way: `seal()` waits for them, so its total counts only tasks that exist. A count, not a set: it is paid per task. */
+  private sendsUnderWay = 0;
+  /** Resolved when `sendsUnderWay` drops to 0 while `seal()` waits. */
+  private sendsDone: (() => void) | null = null;
+  /** Tasks that could neither be dispatched nor counted: the job cannot finish; `seal()` says so. */
+  private readonly uncounted: Error[] = [];
 
   /** @internal Made by `SheafClient.job()` and `attachJob()`. */
   constructor(
@@ -312,22 +316,32 @@ export class Job implements JobBinding {
     if (this.feed.last(this.jobId)?.stopped) return Promise.reject(new JobStoppedError(this.jobId));
     const index = this.nextIndex++;
     const sending = send({ id: this.jobId, index, ...(this.onItemError ? { onItemError: this.onItemError } : {}) });
-    const tracked = sending.then(
+    this.sendsUnderWay += 1;
+    sending.then(
       (handle) => {
         this.resumable?.confirm(index);
         if (this.kept && handle instanceof PendingTask) this.kept.follow(index, handle);
+        this.sendSettled();
       },
-      async (error: unknown) => {
-        await this.countUndispatched(index, error);
-        this.resumable?.confirm(index); // counted: a resume must not send it again
-      },
+      (error: unknown) =>
+        void this.countUndispatched(index, error).then(
+          () => {
+            this.resumable?.confirm(index); // counted: a resume must not send it again
+            this.sendSettled();
+          },
+          (uncounted: Error) => {
+            this.uncounted.push(uncounted);
+            this.sendSettled();
+          },
+        ),
     );
-    this.inFlight.add(tracked);
-    void tracked.finally(() => {
-      this.inFlight.delete(tracked);
-      this.kept?.nudge();
-    });
     return sending;
+  }
+
+  private sendSettled(): void {
+    this.sendsUnderWay -= 1;
+    if (this.sendsUnderWay === 0) this.sendsDone?.();
+    this.kept?.nudge();
   }
 
   /**
@@ -440,22 +454,33 @@ export class Job implements JobBinding {
         `job ${this.jobId}: results are kept only for a job created in this process with keepResults: true (status() has the counts)`,
       );
     }
-    return this.kept.read(() => this.sealedAt !== null && this.inFlight.size === 0);
+    return this.kept.read(() => this.sealedAt !== null && this.sendsUnderWay === 0);
   }
 
   /**
    * Says no more tasks come: once the tasks dispatched so far all reached a
    * final outcome, the tracker marks the job finished. Waits for dispatches
-   * under way first. Idempotent.
+   * under way first. Idempotent. Rejects with a `LifecycleError` when a
+   * task could neither be dispatched nor counted (the broker was away for
+   * both): the job is sealed, but cannot finish.
    */
   async seal(): Promise<void> {
     if (!this.dispatcher) throw new LifecycleError(`job ${this.jobId} was attached, not created here: seal it where it was created`);
     if (this.sealedAt !== null) return;
     this.sealedAt = Date.now();
-    await Promise.allSettled([...this.inFlight]);
+    if (this.sendsUnderWay > 0) await new Promise<void>((resolve) => (this.sendsDone = resolve));
+    this.sendsDone = null;
     this.kept?.nudge();
     await this.resumable?.close();
     await this.feed.publish({ v: 1, kind: 'jobSealed', jobId: this.jobId, total: this.nextIndex, at: this.sealedAt });
+    if (this.uncounted.length > 0) {
+      throw new LifecycleError(
+        `job ${this.jobId} is sealed, but cannot finish: ${this.uncounted.length} task(s) neither dispatched nor counted`,
+        {
+          cause: this.uncounted[0],
+        },
+      );
+    }
   }
 
   /**

@@ -179,8 +179,9 @@ export class JobTracker {
     }
     const event = decoded.event;
     if (event.kind === 'jobStatusRequest') {
+      // Answered now, not at the next round: a status asked of a busy tracker still comes in milliseconds.
       const job = this.jobs.get(event.jobId);
-      if (job) job.statusWanted = true;
+      if (job) void this.publishStatus(job);
       this.ack([message]);
       return;
     }

@@ -138,14 +138,16 @@ export interface Execution {
   readonly taskId: string;
   readonly pid: number;
   readonly startedAt: number;
+  /** The task's input, as the service got it. */
+  readonly input: string;
 }
 
 /** Every execution the run's workers logged, in the order they were logged. */
 export async function executionLog(run: FaultRun): Promise<Execution[]> {
   const executions: Execution[] = [];
   for (const line of (await readFile(run.execLog, 'utf8')).split('\n')) {
-    const [taskId, pid, startedAt] = line.split(' ');
-    if (taskId) executions.push({ taskId, pid: Number(pid), startedAt: Number(startedAt) });
+    const [taskId, pid, startedAt, input] = line.split(' ');
+    if (taskId) executions.push({ taskId, pid: Number(pid), startedAt: Number(startedAt), input: input ?? '' });
   }
   return executions;
 }

@@ -1,0 +1,118 @@
+/**
+ * Many small jobs at once (issue 17's figure): `jobs` jobs of `tasksEach`
+ * tasks, all created, filled and sealed concurrently, each with an
+ * onComplete callback. Measures how long until every one finished, that
+ * each called back once, and how fast a status is answered while the
+ * tracker is loaded: another client attaches to jobs it has never seen and
+ * asks (each answer is a round trip through the tracker, not a local copy).
+ */
+import 'reflect-metadata';
+import { pino } from 'pino';
+import { SheafClient } from '../src/client/client.js';
+import { Batch } from '../src/service/decorators.js';
+import type { Transport } from '../src/transport/transport.js';
+import type { JobStatus } from '../src/wire/job-events.js';
+import { SheafWorker } from '../src/worker/worker.js';
+import { percentile } from './end-to-end.js';
+
+const quiet = pino({ level: 'silent' });
+
+export interface ManyJobs {
+  readonly jobs: number;
+  readonly tasksEach: number;
+  /** From the first job created to the last callback run. */
+  readonly seconds: number;
+  /** Jobs whose onComplete ran (at least once). */
+  readonly calledBack: number;
+  /** onComplete executions beyond one per job. */
+  readonly extraCallbacks: number;
+  readonly statusSamples: number;
+  readonly statusP50Ms: number;
+  readonly statusP99Ms: number;
+  readonly statusMaxMs: number;
+}
+
+interface Rows {
+  insert(row: number): Promise<void>;
+}
+
+export async function manySmallJobs(transport: Transport, jobs: number, tasksEach: number): Promise<ManyJobs> {
+  const callbacks = new Map<string, number>();
+  let allCalledBack: () => void = () => undefined;
+  const calledBack = new Promise<void>((resolve) => (allCalledBack = resolve));
+  class RowsService {
+    insert(_row: number): void {}
+    @Batch('insert')
+    async insertMany(_rows: Map<string, number>): Promise<void> {}
+    finished(_status: JobStatus): void {}
+    @Batch('finished')
+    async finishedMany(tasks: Map<string, JobStatus>): Promise<void> {
+      for (const taskId of tasks.keys()) callbacks.set(taskId, (callbacks.get(taskId) ?? 0) + 1);
+      if (callbacks.size >= jobs) allCalledBack();
+    }
+  }
+  const worker = new SheafWorker({
+    transport,
+    logger: quiet,
+    services: [
+      {
+        name: 'Rows',
+        executor: { factory: () => new RowsService(), concurrency: 4, maxUnacked: 4000, batch: { maxMessages: 100, maxSeconds: 0.05 } },
+      },
+    ],
+  });
+  await worker.start();
+  const client = await SheafClient.connect({ transport, logger: quiet });
+  const asker = await SheafClient.connect({ transport, logger: quiet });
+  try {
+    const rows = client.service<Rows>('Rows');
+    const started = performance.now();
+    const ids: string[] = [];
+    const creating: Promise<void>[] = [];
+    for (let j = 0; j < jobs; j++) {
+      creating.push(
+        (async () => {
+          const job = await client.job({ callbacks: { service: 'Rows', onComplete: 'finished' } });
+          ids.push(job.jobId);
+          await Promise.all(
+            [...Array(tasksEach).keys()].map((i) => job.dispatch(rows, { fireAndForget: true, batchKey: job.jobId }).insert(i)),
+          );
+          await job.seal();
+        })(),
+      );
+      // A thousand jobs under way at a time: creating them all at once only queues them in the client.
+      if (creating.length >= 1000) await Promise.all(creating.splice(0));
+    }
+    await Promise.all(creating);
+    // Statuses asked while the tracker still folds and calls back: jobs this client never saw.
+    const latencies: number[] = [];
+    let sample = 0;
+    while (sample < Math.min(200, ids.length)) {
+      const jobId = ids[Math.floor((sample * ids.length) / Math.min(200, ids.length))]!;
+      const attached = await asker.attachJob(jobId);
+      const t = performance.now();
+      await attached.status();
+      latencies.push(performance.now() - t);
+      sample += 1;
+    }
+    await calledBack;
+    const seconds = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    return {
+      jobs,
+      tasksEach,
+      seconds,
+      calledBack: callbacks.size,
+      extraCallbacks: [...callbacks.values()].reduce((n, c) => n + c - 1, 0),
+      statusSamples: latencies.length,
+      statusP50Ms: percentile(latencies, 50),
+      statusP99Ms: percentile(latencies, 99),
+      statusMaxMs: latencies.at(-1) ?? NaN,
+    };
+  } finally {
+    await worker.close();
+    await asker.close();
+    await client.close();
+    await transport.close();
+  }
+}

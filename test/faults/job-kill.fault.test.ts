@@ -1,0 +1,207 @@
+/**
+ * A job under kills (issue 17's figure): one task per line of a large input,
+ * dispatched by `sheaf job run` (killed with SIGKILL once while it
+ * dispatches, then resumed), run by two `sheaf worker` processes that are
+ * each killed with SIGKILL twice (the job tracker's owner among them) and
+ * replaced. The job must end with every line counted once, its finished
+ * mark written once, its onComplete callback run under one task id, no line
+ * dispatched twice, and each worker's peak RSS under 300 MiB.
+ */
+import { execFile } from 'node:child_process';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, expect, test } from 'vitest';
+import { JOB_EVENTS_TOPIC } from '../../src/topics.js';
+import { decodeJobEvent } from '../../src/wire/job-events.js';
+import { startCli, type CliProcess } from '../support/cli.js';
+import { admin } from '../support/pulsar.js';
+import { connectClient, executionLog, faultRun, pick, recordFigures, startWorker, type FaultRun } from './support.js';
+
+const processes: CliProcess[] = [];
+afterAll(() => {
+  for (const p of processes) p.child.kill('SIGKILL');
+});
+
+/** The peak resident set size of a live process, in MiB (VmHWM). */
+async function peakRssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** The pid of the process whose connection to the broker has local port `port` (from `ss`). */
+async function pidOfLocalPort(port: string): Promise<number | null> {
+  const { stdout } = await promisify(execFile)('ss', ['-tnpH', `sport = :${port}`]);
+  const pid = /pid=(\d+)/.exec(stdout)?.[1];
+  return pid === undefined ? null : Number(pid);
+}
+
+/** The pid of the worker whose job tracker is the active consumer of the tracker subscription now. */
+async function trackerOwnerPid(run: FaultRun): Promise<number | null> {
+  const stats = (await admin('GET', `persistent/public/${run.namespace}/${JOB_EVENTS_TOPIC}/stats`)) as {
+    subscriptions: Record<string, { activeConsumerName?: string; consumers: Array<{ consumerName: string; address: string }> }>;
+  };
+  const sub = stats.subscriptions['sheaf-job-tracker'];
+  const active = sub?.consumers.find((c) => c.consumerName === sub.activeConsumerName);
+  const port = active?.address.split(':').pop();
+  return port === undefined ? null : pidOfLocalPort(port);
+}
+
+test('a job of many lines: dispatcher killed and resumed, both workers killed twice: counted exactly, finished once', async () => {
+  const lines = pick(1_000_000, 50_000);
+  const run = await faultRun('concurrency: 4\n      batch: { maxMessages: 200, maxSeconds: 0.1 }\n      maxUnacked: 4000');
+  const dir = dirname(run.config);
+  const input = join(dir, 'items.ndjson');
+  for (let start = 0; start < lines; start += 100_000) {
+    const chunk = [...Array(Math.min(100_000, lines - start)).keys()].map((i) => JSON.stringify(String(start + i))).join('\n');
+    await appendFile(input, `${chunk}\n`);
+  }
+  const callbackLog = join(dir, 'callbacks.log');
+  await writeFile(callbackLog, '');
+  const env = { ...run.env, FAULT_CALLBACK_LOG: callbackLog };
+
+  // Every event of the job-events topic, from before the first: snapshots carry the finished mark.
+  const { client, transport, close } = await connectClient(run);
+  const observer = await transport.subscribe({ topic: JOB_EVENTS_TOPIC, subscription: 'observer', maxUnacked: 5000 });
+  const finishedMarks = new Set<number>();
+  let observing = true;
+  const observed = (async () => {
+    while (observing) {
+      const messages = await observer.receiveMany(5000).catch(() => []);
+      for (const m of messages) {
+        const decoded = decodeJobEvent(m.payload);
+        if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null)
+          finishedMarks.add(decoded.event.finishedAt);
+      }
+      await observer.ackAll(messages).catch(() => undefined);
+    }
+  })();
+
+  const workers: CliProcess[] = [];
+  const peaks = new Map<number, number>();
+  const launch = async (): Promise<CliProcess> => {
+    const worker = await startWorker({ ...run, env });
+    processes.push(worker);
+    workers.push(worker);
+    return worker;
+  };
+  await launch();
+  await launch();
+
+  const runArgs = [
+    'job',
+    'run',
+    '-c',
+    run.config,
+    '--service',
+    'Fault',
+    '--method',
+    'work',
+    '--input',
+    input,
+    '--callbacks-service',
+    'Fault',
+    '--on-complete',
+    'finished',
+    '--in-flight',
+    '2000',
+  ];
+  const started = Date.now();
+  let dispatcher = startCli(runArgs, env);
+  processes.push(dispatcher);
+  await dispatcher.waitFor(/"jobId"/);
+  const jobId = JSON.parse(dispatcher.stdout().split('\n')[0]!).jobId as string;
+  const job = await client.attachJob(jobId);
+  /** Resolves once the job has `count` tasks settled: its status, asked twice a second (the tracker publishes once a second). */
+  const settled = async (count: number): Promise<void> => {
+    for (;;) {
+      const s = await job.status().catch(() => null);
+      if (s && s.succeeded + s.failed + s.deadLettered >= count) return;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+
+  // The dispatcher dies once, at a random moment of its dispatching (a random time: it is what is being tested), and is resumed.
+  await new Promise((r) => setTimeout(r, pick(3000 + Math.random() * 12_000, 500 + Math.random() * 1500)));
+  dispatcher.child.kill('SIGKILL');
+  await dispatcher.exited;
+  dispatcher = startCli([...runArgs, '--resume', jobId], env);
+  processes.push(dispatcher);
+  await dispatcher.waitFor(/resuming job \S+ after (\d+) dispatched items/);
+  const resumedAt = Number(/resuming job \S+ after (\d+)/.exec(dispatcher.stderr())![1]);
+
+  // Each worker is killed twice, in turn; the owner of the job tracker is noted at each kill.
+  let ownerKills = 0;
+  for (let kill = 0; kill < 4; kill++) {
+    await settled(Math.floor(lines * (0.35 + 0.12 * kill)));
+    const victim = workers.splice(kill % 2 === 0 ? 0 : workers.length - 1, 1)[0]!;
+    const pid = victim.child.pid!;
+    if ((await trackerOwnerPid(run)) === pid) ownerKills += 1;
+    peaks.set(pid, await peakRssMiB(pid));
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+    await launch();
+  }
+
+  expect(await dispatcher.exited).toBe(0);
+  const final = JSON.parse(dispatcher.stdout().trim().split('\n').pop()!) as Record<string, unknown>;
+  const seconds = (Date.now() - started) / 1000;
+  for (const worker of workers) peaks.set(worker.child.pid!, await peakRssMiB(worker.child.pid!));
+  const deduplicated = Number(/(\d+) items the broker had stored before the resume/.exec(dispatcher.stderr())?.[1] ?? 0);
+
+  // The callback, and the observer caught up with the topic.
+  const callbacks = async () =>
+    (await readFile(callbackLog, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[0]!);
+  while ((await callbacks()).length === 0) await new Promise((r) => setTimeout(r, 200));
+  const backlog = async () =>
+    (
+      (await admin('GET', `persistent/public/${run.namespace}/${JOB_EVENTS_TOPIC}/stats`)) as {
+        subscriptions: Record<string, { msgBacklog: number }>;
+      }
+    ).subscriptions.observer!.msgBacklog;
+  while ((await backlog()) > 0) await new Promise((r) => setTimeout(r, 200));
+  observing = false;
+  await observer.close();
+  await observed;
+
+  const executions = await executionLog(run);
+  const idsPerLine = new Map<string, Set<string>>();
+  for (const e of executions) {
+    const set = idsPerLine.get(e.input) ?? new Set();
+    set.add(e.taskId);
+    idsPerLine.set(e.input, set);
+  }
+  const linesDispatchedTwice = [...idsPerLine.values()].filter((ids) => ids.size > 1).length;
+  const callbackIds = new Set(await callbacks());
+  await recordFigures('job-kills', {
+    lines,
+    seconds: seconds.toFixed(1),
+    succeeded: Number(final.succeeded),
+    total: Number(final.total),
+    executions: executions.length,
+    executedTwice: executions.length - idsPerLine.size,
+    linesDispatchedTwice,
+    dispatcherResumedAt: resumedAt,
+    deduplicatedByBroker: deduplicated,
+    workerKills: 4,
+    trackerOwnerKills: ownerKills,
+    finishedMarks: finishedMarks.size,
+    onCompleteRuns: (await callbacks()).length,
+    peakWorkerRssMiB: Math.max(...peaks.values()).toFixed(0),
+  });
+  expect(final).toMatchObject({ jobId, total: lines, succeeded: lines, failed: 0, deadLettered: 0, pending: 0 });
+  expect(idsPerLine.size).toBe(lines);
+  expect(linesDispatchedTwice).toBe(0);
+  expect(finishedMarks.size).toBe(1);
+  expect(callbackIds).toEqual(new Set([`${jobId}:finished`]));
+  expect(ownerKills).toBeGreaterThanOrEqual(1);
+  expect(Math.max(...peaks.values())).toBeLessThan(300);
+  await close();
+  for (const worker of workers) {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+  }
+});
