@@ -20,10 +20,9 @@ import { DEDUPLICATED, isAbortError, type Consumer, type Producer, type Received
 import { Deadlines } from '../util/deadlines.js';
 import { toPlain } from '../util/json.js';
 import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
-import { JOB_ID_PATTERN, type JobCallbacks, type JobCreated, type JobStatus, type TaskJobRef } from '../wire/job-events.js';
-import { Job, JobStatusFeed, type JobBinding, type JobOptions } from './job.js';
-import { JobResults } from './job-results.js';
-import { ResumableDispatch } from './resumable-dispatch.js';
+import type { JobCallbacks, JobStatus, TaskJobRef } from '../wire/job-events.js';
+import { ClientJobs } from './client-jobs.js';
+import type { Job, JobBinding, JobOptions } from './job.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
 
 export type { DispatchOptions, TaskHandles };
@@ -135,9 +134,8 @@ export class SheafClient {
   private loop: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   /** Opened with the first job: statuses in, job events out. */
-  private jobFeed: Promise<JobStatusFeed> | null = null;
-  /** Resumable jobs started or resumed here: their producers close, after a last checkpoint, with the client. */
-  private readonly resumableJobs = new Set<ResumableDispatch>();
+  /** The client's jobs: created, resumed, attached (src/client/client-jobs.ts). */
+  private readonly jobs: ClientJobs;
   /** Resources the client created itself (a transport built from a config file). */
   private readonly owned: Array<() => Promise<void>> = [];
 
@@ -163,6 +161,7 @@ export class SheafClient {
     this.name = name;
     this.log = logger.child({ client: name });
     this.resultTopic = resultTopic(name);
+    this.jobs = new ClientJobs(transport, name, this.log, (stub, options, binding) => this.dispatchWith(stub, options, binding));
   }
 
   /** Validates the options, subscribes to the client's result topic, and starts receiving results. */
@@ -250,30 +249,9 @@ export class SheafClient {
    * to it, `job.seal()` says no more come, `job.status()` and `job.done()`
    * follow it. Needs a job tracker: a `sheaf worker` with `jobs.tracker` on.
    */
-  async job(options: JobOptions = {}): Promise<Job> {
-    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to start a job`);
-    checkCallbacks(options.callbacks);
-    const feed = await this.jobStatusFeed();
-    const jobId = Job.newId();
-    feed.follow(jobId);
-    const created: JobCreated = {
-      v: 1,
-      kind: 'jobCreated',
-      jobId,
-      ...(options.name !== undefined ? { name: options.name } : {}),
-      meta: { ...(options.meta ?? {}) },
-      ...(options.callbacks ? { callbacks: options.callbacks } : {}),
-      continueOnError: options.continueOnError ?? true,
-      at: Date.now(),
-    };
-    const kept = options.keepResults ? new JobResults() : null;
-    if (!options.resumable) {
-      await feed.publish(created);
-      return new Job(jobId, feed, this.jobDispatcher, null, itemErrorTarget(options.callbacks), kept);
-    }
-    const resumable = await ResumableDispatch.create(this.transport, created, this.log);
-    this.resumableJobs.add(resumable);
-    return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks), kept);
+  job(options: JobOptions = {}): Promise<Job> {
+    this.assertOpen('start a job');
+    return this.jobs.create(options);
   }
 
   /**
@@ -286,16 +264,15 @@ export class SheafClient {
    * the callbacks it was created with: the tasks dispatched from here on
    * carry its item-error callback from them.
    */
-  async resumeJob(jobId: string, options: { callbacks?: JobCallbacks } = {}): Promise<Job> {
-    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to resume a job`);
-    if (!JOB_ID_PATTERN.test(jobId)) {
-      throw new ConfigError([{ path: 'jobId', message: `'${jobId}' is not a job id: use the id client.job() or sheaf job run gave` }]);
-    }
-    const feed = await this.jobStatusFeed();
-    feed.follow(jobId);
-    const resumable = await ResumableDispatch.resume(this.transport, jobId, this.log);
-    this.resumableJobs.add(resumable);
-    return new Job(jobId, feed, this.jobDispatcher, resumable, itemErrorTarget(options.callbacks));
+  resumeJob(jobId: string, options: { callbacks?: JobCallbacks } = {}): Promise<Job> {
+    this.assertOpen('resume a job');
+    return this.jobs.resume(jobId, options);
+  }
+
+  /** Follows a job created elsewhere: `status()` and `done()` work; dispatching and sealing stay with its creator. */
+  attachJob(jobId: string): Promise<Job> {
+    this.assertOpen('follow a job');
+    return this.jobs.attach(jobId);
   }
 
   /**
@@ -304,30 +281,13 @@ export class SheafClient {
    * `limit` (default 100, at most 1000). `JobWaitError` when no tracker
    * answers within `timeoutMs` (default 10 s).
    */
-  async listJobs(options: { limit?: number; timeoutMs?: number } = {}): Promise<JobStatus[]> {
-    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to list jobs`);
-    const feed = await this.jobStatusFeed();
-    return feed.list(options.limit ?? 100, options.timeoutMs ?? 10_000);
+  listJobs(options: { limit?: number; timeoutMs?: number } = {}): Promise<JobStatus[]> {
+    this.assertOpen('list jobs');
+    return this.jobs.list(options);
   }
 
-  private readonly jobDispatcher = <T extends object>(stub: T, options: DispatchOptions, binding: JobBinding): TaskHandles<T> =>
-    this.dispatchWith(stub, options, binding);
-
-  /** Follows a job created elsewhere: `status()` and `done()` work; dispatching and sealing stay with its creator. */
-  async attachJob(jobId: string): Promise<Job> {
-    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to follow a job`);
-    const feed = await this.jobStatusFeed();
-    feed.follow(jobId);
-    return new Job(jobId, feed, null);
-  }
-
-  private jobStatusFeed(): Promise<JobStatusFeed> {
-    if (!this.jobFeed) {
-      const opening = JobStatusFeed.open(this.transport, this.name, this.log);
-      opening.catch(() => (this.jobFeed = null));
-      this.jobFeed = opening;
-    }
-    return this.jobFeed;
+  private assertOpen(toDo: string): void {
+    if (this.closing) throw new LifecycleError(`client ${this.name} is closed; connect a new one to ${toDo}`);
   }
 
   private dispatchWith<T extends object>(stub: T, options: DispatchOptions, job?: JobBinding): TaskHandles<T> {
@@ -365,10 +325,7 @@ export class SheafClient {
         return this.consumer?.close();
       });
     }
-    const feed = await this.jobFeed?.catch(() => null);
-    await feed?.close();
-    // Their last checkpoints: a resume then sends again as little as possible.
-    await Promise.allSettled([...this.resumableJobs].map((job) => job.close()));
+    await this.jobs.close();
     await this.producers.close();
     for (const task of this.pending.values()) {
       task.abandon(
@@ -569,21 +526,4 @@ export class SheafClient {
       }
     }
   }
-}
-
-/** Where a job's tasks send their item-error callback, from the job's callbacks. */
-function itemErrorTarget(callbacks: JobCallbacks | undefined): { service: string; method: string } | null {
-  return callbacks?.onItemError ? { service: callbacks.service, method: callbacks.onItemError } : null;
-}
-
-/** A job's callbacks name a service and methods: checked here, as a task's worker would refuse them. */
-function checkCallbacks(callbacks: JobCallbacks | undefined): void {
-  if (!callbacks) return;
-  const issues = (['service', 'onSuccess', 'onComplete', 'onItemError'] as const)
-    .filter((key) => callbacks[key] !== undefined && !NAME_PATTERN.test(callbacks[key]!))
-    .map((key) => ({
-      path: `callbacks.${key}`,
-      message: `'${callbacks[key]}' is not a ${key === 'service' ? 'service' : 'method'} name: start with a letter; use letters, digits, "_" and "-"`,
-    }));
-  if (issues.length > 0) throw new ConfigError(issues, { source: 'client.job() options' });
 }

@@ -3,7 +3,7 @@
  * them; the oldest is let go first, unless something waits on it.
  */
 import { describe, expect, test, vi } from 'vitest';
-import { JobStatusFeed } from '../../src/client/job.js';
+import { JobStatusFeed } from '../../src/client/job-status-feed.js';
 import { JOB_STATE_TOPIC } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import { encodeJobEvent, type JobStatus } from '../../src/wire/job-events.js';

@@ -1,0 +1,205 @@
+/**
+ * A client's view of `sheaf-job-state` (docs/jobs.md): one non-durable
+ * subscription, opened with the client's first job and before the job's
+ * creation is published, so no status of its own jobs is missed. It keeps
+ * the last status of each job the client follows, wakes what waits on one,
+ * and sends job events (creation, seal, status and list requests).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { JobWaitError } from '../errors.js';
+import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
+import type { Consumer, Producer, Transport } from '../transport/transport.js';
+import { isAbortError } from '../transport/transport.js';
+import { decodeJobState, encodeJobEvent, MAX_JOBS_LISTED, type JobEvent, type JobStatus } from '../wire/job-events.js';
+
+/** Jobs whose statuses one client keeps at most (a few hundred bytes each). */
+const MAX_FOLLOWED = 10_000;
+
+/**
+ * Reads `sheaf-job-state` for a client and hands each status to the jobs
+ * that wait on it; sends job events (creation, seal, status requests).
+ */
+export class JobStatusFeed {
+  private readonly latest = new Map<string, JobStatus>();
+  /** Jobs whose statuses this client keeps. */
+  private readonly followed = new Set<string>();
+  private readonly waiters = new Map<string, Set<(status: JobStatus) => void>>();
+  /** List requests waiting for their answer, by request id. */
+  private readonly lists = new Map<string, (statuses: JobStatus[]) => void>();
+  private readonly stop = new AbortController();
+  private loop: Promise<void> | null = null;
+
+  private constructor(
+    private readonly consumer: Consumer,
+    private readonly events: Producer,
+    private readonly log: Logger,
+  ) {}
+
+  /** Subscribes to statuses first, then opens the events producer (the tracker's subscription made before it). */
+  static async open(transport: Transport, clientName: string, log: Logger): Promise<JobStatusFeed> {
+    const consumer = await transport.subscribe({
+      topic: JOB_STATE_TOPIC,
+      subscription: `sheaf-job-status-${clientName}`,
+      maxUnacked: 1000,
+      durable: false,
+    });
+    try {
+      await transport.ensureSubscription(JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover');
+      const events = await transport.createProducer(JOB_EVENTS_TOPIC);
+      const feed = new JobStatusFeed(consumer, events, log);
+      feed.loop = feed.receive();
+      return feed;
+    } catch (error) {
+      await consumer.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Publishes a job event, keyed by its job (a list request by its id), once the broker has it. */
+  async publish(event: JobEvent): Promise<void> {
+    await this.events.send({ payload: encodeJobEvent(event), key: 'jobId' in event ? event.jobId : event.requestId });
+  }
+
+  /**
+   * The statuses of the jobs the tracker holds (running, or finished within
+   * the retention), the most recently started first, at most `limit`;
+   * `JobWaitError` when no tracker answers within `timeoutMs`.
+   */
+  async list(limit: number, timeoutMs: number): Promise<JobStatus[]> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_JOBS_LISTED) {
+      throw new RangeError(`listJobs: limit must be an integer from 1 to ${MAX_JOBS_LISTED} (got ${limit})`);
+    }
+    const requestId = randomUUID();
+    const answer = new Promise<JobStatus[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.lists.delete(requestId);
+        reject(
+          new JobWaitError(
+            '',
+            timeoutMs,
+            `no job tracker answered a list within ${timeoutMs} ms (is a sheaf worker running, with jobs.tracker on?)`,
+          ),
+        );
+      }, timeoutMs);
+      this.lists.set(requestId, (statuses) => {
+        clearTimeout(timer);
+        this.lists.delete(requestId);
+        resolve(statuses);
+      });
+    });
+    answer.catch(() => undefined); // rejected only if the send below succeeded and nothing came
+    try {
+      await this.publish({ v: 1, kind: 'jobListRequest', requestId, limit });
+    } catch (error) {
+      this.lists.get(requestId)?.([]);
+      throw error;
+    }
+    return answer;
+  }
+
+  /** The last status seen of a job, if any. */
+  last(jobId: string): JobStatus | undefined {
+    return this.latest.get(jobId);
+  }
+
+  /**
+   * Resolves with the first status of `jobId` that `accept` takes (the last
+   * seen counts), or rejects with `JobWaitError` after `timeoutMs` or an
+   * AbortError when `signal` aborts.
+   */
+  waitFor(
+    jobId: string,
+    accept: (status: JobStatus) => boolean,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<JobStatus> {
+    const seen = this.latest.get(jobId);
+    if (seen && accept(seen)) return Promise.resolve(seen);
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const listeners = this.waiters.get(jobId) ?? new Set();
+      this.waiters.set(jobId, listeners);
+      const done = (): void => {
+        listeners.delete(listener);
+        if (listeners.size === 0) this.waiters.delete(jobId);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const listener = (status: JobStatus): void => {
+        if (!accept(status)) return;
+        done();
+        resolve(status);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(signal!.reason);
+      };
+      const timer =
+        timeoutMs === Infinity
+          ? undefined
+          : setTimeout(() => {
+              done();
+              reject(new JobWaitError(jobId, timeoutMs, `job ${jobId}: ${what} within ${timeoutMs} ms`));
+            }, timeoutMs);
+      listeners.add(listener);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.loop;
+    await Promise.allSettled([this.consumer.close(), this.events.close()]);
+  }
+
+  private async receive(): Promise<void> {
+    const signal = this.stop.signal;
+    while (!signal.aborted) {
+      let messages;
+      try {
+        messages = await this.consumer.receiveMany(1000, signal);
+      } catch (error) {
+        if (signal.aborted || isAbortError(error)) return;
+        this.log.warn({ err: error }, 'receiving job statuses failed; job waits rely on their timeouts');
+        return;
+      }
+      for (const message of messages) {
+        const decoded = decodeJobState(message.payload);
+        if ('problem' in decoded) {
+          this.log.debug({ problem: decoded.problem }, 'a job status message was not understood; skipped');
+          continue;
+        }
+        if ('list' in decoded) {
+          this.lists.get(decoded.list.requestId)?.(decoded.list.statuses);
+          continue;
+        }
+        const { status } = decoded;
+        // Only jobs someone here follows are kept: the topic carries every job of the namespace.
+        if (!this.followed.has(status.jobId)) continue;
+        this.latest.set(status.jobId, status);
+        for (const listener of [...(this.waiters.get(status.jobId) ?? [])]) listener(status);
+      }
+      await this.consumer.ackAll(messages).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Starts keeping `jobId`'s statuses. A client that starts job after job
+   * keeps the last `MAX_FOLLOWED` only (jobs something waits on stay): an
+   * older job's `status()` asks the tracker again.
+   */
+  follow(jobId: string): void {
+    this.followed.delete(jobId);
+    this.followed.add(jobId);
+    if (this.followed.size <= MAX_FOLLOWED) return;
+    // The oldest that nothing waits on: a waiting done() keeps its job followed.
+    for (const old of this.followed) {
+      if (this.waiters.has(old)) continue;
+      this.followed.delete(old);
+      this.latest.delete(old);
+      return;
+    }
+  }
+}
