@@ -115,6 +115,9 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
   /** Resolves once the job has `count` tasks settled: its status, asked twice a second (the tracker publishes once a second). */
   const settled = async (count: number): Promise<void> => {
     for (;;) {
+      if (dispatcher.child.exitCode !== null && dispatcher.child.exitCode !== 0) {
+        throw new Error(`sheaf job run exited with ${dispatcher.child.exitCode}:\n${dispatcher.stderr().slice(-2000)}`);
+      }
       const s = await job.status().catch(() => null);
       if (s && s.succeeded + s.failed + s.deadLettered >= count) return;
       await new Promise((r) => setTimeout(r, 500));

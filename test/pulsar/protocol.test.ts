@@ -8,6 +8,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import type { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import type { Consumer, ReceivedMessage } from '../../src/transport/transport.js';
 import { admin, noPulsar, pulsarTransport } from '../support/pulsar.js';
+import { DEDUPLICATED } from '../../src/transport/transport.js';
 
 const text = (m: ReceivedMessage): string => new TextDecoder().decode(m.payload);
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -75,6 +76,22 @@ describe.skipIf(noPulsar())('Pulsar client against a real broker', () => {
     const again = await t.subscribe({ topic: 'batched', subscription: 's', maxUnacked: 100 });
     await producer.send({ payload: bytes('after') });
     expect(text(await again.receive())).toBe('after');
+  });
+
+  test('a named producer keeps each message its own sequence id while sends wait for room; the broker stores every one once', async () => {
+    const t = await transport({ producer: { maxPendingMessages: 10 } });
+    const consumer = await t.subscribe({ topic: 'named', subscription: 's', maxUnacked: 500 });
+    const producer = await t.createProducer('named', { name: 'dispatcher-1' });
+    // 300 sends at once through room for 10: most wait, and later ones claim their ids meanwhile.
+    const ids = await Promise.all([...Array(300).keys()].map((i) => producer.send({ payload: bytes(`m${i}`), sequenceId: 1000 + i })));
+    expect(ids).not.toContain(DEDUPLICATED);
+    const received = await receiveN(consumer, 300);
+    expect(received.map(text)).toEqual([...Array(300).keys()].map((i) => `m${i}`));
+    await producer.close();
+    // The broker stored them under their own ids: the last is 1299.
+    const again = await t.createProducer('named', { name: 'dispatcher-1' });
+    expect(again.lastSequenceId).toBe(1299);
+    await again.close();
   });
 
   test('a message sent while nothing is in flight leaves at the end of the turn, not after batchingMaxDelayMs; a burst shares an entry', async () => {

@@ -104,6 +104,8 @@ export class PartitionProducer implements ConnectionHandler {
   lastSequenceId = -1;
   private maxMessageSize = 5 * 1024 * 1024;
   private nextSequenceId = 0;
+  /** The highest sequence id a message of its own claimed (named producers): claimed at `send`, used when it is enqueued, after any wait for room. */
+  private highestClaimed = -1;
   private readonly inFlight = new Map<number, InFlightSend>();
   /** Sends not yet written to the socket (after a reconnect, or while it drains). */
   private readonly unwritten = new Fifo<InFlightSend>();
@@ -214,13 +216,14 @@ export class PartitionProducer implements ConnectionHandler {
       throw new RangeError(`${this.topic}: a message's sequenceId needs a named producer (createProducer(topic, { name }))`);
     }
     if (Number.isSafeInteger(sequenceId) && sequenceId >= 0 && sequenceId <= this.lastSequenceId) return 'stored';
-    if (!Number.isSafeInteger(sequenceId) || sequenceId < this.nextSequenceId) {
+    const lastUsed = Math.max(this.highestClaimed, this.nextSequenceId - 1);
+    if (!Number.isSafeInteger(sequenceId) || sequenceId <= lastUsed) {
       throw new RangeError(
-        `${this.topic}: sequence id ${sequenceId} is not above the last one this producer used (${this.nextSequenceId - 1}); ` +
+        `${this.topic}: sequence id ${sequenceId} is not above the last one this producer used (${lastUsed}); ` +
           'the broker would drop it as a repeat',
       );
     }
-    this.nextSequenceId = sequenceId;
+    this.highestClaimed = sequenceId;
     return 'claimed';
   }
 
@@ -390,7 +393,9 @@ export class PartitionProducer implements ConnectionHandler {
       ...this.compressionFields(message.payload.length),
     };
     if (payload.length <= this.maxMessageSize) {
-      const sequenceId = this.nextSequenceId++;
+      // A message's own id (claimed when it was sent; other sends may have claimed theirs while it waited for room).
+      const sequenceId = message.sequenceId ?? Math.max(this.nextSequenceId, this.highestClaimed + 1);
+      this.nextSequenceId = sequenceId + 1;
       const metadata = { ...base, sequence_id: sequenceId };
       this.enqueue({
         sequenceId,
