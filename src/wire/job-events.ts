@@ -294,7 +294,7 @@ export function encodeJobEvent(event: JobEvent | JobStatusMessage | JobListMessa
 
 /** The event a message holds, or why it was not understood (bad JSON, another version, a field out of bounds). */
 export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { problem: string } {
-  const parsed = parseWithSchema(payload, jobEventSchema);
+  const parsed = parseWithSchema(payload, jobEventSchema, plainTasksSettled);
   return 'problem' in parsed ? parsed : { event: parsed.value as JobEvent };
 }
 
@@ -310,4 +310,28 @@ export function decodeJobState(payload: Uint8Array): { status: JobStatus } | { l
 /** A status as read: `name` present (undefined when the job has none). */
 function withName(status: z.infer<typeof statusSchema>): JobStatus {
   return { ...status, name: status.name };
+}
+
+const OUTCOMES = new Set<unknown>(['succeeded', 'failed', 'deadLettered']);
+
+/**
+ * A `tasksSettled` event checked by hand, as the schema would, without the
+ * schema's copy of every pair: it is the event a tracker reads most (one
+ * per job per batch, hundreds of pairs each). Null when anything differs:
+ * the schema then reads it and names the problem.
+ */
+function plainTasksSettled(raw: unknown): JobEvent | null {
+  if (raw === null || typeof raw !== 'object') return null;
+  const e = raw as Record<string, unknown>;
+  if (e.kind !== 'tasksSettled' || e.v !== WIRE_VERSION || Object.keys(e).length !== 5) return null;
+  const { jobId: id, tasks, at } = e;
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_JOB_ID_LENGTH) return null;
+  if (typeof at !== 'number' || !Number.isInteger(at) || at < 0) return null;
+  if (!Array.isArray(tasks) || tasks.length === 0 || tasks.length > MAX_SETTLED_PER_EVENT) return null;
+  for (const pair of tasks as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2) return null;
+    const [index, outcome] = pair as [unknown, unknown];
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= MAX_JOB_TASKS || !OUTCOMES.has(outcome)) return null;
+  }
+  return raw as JobEvent;
 }
