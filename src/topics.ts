@@ -16,6 +16,12 @@ export const settledTopic = (service: string): string => `sheaf-settled-${servic
 export const JOB_EVENTS_TOPIC = 'sheaf-job-events';
 /** The job tracker's snapshots of each job, keyed by job id (docs/jobs.md). */
 export const JOB_STATE_TOPIC = 'sheaf-job-state';
+/**
+ * Status requests, read by every job tracker through a non-durable
+ * subscription: the one that holds the job answers at once, not behind the
+ * backlog of the events topic (docs/jobs.md).
+ */
+export const JOB_REQUESTS_TOPIC = 'sheaf-job-requests';
 
 const RESULT_TOPIC = /^sheaf-results-[A-Za-z][A-Za-z0-9_-]{0,199}$/;
 

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { JobWaitError } from '../errors.js';
-import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
+import { JOB_EVENTS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
 import { decodeJobState, encodeJobEvent, MAX_JOBS_LISTED, type JobEvent, type JobStatus } from '../wire/job-events.js';
@@ -33,6 +33,8 @@ export class JobStatusFeed {
   private constructor(
     private readonly consumer: Consumer,
     private readonly events: Producer,
+    /** Status requests go apart from the events (`JOB_REQUESTS_TOPIC`): answered without waiting behind them. */
+    private readonly requests: Producer,
     private readonly log: Logger,
   ) {}
 
@@ -46,8 +48,11 @@ export class JobStatusFeed {
     });
     try {
       await transport.ensureSubscription(JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover');
-      const events = await transport.createProducer(JOB_EVENTS_TOPIC);
-      const feed = new JobStatusFeed(consumer, events, log);
+      const [events, requests] = await Promise.all([
+        transport.createProducer(JOB_EVENTS_TOPIC),
+        transport.createProducer(JOB_REQUESTS_TOPIC),
+      ]);
+      const feed = new JobStatusFeed(consumer, events, requests, log);
       feed.loop = feed.receive();
       return feed;
     } catch (error) {
@@ -58,7 +63,8 @@ export class JobStatusFeed {
 
   /** Publishes a job event, keyed by its job (a list request by its id), once the broker has it. */
   async publish(event: JobEvent): Promise<void> {
-    await this.events.send({ payload: encodeJobEvent(event), key: 'jobId' in event ? event.jobId : event.requestId });
+    const to = event.kind === 'jobStatusRequest' ? this.requests : this.events;
+    await to.send({ payload: encodeJobEvent(event), key: 'jobId' in event ? event.jobId : event.requestId });
   }
 
   /**
@@ -151,7 +157,7 @@ export class JobStatusFeed {
   async close(): Promise<void> {
     this.stop.abort();
     await this.loop;
-    await Promise.allSettled([this.consumer.close(), this.events.close()]);
+    await Promise.allSettled([this.consumer.close(), this.events.close(), this.requests.close()]);
   }
 
   private async receive(): Promise<void> {

@@ -29,7 +29,15 @@
  */
 import { metrics, type Counter, type ObservableGauge, type ObservableResult } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
+import { randomUUID } from 'node:crypto';
+import {
+  JOB_EVENTS_TOPIC,
+  JOB_REQUESTS_TOPIC,
+  JOB_STATE_TOPIC,
+  JOB_TRACKER_SUBSCRIPTION,
+  taskTopic,
+  WORKER_SUBSCRIPTION,
+} from '../topics.js';
 import { KeptProducers } from '../transport/kept-producers.js';
 import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
@@ -74,6 +82,8 @@ export class JobTracker {
   private consumer: Consumer | null = null;
   private snapshots: Producer | null = null;
   private statuses: Producer | null = null;
+  /** Status requests (`JOB_REQUESTS_TOPIC`), read apart from the events so that they do not wait behind them. */
+  private requests: Consumer | null = null;
   /** Callbacks go to task topics, made with the workers' subscription as a client does. */
   private readonly callbackProducers: KeptProducers;
   private readonly jobs = new Map<string, TrackedJob>();
@@ -130,8 +140,17 @@ export class JobTracker {
       transport.createProducer(JOB_EVENTS_TOPIC),
       transport.createProducer(JOB_STATE_TOPIC),
     ]);
+    this.requests = await transport.subscribe({
+      topic: JOB_REQUESTS_TOPIC,
+      subscription: `sheaf-job-requests-${randomUUID()}`,
+      maxUnacked: 1000,
+      durable: false,
+    });
     this.state = { status: 'running' };
-    this.loop = this.receive(this.consumer);
+    this.loop = Promise.all([
+      this.receive(this.consumer, (message) => this.fold(message)),
+      this.receive(this.requests, (message) => this.answer(message)),
+    ]).then(() => undefined);
     this.timer = setInterval(() => void this.checkpoint(), this.options.checkpointIntervalMs ?? 1000);
   }
 
@@ -146,12 +165,18 @@ export class JobTracker {
       await this.loop;
       await within(this.checkpoint(), deadlineMs);
     }
-    await Promise.allSettled([this.consumer?.close(), this.snapshots?.close(), this.statuses?.close(), this.callbackProducers.close()]);
+    await Promise.allSettled([
+      this.consumer?.close(),
+      this.requests?.close(),
+      this.snapshots?.close(),
+      this.statuses?.close(),
+      this.callbackProducers.close(),
+    ]);
     this.tracked.removeCallback(this.observeTracked);
     this.state = { status: 'closed' };
   }
 
-  private async receive(consumer: Consumer): Promise<void> {
+  private async receive(consumer: Consumer, handle: (message: ReceivedMessage) => void): Promise<void> {
     while (this.state.status === 'running') {
       let messages: ReceivedMessage[];
       try {
@@ -167,8 +192,18 @@ export class JobTracker {
         await new Promise((resolve) => setTimeout(resolve, 1000));
         continue;
       }
-      for (const message of messages) this.fold(message);
+      for (const message of messages) handle(message);
     }
+  }
+
+  /** A status request from the requests topic: answered when this tracker holds the job (a standby holds none). */
+  private answer(message: ReceivedMessage): void {
+    const decoded = decodeJobEvent(message.payload);
+    if ('event' in decoded && decoded.event.kind === 'jobStatusRequest') {
+      const job = this.jobs.get(decoded.event.jobId);
+      if (job) void this.publishStatus(job);
+    }
+    this.requests?.ackAll([message]).catch(() => undefined);
   }
 
   private fold(message: ReceivedMessage): void {
