@@ -7,6 +7,11 @@
  * asks (each answer is a round trip through the tracker, not a local copy).
  */
 import 'reflect-metadata';
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { SheafClient } from '../src/client/client.js';
 import { Batch } from '../src/service/decorators.js';
@@ -16,6 +21,7 @@ import { SheafWorker } from '../src/worker/worker.js';
 import { percentile } from './end-to-end.js';
 
 const quiet = pino({ level: 'silent' });
+const run = promisify(execFile);
 
 export interface ManyJobs {
   readonly jobs: number;
@@ -36,7 +42,30 @@ interface Rows {
   insert(row: number): Promise<void>;
 }
 
-export async function manySmallJobs(transport: Transport, jobs: number, tasksEach: number): Promise<ManyJobs> {
+/** Asks for the statuses of `jobIds` (never seen by the asker) one after another; resolves with each answer's milliseconds. */
+export type StatusAsker = (jobIds: string[]) => Promise<number[]>;
+
+/**
+ * A status asker in a process of its own (bench/fixtures/status-asker.mjs),
+ * as a dashboard or `sheaf job status` is: its times are not those of an
+ * event loop shared with the worker and the load.
+ */
+export function processAsker(broker: { url: string; namespace: string }): StatusAsker {
+  return async (jobIds) => {
+    const dir = await mkdtemp(join(tmpdir(), 'sheaf-bench-'));
+    const file = join(dir, 'jobs.txt');
+    await writeFile(file, jobIds.join('\n'));
+    const { stdout } = await run(process.execPath, [
+      new URL('./fixtures/status-asker.mjs', import.meta.url).pathname,
+      broker.url,
+      broker.namespace,
+      file,
+    ]);
+    return JSON.parse(stdout.trim().split('\n').pop()!) as number[];
+  };
+}
+
+export async function manySmallJobs(transport: Transport, jobs: number, tasksEach: number, ask?: StatusAsker): Promise<ManyJobs> {
   const callbacks = new Map<string, number>();
   let allCalledBack: () => void = () => undefined;
   const calledBack = new Promise<void>((resolve) => (allCalledBack = resolve));
@@ -84,17 +113,21 @@ export async function manySmallJobs(transport: Transport, jobs: number, tasksEac
       if (creating.length >= 1000) await Promise.all(creating.splice(0));
     }
     await Promise.all(creating);
-    // Statuses asked while the tracker still folds and calls back: jobs this client never saw.
-    const latencies: number[] = [];
-    let sample = 0;
-    while (sample < Math.min(200, ids.length)) {
-      const jobId = ids[Math.floor((sample * ids.length) / Math.min(200, ids.length))]!;
-      const attached = await asker.attachJob(jobId);
-      const t = performance.now();
-      await attached.status();
-      latencies.push(performance.now() - t);
-      sample += 1;
-    }
+    // Statuses asked while the tracker still folds and calls back: jobs the asker never saw, spread over all.
+    const samples = Math.min(200, ids.length);
+    const sampled = [...Array(samples).keys()].map((k) => ids[Math.floor((k * ids.length) / samples)]!);
+    const latencies = ask
+      ? await ask(sampled)
+      : await (async () => {
+          const times: number[] = [];
+          for (const jobId of sampled) {
+            const attached = await asker.attachJob(jobId);
+            const t = performance.now();
+            await attached.status();
+            times.push(performance.now() - t);
+          }
+          return times;
+        })();
     await calledBack;
     const seconds = (performance.now() - started) / 1000;
     latencies.sort((a, b) => a - b);

@@ -22,6 +22,12 @@ export const JOB_STATE_TOPIC = 'sheaf-job-state';
  * backlog of the events topic (docs/jobs.md).
  */
 export const JOB_REQUESTS_TOPIC = 'sheaf-job-requests';
+/**
+ * The trackers' answers to requests (a status, a list), read by clients
+ * through non-durable subscriptions: apart from `JOB_STATE_TOPIC`, which
+ * carries every job's statuses, an answer does not wait behind thousands of them.
+ */
+export const JOB_ANSWERS_TOPIC = 'sheaf-job-answers';
 
 const RESULT_TOPIC = /^sheaf-results-[A-Za-z][A-Za-z0-9_-]{0,199}$/;
 

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { JobWaitError } from '../errors.js';
-import { JOB_EVENTS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
+import { JOB_ANSWERS_TOPIC, JOB_EVENTS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
 import { decodeJobState, encodeJobEvent, MAX_JOBS_LISTED, type JobEvent, type JobStatus } from '../wire/job-events.js';
@@ -17,7 +17,8 @@ import { decodeJobState, encodeJobEvent, MAX_JOBS_LISTED, type JobEvent, type Jo
 const MAX_FOLLOWED = 10_000;
 
 /**
- * Reads `sheaf-job-state` for a client and hands each status to the jobs
+ * Reads `sheaf-job-state` (and the answers to its requests on
+ * `sheaf-job-answers`) for a client and hands each status to the jobs
  * that wait on it; sends job events (creation, seal, status requests).
  */
 export class JobStatusFeed {
@@ -32,6 +33,8 @@ export class JobStatusFeed {
 
   private constructor(
     private readonly consumer: Consumer,
+    /** Answers to this client's requests (`JOB_ANSWERS_TOPIC`): not behind the flood of every job's statuses. */
+    private readonly answers: Consumer,
     private readonly events: Producer,
     /** Status requests go apart from the events (`JOB_REQUESTS_TOPIC`): answered without waiting behind them. */
     private readonly requests: Producer,
@@ -46,17 +49,25 @@ export class JobStatusFeed {
       maxUnacked: 1000,
       durable: false,
     });
+    let answers: Consumer | undefined;
     try {
+      answers = await transport.subscribe({
+        topic: JOB_ANSWERS_TOPIC,
+        subscription: `sheaf-job-answers-${clientName}`,
+        maxUnacked: 1000,
+        durable: false,
+      });
       await transport.ensureSubscription(JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover');
       const [events, requests] = await Promise.all([
         transport.createProducer(JOB_EVENTS_TOPIC),
         transport.createProducer(JOB_REQUESTS_TOPIC),
       ]);
-      const feed = new JobStatusFeed(consumer, events, requests, log);
-      feed.loop = feed.receive();
+      const feed = new JobStatusFeed(consumer, answers, events, requests, log);
+      feed.loop = Promise.all([feed.receive(consumer), feed.receive(answers)]).then(() => undefined);
       return feed;
     } catch (error) {
       await consumer.close().catch(() => undefined);
+      await answers?.close().catch(() => undefined);
       throw error;
     }
   }
@@ -157,15 +168,15 @@ export class JobStatusFeed {
   async close(): Promise<void> {
     this.stop.abort();
     await this.loop;
-    await Promise.allSettled([this.consumer.close(), this.events.close(), this.requests.close()]);
+    await Promise.allSettled([this.consumer.close(), this.answers.close(), this.events.close(), this.requests.close()]);
   }
 
-  private async receive(): Promise<void> {
+  private async receive(consumer: Consumer): Promise<void> {
     const signal = this.stop.signal;
     while (!signal.aborted) {
       let messages;
       try {
-        messages = await this.consumer.receiveMany(1000, signal);
+        messages = await consumer.receiveMany(1000, signal);
       } catch (error) {
         if (signal.aborted || isAbortError(error)) return;
         this.log.warn({ err: error }, 'receiving job statuses failed; job waits rely on their timeouts');
@@ -187,7 +198,7 @@ export class JobStatusFeed {
         this.latest.set(status.jobId, status);
         for (const listener of [...(this.waiters.get(status.jobId) ?? [])]) listener(status);
       }
-      await this.consumer.ackAll(messages).catch(() => undefined);
+      await consumer.ackAll(messages).catch(() => undefined);
     }
   }
 

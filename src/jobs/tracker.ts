@@ -31,6 +31,7 @@ import { metrics, type Counter, type ObservableGauge, type ObservableResult } fr
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import {
+  JOB_ANSWERS_TOPIC,
   JOB_EVENTS_TOPIC,
   JOB_REQUESTS_TOPIC,
   JOB_STATE_TOPIC,
@@ -62,6 +63,9 @@ export interface JobTrackerOptions {
 }
 
 /** A job the tracker follows: its progress and the messages its next snapshot will let go. */
+/** Jobs a checkpoint round handles before it lets other work run (a status request waits for no more). */
+const ROUND_SLICE = 100;
+
 interface TrackedJob {
   readonly progress: JobProgress;
   /** Folded, not yet covered by a durable snapshot (the previous snapshot included). */
@@ -82,6 +86,8 @@ export class JobTracker {
   private consumer: Consumer | null = null;
   private snapshots: Producer | null = null;
   private statuses: Producer | null = null;
+  /** Answers to status and list requests, on their own topic (`JOB_ANSWERS_TOPIC`): not queued behind a round's thousands of statuses. */
+  private answers: Producer | null = null;
   /** Status requests (`JOB_REQUESTS_TOPIC`), read apart from the events so that they do not wait behind them. */
   private requests: Consumer | null = null;
   /** Callbacks go to task topics, made with the workers' subscription as a client does. */
@@ -136,9 +142,10 @@ export class JobTracker {
       maxUnacked: this.options.maxUnacked ?? 20_000,
       subscriptionType: 'failover',
     });
-    [this.snapshots, this.statuses] = await Promise.all([
+    [this.snapshots, this.statuses, this.answers] = await Promise.all([
       transport.createProducer(JOB_EVENTS_TOPIC),
       transport.createProducer(JOB_STATE_TOPIC),
+      transport.createProducer(JOB_ANSWERS_TOPIC),
     ]);
     this.requests = await transport.subscribe({
       topic: JOB_REQUESTS_TOPIC,
@@ -170,6 +177,7 @@ export class JobTracker {
       this.requests?.close(),
       this.snapshots?.close(),
       this.statuses?.close(),
+      this.answers?.close(),
       this.callbackProducers.close(),
     ]);
     this.tracked.removeCallback(this.observeTracked);
@@ -201,7 +209,7 @@ export class JobTracker {
     const decoded = decodeJobEvent(message.payload);
     if ('event' in decoded && decoded.event.kind === 'jobStatusRequest') {
       const job = this.jobs.get(decoded.event.jobId);
-      if (job) void this.publishStatus(job);
+      if (job) void this.publishStatus(job, this.answers!);
     }
     this.requests?.ackAll([message]).catch(() => undefined);
   }
@@ -216,7 +224,7 @@ export class JobTracker {
     if (event.kind === 'jobStatusRequest') {
       // Answered now, not at the next round: a status asked of a busy tracker still comes in milliseconds.
       const job = this.jobs.get(event.jobId);
-      if (job) void this.publishStatus(job);
+      if (job) void this.publishStatus(job, this.answers!);
       this.ack([message]);
       return;
     }
@@ -267,7 +275,13 @@ export class JobTracker {
     this.heldSinceRound = 0;
     const now = this.clock.now();
     const work: Promise<void>[] = [];
-    for (const [jobId, job] of this.jobs) {
+    let sinceYield = 0;
+    for (const [jobId, job] of [...this.jobs]) {
+      // Thousands of changed jobs make a long round: status requests are answered in between.
+      if (++sinceYield >= ROUND_SLICE) {
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
       if (job.dirty) work.push(this.snapshot(job, now));
       else if (job.statusWanted) work.push(this.publishStatus(job));
       else if (this.expired(job, now)) {
@@ -307,7 +321,7 @@ export class JobTracker {
   private async publishList(requestId: string, limit: number): Promise<void> {
     const statuses = this.recentStatuses(limit);
     try {
-      await this.statuses!.send({ payload: encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses }), key: requestId });
+      await this.answers!.send({ payload: encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses }), key: requestId });
     } catch (error) {
       this.log.warn({ err: error, requestId }, 'answering a job list request failed; the client asks again');
     }
@@ -320,10 +334,10 @@ export class JobTracker {
     return statuses.slice(0, limit);
   }
 
-  private async publishStatus(job: TrackedJob): Promise<void> {
+  private async publishStatus(job: TrackedJob, through = this.statuses!): Promise<void> {
     job.statusWanted = false;
     try {
-      await this.statuses!.send({
+      await through.send({
         payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: job.progress.status() }),
         key: job.progress.jobId,
       });
