@@ -60,6 +60,29 @@ describe('sheaf job (in memory)', () => {
   });
 });
 
+describe('the README jobs example', () => {
+  test('runs as the README says: 200 rows as one job, four refused, the final status last, exit 1', async () => {
+    const example = new URL('../../examples/jobs/', import.meta.url).pathname;
+    const r = await runCli([
+      'job',
+      'run',
+      '-c',
+      `${example}sheaf.yml`,
+      '--service',
+      'Rows',
+      '--method',
+      'insert',
+      '--input',
+      `${example}rows.ndjson`,
+      '--batch-key-field',
+      'tenant',
+    ]);
+    expect(jsonLines(r.stdout).at(-1)).toMatchObject({ total: 200, succeeded: 196, failed: 4, pending: 0, percent: 100 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toMatch(/"level":(40|50)/); // no warning in the example's own run
+  });
+});
+
 describe.skipIf(noPulsar())('sheaf job (pulsar)', () => {
   test('run against workers elsewhere; status and watch from other processes', async () => {
     const namespace = await freshNamespace();
