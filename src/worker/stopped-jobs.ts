@@ -18,6 +18,9 @@ import { JOB_STATE_TOPIC } from '../topics.js';
 import { isAbortError, type Consumer, type Transport } from '../transport/transport.js';
 import { decodeJobState } from '../wire/job-events.js';
 
+/** What a status of a stopped job holds, as the tracker writes it (JSON without spaces). */
+const STOPPED_MARK = '"stopped":true';
+
 /** Stopped jobs a worker remembers at most (the oldest goes first). */
 export const MAX_STOPPED_JOBS = 10_000;
 
@@ -80,6 +83,8 @@ export class StoppedJobs implements StoppedJobLookup {
         return;
       }
       for (const message of messages) {
+        // Every job's statuses pass here (thousands a second with many jobs): read only those that can say stopped.
+        if (!Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength).includes(STOPPED_MARK)) continue;
         const decoded = decodeJobState(message.payload);
         if ('status' in decoded && decoded.status.stopped) this.remember(decoded.status.jobId);
       }
