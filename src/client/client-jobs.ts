@@ -18,6 +18,7 @@ import type { DispatchOptions, TaskHandles } from './task-handle.js';
 /** How a job's tasks are sent: the client's dispatch, with the job as binding. */
 export type JobDispatcher = <T extends object>(stub: T, options: DispatchOptions, binding: JobBinding) => TaskHandles<T>;
 
+/** The jobs of one client: what `SheafClient.job()`, `resumeJob()`, `attachJob()` and `listJobs()` do. */
 export class ClientJobs {
   private feed: Promise<JobStatusFeed> | null = null;
   /** Resumable jobs started or resumed here: their producers close, after a last checkpoint, with the client. */
@@ -30,6 +31,7 @@ export class ClientJobs {
     private readonly dispatcher: JobDispatcher,
   ) {}
 
+  /** A new job: its creation published (through the job's named producer when resumable) before it is returned. */
   async create(options: JobOptions): Promise<Job> {
     checkCallbacks(options.callbacks);
     const feed = await this.statusFeed();
@@ -55,6 +57,7 @@ export class ClientJobs {
     return new Job(jobId, feed, this.dispatcher, resumable, itemErrorTarget(options.callbacks), kept);
   }
 
+  /** A resumable job continued from the checkpoint the broker holds (`JobResumeError` when none). */
   async resume(jobId: string, options: { callbacks?: JobCallbacks }): Promise<Job> {
     if (!JOB_ID_PATTERN.test(jobId)) {
       throw new ConfigError([{ path: 'jobId', message: `'${jobId}' is not a job id: use the id client.job() or sheaf job run gave` }]);
@@ -67,12 +70,14 @@ export class ClientJobs {
     return new Job(jobId, feed, this.dispatcher, resumable, itemErrorTarget(options.callbacks));
   }
 
+  /** A job created elsewhere, followed here (status and done only). */
   async attach(jobId: string): Promise<Job> {
     const feed = await this.statusFeed();
     feed.follow(jobId);
     return new Job(jobId, feed, null);
   }
 
+  /** The statuses the tracker holds, newest first (see `SheafClient.listJobs`). */
   async list(options: { limit?: number; timeoutMs?: number }): Promise<JobStatus[]> {
     const feed = await this.statusFeed();
     return feed.list(options.limit ?? 100, options.timeoutMs ?? 10_000);

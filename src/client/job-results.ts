@@ -18,6 +18,7 @@ export type JobTaskResult =
   /** Failed for good (`TaskFailedError`), cancelled, or no result within the client's result timeout. */
   | { readonly taskId: string; readonly index: number; readonly outcome: 'failed'; readonly error: Error };
 
+/** The outcomes of one job's tasks, kept until read (see the top of this file). */
 export class JobResults {
   private readonly ready = new Fifo<JobTaskResult>();
   /** Tasks followed whose result has not come yet. */

@@ -29,6 +29,7 @@ export interface StoppedJobLookup {
   has(jobId: string): boolean;
 }
 
+/** The stopped jobs one worker has heard of, from `sheaf-job-state` (see the top of this file). */
 export class StoppedJobs implements StoppedJobLookup {
   private readonly stopped = new Set<string>();
   private readonly stop = new AbortController();
@@ -60,10 +61,12 @@ export class StoppedJobs implements StoppedJobLookup {
     }
   }
 
+  /** True once the job's status said it stopped. */
   has(jobId: string): boolean {
     return this.stopped.has(jobId);
   }
 
+  /** Stops reading statuses. */
   async close(): Promise<void> {
     this.stop.abort();
     await this.consumer.close().catch(() => undefined);
