@@ -21,6 +21,9 @@ const MAX_FOLLOWED = 10_000;
  * `sheaf-job-answers`) for a client and hands each status to the jobs
  * that wait on it; sends job events (creation, seal, status requests).
  */
+/** How a status message begins as `encodeJobEvent` writes it: the job id follows. */
+const STATUS_PREFIX = Buffer.from('{"v":1,"kind":"jobStatus","status":{"jobId":"');
+
 export class JobStatusFeed {
   private readonly latest = new Map<string, JobStatus>();
   /** Jobs whose statuses this client keeps. */
@@ -171,6 +174,22 @@ export class JobStatusFeed {
     await Promise.allSettled([this.consumer.close(), this.answers.close(), this.events.close(), this.requests.close()]);
   }
 
+  /**
+   * True for a status, as the tracker writes it, of a job nobody here
+   * follows: skipped unread (the topic carries every job's statuses, and
+   * reading each through the schema cost a client following one job as
+   * much as the tracker writing them all). Anything else is read in full.
+   */
+  private unfollowedStatus(payload: Uint8Array): boolean {
+    if (payload.length < STATUS_PREFIX.length) return false;
+    const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (!bytes.subarray(0, STATUS_PREFIX.length).equals(STATUS_PREFIX)) return false;
+    const end = bytes.indexOf(0x22, STATUS_PREFIX.length); // the closing quote of the job id
+    if (end < 0) return false;
+    const jobId = bytes.toString('utf8', STATUS_PREFIX.length, end);
+    return !jobId.includes('\\') && !this.followed.has(jobId);
+  }
+
   private async receive(consumer: Consumer): Promise<void> {
     const signal = this.stop.signal;
     while (!signal.aborted) {
@@ -183,6 +202,7 @@ export class JobStatusFeed {
         return;
       }
       for (const message of messages) {
+        if (this.unfollowedStatus(message.payload)) continue;
         const decoded = decodeJobState(message.payload);
         if ('problem' in decoded) {
           this.log.debug({ problem: decoded.problem }, 'a job status message was not understood; skipped');

@@ -45,4 +45,21 @@ describe('JobStatusFeed', () => {
       await transport.close();
     }
   });
+
+  test('among many statuses of other jobs (skipped unread), the status of the followed job is read and kept', async () => {
+    const transport = new InMemoryTransport();
+    const feed = await JobStatusFeed.open(transport, 'c', testLogger);
+    const statuses = await transport.createProducer(JOB_STATE_TOPIC);
+    try {
+      feed.follow('mine');
+      for (let i = 0; i < 50; i++)
+        await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status(`other-${i}`) }) });
+      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('mine') }) });
+      await vi.waitFor(() => expect(feed.last('mine')).toMatchObject({ jobId: 'mine' }));
+      expect(feed.last('other-0')).toBeUndefined();
+    } finally {
+      await feed.close();
+      await transport.close();
+    }
+  });
 });
