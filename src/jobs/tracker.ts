@@ -207,11 +207,14 @@ export class JobTracker {
   /** A status request from the requests topic: answered when this tracker holds the job (a standby holds none). */
   private answer(message: ReceivedMessage): void {
     const decoded = decodeJobEvent(message.payload);
-    if ('event' in decoded && decoded.event.kind === 'jobStatusRequest') {
-      const job = this.jobs.get(decoded.event.jobId);
-      if (job) void this.publishStatus(job, this.answers!);
-    }
+    if ('event' in decoded && decoded.event.kind === 'jobStatusRequest') this.answerStatus(decoded.event.jobId);
     this.requests?.ackAll([message]).catch(() => undefined);
+  }
+
+  /** Publishes a job's status now, on the answers topic, when this tracker holds the job; not at the next round. */
+  private answerStatus(jobId: string): void {
+    const job = this.jobs.get(jobId);
+    if (job) void this.publishStatus(job, this.answers!);
   }
 
   private fold(message: ReceivedMessage): void {
@@ -222,9 +225,8 @@ export class JobTracker {
     }
     const event = decoded.event;
     if (event.kind === 'jobStatusRequest') {
-      // Answered now, not at the next round: a status asked of a busy tracker still comes in milliseconds.
-      const job = this.jobs.get(event.jobId);
-      if (job) void this.publishStatus(job, this.answers!);
+      // From a client that sent it here (before the requests topic existed): answered the same way.
+      this.answerStatus(event.jobId);
       this.ack([message]);
       return;
     }

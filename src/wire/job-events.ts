@@ -185,7 +185,7 @@ export type JobFact =
   /** Final outcomes of tasks of the job, by index: one event per job per settled batch. */
   | { v: 1; kind: 'tasksSettled'; jobId: string; tasks: Array<[index: number, outcome: JobTaskOutcome]>; at: number };
 
-/** Everything on the job-events topic: facts, the tracker's snapshots, status requests and dispatch checkpoints. */
+/** What a tracker reads: facts, its snapshots, dispatch checkpoints and list requests (events topic), status requests (`sheaf-job-requests`). */
 export type JobEvent = JobFact | JobSnapshot | JobStatusRequest | JobDispatched | JobListRequest;
 
 const jobId = z.string().min(1).max(MAX_JOB_ID_LENGTH);
