@@ -60,7 +60,10 @@ describe.skipIf(noPulsar())('sheaf setup (pulsar)', () => {
     expect((await runCli(['setup', '-c', config])).stdout).toContain('topic sheaf-tasks-Echo: 3 partitions existed');
     await withPartitions(4);
     const raised = await runCli(['setup', '-c', config]);
-    expect({ code: raised.code, stderr: raised.stderr }).toEqual({ code: 0, stderr: '' });
+    // A broker under load may answer 5xx once (CI saw "Not enough non-faulty
+    // bookies"); setup tries again, one line per try, and that is all it prints.
+    const notRetries = raised.stderr.split('\n').filter((line) => line && !/; trying again in \d+ ms \(retry \d+\)$/.test(line));
+    expect({ code: raised.code, stderr: notRetries }).toEqual({ code: 0, stderr: [] });
     expect(raised.stdout).toContain('topic sheaf-tasks-Echo: partitions raised from 3 to 4');
     await withPartitions(2);
     expect((await runCli(['setup', '-c', config])).stdout).toMatch(/has 4 partitions, more than the 2 asked .*left as is/);

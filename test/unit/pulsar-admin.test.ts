@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { PulsarAdmin, PulsarAdminError } from '../../src/transport/pulsar/admin.js';
+import { brokerReason, PulsarAdmin, PulsarAdminError } from '../../src/transport/pulsar/admin.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -72,5 +72,40 @@ describe('PulsarAdmin', () => {
     expect(error).toBeInstanceOf(PulsarAdminError);
     expect((error as PulsarAdminError).status).toBe(503);
     expect(failing.calls).toHaveLength(3);
+  });
+
+  test("a broker's error page becomes one line: its Message, not the Java stack trace", async () => {
+    const page = [
+      '',
+      ' --- An unexpected error occurred in the server ---',
+      '',
+      'Message: org.apache.bookkeeper.mledger.ManagedLedgerException: Not enough non-faulty bookies available error code: -6',
+      '',
+      'Stacktrace:',
+      '',
+      'org.apache.pulsar.broker.service.BrokerServiceException$PersistenceException: boom',
+      '\tat org.apache.pulsar.broker.service.BrokerService$2.openLedgerFailed(BrokerService.java:1927)',
+    ].join('\n');
+    expect(brokerReason(page)).toBe(
+      'org.apache.bookkeeper.mledger.ManagedLedgerException: Not enough non-faulty bookies available error code: -6',
+    );
+    expect(brokerReason(JSON.stringify({ reason: 'Namespace does not exist' }))).toBe('Namespace does not exist');
+    expect(brokerReason('<html>\n<body>Bad gateway</body>\n</html>')).toBe('<html>');
+    expect(brokerReason('x'.repeat(500))).toHaveLength(200);
+    const { url } = await scripted([
+      (_req, res) => {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(page);
+      },
+    ]);
+    const retries: string[] = [];
+    const admin = new PulsarAdmin({ adminUrl: url, retries: 1, onRetry: (error) => retries.push(error.message) });
+    const failed = await admin.ensurePartitions('t', 'ns', 'sheaf-tasks-Echo', 4).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(PulsarAdminError);
+    expect(retries).toHaveLength(1);
+    for (const message of [...retries, (failed as Error).message]) {
+      expect(message).not.toContain('\n');
+      expect(message).toContain('Not enough non-faulty bookies');
+    }
   });
 });

@@ -209,13 +209,24 @@ function isTransient(error: PulsarAdminError): boolean {
   return error.status === null || error.status === 429 || error.status >= 500;
 }
 
-/** The broker's `{"reason": ...}`, or its raw text, short. */
-function brokerReason(text: string): string {
+/**
+ * The broker's reason in one line: `{"reason": ...}`, the `Message:` line of
+ * the plain-text page a broker answers an unexpected server error with (the
+ * Java stack trace after it would fill a terminal on every retry), or the
+ * first line of any other text, short.
+ */
+export function brokerReason(text: string): string {
   try {
     const reason = (JSON.parse(text) as { reason?: unknown }).reason;
-    if (typeof reason === 'string') return reason;
+    if (typeof reason === 'string') return oneLine(reason);
   } catch {
-    // not JSON: the text itself
+    // not JSON: read the text
   }
-  return text.slice(0, 200);
+  const message = /^\s*Message:\s*(.+)$/m.exec(text)?.[1];
+  return oneLine(message ?? text.trim().split('\n', 1)[0] ?? '');
+}
+
+function oneLine(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
 }
