@@ -298,6 +298,37 @@ export class MessageTooLargeError extends SheafError {
   }
 }
 
+/**
+ * An exclusive producer (`createProducer(topic, { access: 'exclusive' })`)
+ * was refused: another producer holds the topic. Nothing was opened; try
+ * again later (the holder may go).
+ */
+export class ProducerBusyError extends SheafError {
+  override name = 'ProducerBusyError';
+  constructor(
+    readonly topic: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`another producer holds ${topic} exclusively (or shared producers write to it); try again once it is gone`, options);
+  }
+}
+
+/**
+ * An exclusive producer lost the topic: its connection went, and another
+ * exclusive producer took the topic over before it came back (Pulsar's topic
+ * epoch moved on). Nothing it sends will be stored again; open a new one to
+ * compete for the topic once more.
+ */
+export class ProducerFencedError extends SheafError {
+  override name = 'ProducerFencedError';
+  constructor(
+    readonly topic: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`the exclusive producer for ${topic} was fenced: another producer took the topic over`, options);
+  }
+}
+
 /** The broker did not confirm a message within the producer's `sendTimeoutSeconds`. It may or may not have been stored. */
 export class SendTimeoutError extends SheafError {
   override name = 'SendTimeoutError';

@@ -68,6 +68,8 @@ export {
   UnknownMethodError,
   UnknownServiceError,
   MessageTooLargeError,
+  ProducerBusyError,
+  ProducerFencedError,
   SendTimeoutError,
   BadReplyToError,
 } from './errors.js';

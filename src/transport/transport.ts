@@ -85,6 +85,17 @@ export interface ProducerOptions {
    * batching, no chunking), so that each sequence id is checked alone.
    */
   readonly name?: string;
+  /**
+   * `shared` (default): any number of producers write to the topic.
+   * `exclusive`: this producer is the topic's only writer, or it is not
+   * made (`ProducerBusyError`, also while shared producers are attached):
+   * how Sheaf elects one writer, such as the job tracker. A producer that
+   * loses its connection and finds on its return that another exclusive
+   * producer took the topic over is fenced for good: its sends fail with
+   * `ProducerFencedError` and nothing of it is stored (Pulsar's exclusive
+   * producers and topic epoch). Not for partitioned topics.
+   */
+  readonly access?: 'shared' | 'exclusive';
 }
 
 export interface ReceivedMessage {
@@ -118,6 +129,19 @@ export interface Producer {
    * (none, or deduplication is off). Unnamed producers: -1.
    */
   readonly lastSequenceId: number;
+  /**
+   * For an exclusive producer: the topic's epoch it holds, higher for every
+   * producer that took the topic over after another (a fencing token:
+   * what it writes elsewhere can carry it, so that readers can tell an
+   * old writer's word from a newer one's). Undefined for shared producers.
+   */
+  readonly epoch?: number | undefined;
+  /**
+   * For an exclusive producer: settles with the `ProducerFencedError` once
+   * it is fenced (never for a producer that is just closed). Undefined for
+   * shared producers.
+   */
+  readonly fenced?: Promise<Error> | undefined;
   /** Resolves once the broker has the message durably; returns its id (`DEDUPLICATED` for a repeat it dropped). */
   send(message: OutgoingMessage): Promise<string>;
   /** Lets sends already under way finish, then refuses new ones. */

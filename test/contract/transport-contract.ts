@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { DEDUPLICATED, type Consumer, type ReceivedMessage, type Transport } from '../../src/transport/transport.js';
-import { TransportClosedError } from '../../src/errors.js';
+import { ProducerBusyError, TransportClosedError } from '../../src/errors.js';
 
 export interface ContractTarget {
   readonly name: string;
@@ -274,6 +274,29 @@ export function describeTransportContract(target: ContractTarget): void {
       const marker = await transport.createProducer(topic);
       await marker.send({ payload: bytes('end') });
       expect(text(await c.receive())).toBe('end');
+    });
+
+    test('an exclusive producer is the topic\'s only writer; each producer that takes the topic after it holds a higher epoch', async () => {
+      const c = await consumer('s', 10);
+      const first = await transport.createProducer(topic, { access: 'exclusive' });
+      expect(first.epoch).toEqual(expect.any(Number));
+      expect(first.fenced).toBeInstanceOf(Promise);
+      await expect(transport.createProducer(topic, { access: 'exclusive' })).rejects.toBeInstanceOf(ProducerBusyError);
+      await expect(transport.createProducer(topic)).rejects.toBeInstanceOf(ProducerBusyError);
+      await first.send({ payload: bytes('from first') });
+      expect(text(await c.receive())).toBe('from first');
+      await first.close();
+
+      const second = await transport.createProducer(topic, { access: 'exclusive' });
+      expect(second.epoch).toBeGreaterThan(first.epoch!);
+      await second.send({ payload: bytes('from second') });
+      expect(text(await c.receive())).toBe('from second');
+      await second.close();
+      // Free again for anyone; a shared producer has no epoch.
+      const shared = await transport.createProducer(topic);
+      expect(shared.epoch).toBeUndefined();
+      await expect(transport.createProducer(topic, { access: 'exclusive' })).rejects.toBeInstanceOf(ProducerBusyError);
+      await shared.close();
     });
 
     test('a closed consumer rejects receive, and so do waiting receives', async () => {

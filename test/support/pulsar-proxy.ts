@@ -10,11 +10,15 @@ import { FrameReader, encodeSimpleFrame } from '../../src/transport/pulsar/frame
 
 export class PulsarTestProxy {
   private readonly sockets = new Set<Socket>();
+  /** Each open connection's client side and broker side. */
+  private readonly pairs = new Map<Socket, Socket>();
   private server: Server | null = null;
   /** Connections accepted so far: each cut makes clients come back with new ones. */
   accepted = 0;
   /** While true, new connections are closed at once (a broker that is down). */
   refuseNew = false;
+  /** Client sides kept open after `freeze()`, swallowing what the client writes. */
+  private readonly frozen = new Set<Socket>();
 
   constructor(
     private readonly brokerHost: string,
@@ -37,7 +41,27 @@ export class PulsarTestProxy {
     return n / 2;
   }
 
+  /**
+   * A client process frozen (SIGSTOP, a long GC pause) as the broker sees
+   * it: the broker's side of every connection closes, while the client's
+   * stays open and what the client writes goes nowhere, so the client
+   * notices nothing until `wake()`. New connections still pass.
+   */
+  freeze(): void {
+    for (const [client, broker] of this.pairs) {
+      this.frozen.add(client);
+      broker.destroy();
+    }
+  }
+
+  /** The frozen client wakes to find its connections closed: it reconnects, through the proxy. */
+  wake(): void {
+    for (const client of this.frozen) client.destroy();
+    this.frozen.clear();
+  }
+
   async stop(): Promise<void> {
+    this.wake();
     this.cutAll();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
@@ -52,7 +76,10 @@ export class PulsarTestProxy {
     this.sockets.add(client);
     this.sockets.add(broker);
     const fromBroker = new FrameReader();
-    client.on('data', (chunk) => broker.write(chunk));
+    this.pairs.set(client, broker);
+    client.on('data', (chunk) => {
+      if (!this.frozen.has(client)) broker.write(chunk);
+    });
     broker.on('data', (chunk: Buffer) => {
       for (const frame of fromBroker.push(chunk)) {
         if (frame.command.type === CommandType.LOOKUP_RESPONSE) {
@@ -64,10 +91,12 @@ export class PulsarTestProxy {
       }
     });
     const close = (): void => {
+      this.pairs.delete(client);
+      this.sockets.delete(broker);
+      if (this.frozen.has(client)) return; // the client side stays open until wake()
       client.destroy();
       broker.destroy();
       this.sockets.delete(client);
-      this.sockets.delete(broker);
     };
     client.on('close', close);
     broker.on('close', close);

@@ -7,7 +7,8 @@
  * Payloads are bytes here too, so that encoding, `maxBytes` and decoding
  * failures behave exactly as they do on a real broker.
  */
-import { MessageTooLargeError, TransportClosedError } from '../../errors.js';
+import { MessageTooLargeError, ProducerBusyError, ProducerFencedError, TransportClosedError } from '../../errors.js';
+import { deferred } from '../../util/deferred.js';
 import { Fifo } from '../../util/fifo.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import {
@@ -57,8 +58,25 @@ export class InMemoryTransport implements Transport {
   /** A named producer gets deduplication, as on a Pulsar namespace with it on (which `sheaf setup` makes). */
   async createProducer(topic: string, options: ProducerOptions = {}): Promise<Producer> {
     this.assertOpen();
-    const lastSequenceId = options.name === undefined ? -1 : this.topic(topic).lastSequenceId(options.name);
-    return new MemoryProducer(this, topic, options.name, lastSequenceId);
+    const target = this.topic(topic);
+    const lastSequenceId = options.name === undefined ? -1 : target.lastSequenceId(options.name);
+    const exclusive = options.access === 'exclusive';
+    // As Pulsar: an exclusive producer is refused while any other is attached, a shared one while an exclusive is.
+    if (target.exclusive || (exclusive && target.sharedProducers > 0)) throw new ProducerBusyError(topic);
+    const producer = new MemoryProducer(this, target, options.name, lastSequenceId, exclusive ? ++target.epoch : undefined);
+    if (exclusive) target.exclusive = producer;
+    else target.sharedProducers += 1;
+    return producer;
+  }
+
+  /**
+   * For tests: what Pulsar does to an exclusive producer whose connection was
+   * lost while another took its topic over. The producer is fenced (its sends
+   * fail with `ProducerFencedError`, its `fenced` settles) and the topic is
+   * free for another exclusive producer, which gets a higher epoch.
+   */
+  fenceExclusiveProducer(topic: string): void {
+    this.topics.get(topic)?.exclusive?.fence();
   }
 
   async subscribe(options: SubscribeOptions): Promise<Consumer> {
@@ -139,6 +157,12 @@ export class InMemoryTransport implements Transport {
 class MemoryTopic {
   private readonly subscriptions = new Map<string, MemorySubscription>();
   private sequence = 0;
+  /** The exclusive producer holding the topic, if one does. */
+  exclusive: MemoryProducer | null = null;
+  /** Bumped for every exclusive producer that takes the topic: Pulsar's topic epoch. */
+  epoch = 0;
+  /** Shared producers open on the topic (an exclusive one is refused while there are any). */
+  sharedProducers = 0;
   /** The highest sequence id stored per producer name (deduplication). */
   private readonly lastSequenceIds = new Map<string, number>();
 
@@ -279,17 +303,34 @@ class MemoryProducer implements Producer {
   private closed = false;
   /** The highest sequence id this producer used (named producers). */
   private lastUsed: number;
+  readonly topic: string;
+  private fencedBy: ProducerFencedError | null = null;
+  private readonly fencing = deferred<Error>();
+  readonly fenced: Promise<Error> | undefined;
 
   constructor(
     private readonly transport: InMemoryTransport,
-    readonly topic: string,
+    private readonly target: MemoryTopic,
     private readonly name: string | undefined,
     readonly lastSequenceId: number,
+    /** Set for an exclusive producer: the topic's epoch it holds. */
+    readonly epoch: number | undefined,
   ) {
+    this.topic = target.name;
     this.lastUsed = lastSequenceId;
+    this.fenced = epoch === undefined ? undefined : this.fencing.promise;
+  }
+
+  /** @internal The topic was taken over (`InMemoryTransport.fenceExclusiveProducer`). */
+  fence(): void {
+    if (this.fencedBy || this.closed) return;
+    this.fencedBy = new ProducerFencedError(this.topic);
+    this.release();
+    this.fencing.resolve(this.fencedBy);
   }
 
   async send(message: OutgoingMessage): Promise<string> {
+    if (this.fencedBy) throw this.fencedBy;
     if (this.closed) throw new TransportClosedError(`producer for ${this.topic} is closed`);
     if (message.sequenceId !== undefined) {
       if (this.name === undefined) {
@@ -312,7 +353,13 @@ class MemoryProducer implements Producer {
   }
 
   async close(): Promise<void> {
+    if (!this.closed && !this.fencedBy) this.release();
     this.closed = true;
+  }
+
+  private release(): void {
+    if (this.epoch === undefined) this.target.sharedProducers -= 1;
+    else if (this.target.exclusive === this) this.target.exclusive = null;
   }
 }
 

@@ -155,6 +155,9 @@ export interface BaseCommand {
     producer_name?: string;
     epoch?: Uint64;
     user_provided_producer_name?: boolean;
+    /** ProducerAccessMode: 0 Shared, 1 Exclusive. */
+    producer_access_mode?: number;
+    topic_epoch?: Uint64;
   };
   send?: { producer_id: Uint64; sequence_id: Uint64; num_messages?: number; highest_sequence_id?: Uint64 };
   send_receipt?: { producer_id: Uint64; sequence_id: Uint64; message_id?: MessageIdData; highest_sequence_id?: Uint64 };
@@ -167,7 +170,13 @@ export interface BaseCommand {
   error?: { request_id: Uint64; error: number; message: string };
   close_producer?: { producer_id: Uint64; request_id: Uint64 };
   close_consumer?: { consumer_id: Uint64; request_id: Uint64 };
-  producer_success?: { request_id: Uint64; producer_name: string; last_sequence_id?: Uint64; producer_ready?: boolean };
+  producer_success?: {
+    request_id: Uint64;
+    producer_name: string;
+    last_sequence_id?: Uint64;
+    topic_epoch?: Uint64;
+    producer_ready?: boolean;
+  };
   ping?: Record<string, never>;
   pong?: Record<string, never>;
   redeliverUnacknowledgedMessages?: { consumer_id: Uint64; message_ids: MessageIdData[] };

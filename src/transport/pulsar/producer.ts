@@ -26,7 +26,14 @@
  * `PulsarProducer` spans every partition of a partitioned topic and routes
  * with `PartitionRouter` (Java's hashing and routing modes).
  */
-import { ConfigError, MessageTooLargeError, SendTimeoutError, TransportClosedError } from '../../errors.js';
+import {
+  ConfigError,
+  MessageTooLargeError,
+  ProducerBusyError,
+  ProducerFencedError,
+  SendTimeoutError,
+  TransportClosedError,
+} from '../../errors.js';
 import { DEDUPLICATED } from '../transport.js';
 import { Fifo } from '../../util/fifo.js';
 import type { OutgoingMessage, Producer } from '../transport.js';
@@ -38,7 +45,7 @@ import { compress, compressionCode, ensureCodecs, type CompressionName } from '.
 import type { Connection, ConnectionHandler } from './connection.js';
 import { EndpointLifecycle } from './lifecycle.js';
 import { countReconnect } from '../../telemetry/metrics.js';
-import { isRetriable, serverError } from './errors.js';
+import { isRetriable, PulsarServerError, serverError } from './errors.js';
 import { encodeBatchPayload, type DecodedFrame } from './frames.js';
 import { formatMessageId, partitionTopic } from './message-id.js';
 import { PartitionRouter, type HashingScheme, type RoutingMode } from './routing.js';
@@ -66,6 +73,13 @@ export interface ProducerSettings {
    * alone with the sequence id it carries (no batching, no chunking).
    */
   readonly name?: string;
+  /**
+   * `exclusive`: the topic's only producer (Pulsar's `Exclusive` access
+   * mode). Refused with `ProducerBusyError` while another holds the topic;
+   * fenced for good (`ProducerFencedError`) when it comes back from a lost
+   * connection to find the topic taken over.
+   */
+  readonly access?: 'shared' | 'exclusive';
 }
 
 const DEFAULT_BATCHING_MAX_BYTES = 128 * 1024;
@@ -126,6 +140,12 @@ export class PartitionProducer implements ConnectionHandler {
   private closing: Promise<void> | null = null;
   private readonly sendTimeoutMs: number;
   private opened = false;
+  /** Exclusive producers: the topic epoch the broker gave at the first open, sent again on every reconnect. */
+  epoch: number | undefined;
+  /** Exclusive producers: set once fenced; every send from then on fails with it. */
+  private fencedBy: ProducerFencedError | null = null;
+  /** Exclusive producers: settles with the error once fenced. */
+  readonly fenced = deferred<Error>();
 
   private constructor(
     private readonly client: PulsarClient,
@@ -282,6 +302,10 @@ export class PartitionProducer implements ConnectionHandler {
       const e = c.send_error!;
       const name = ServerError[e.error] ?? String(e.error);
       const send = this.inFlight.get(num(e.sequence_id));
+      if (name === 'ProducerFenced' && this.settings.access === 'exclusive') {
+        this.fence(new ProducerFencedError(this.topic, { cause: serverError(name, e.message) }));
+        return;
+      }
       if (send && !isRetriable(serverError(name, e.message)) && name !== 'ChecksumError') {
         this.fail(send.chunk ? send.chunk.group.sends : [send], serverError(name, e.message));
         return;
@@ -538,12 +562,16 @@ export class PartitionProducer implements ConnectionHandler {
             ...(this.producerName
               ? { producer_name: this.producerName, user_provided_producer_name: this.settings.name !== undefined }
               : {}),
+            ...(this.settings.access === 'exclusive'
+              ? { producer_access_mode: 1, ...(this.epoch !== undefined ? { topic_epoch: this.epoch } : {}) }
+              : {}),
           },
         },
         requestId,
       );
       const success = response.producer_success!;
       this.producerName = success.producer_name;
+      if (this.settings.access === 'exclusive' && this.epoch === undefined) this.epoch = num(success.topic_epoch ?? 0);
       if (this.settings.name !== undefined && !this.opened) {
         // Read once, at the first open: later sends follow on from it.
         this.lastSequenceId = num(success.last_sequence_id ?? -1);
@@ -552,7 +580,7 @@ export class PartitionProducer implements ConnectionHandler {
       this.opened = true;
     } catch (error) {
       connection.unregisterProducer(this.producerId);
-      throw error;
+      throw this.exclusiveRefusal(error) ?? error;
     }
     if (!this.lifecycle.to({ kind: 'ready', connection })) {
       // close() ran while we subscribed: undo what we just made on the broker instead of becoming ready.
@@ -567,7 +595,52 @@ export class PartitionProducer implements ConnectionHandler {
     this.pump();
   }
 
+  /**
+   * What a refused exclusive open means (or a shared open of a topic an
+   * exclusive producer holds): at the first open another producer
+   * holds the topic (`ProducerBusyError`, not retried); on a reconnect,
+   * another took it over while this one was away, so it is fenced for good
+   * (the broker says `ProducerFenced` when the epoch moved on, `ProducerBusy`
+   * while the new holder is connected: either way this one lost the topic).
+   */
+  private exclusiveRefusal(error: unknown): Error | null {
+    if (!(error instanceof PulsarServerError)) return null;
+    if (this.settings.access !== 'exclusive') {
+      // A shared producer on a topic an exclusive one holds: not a name still held by a dead connection, which
+      // is worth waiting for; the broker says which (the Java client does not retry either).
+      const held = error.serverError === 'ProducerBusy' && /existing exclusive producer/i.test(error.message);
+      return held && !this.opened ? new ProducerBusyError(this.topic, { cause: error }) : null;
+    }
+    if (error.serverError !== 'ProducerBusy' && error.serverError !== 'ProducerFenced') return null;
+    if (!this.opened) return new ProducerBusyError(this.topic, { cause: error });
+    this.fence(new ProducerFencedError(this.topic, { cause: error }));
+    return this.fencedBy;
+  }
+
+  /** Fenced: nothing more is sent; every message under way or waiting fails with the error. Final. */
+  private fence(error: ProducerFencedError): void {
+    if (this.fencedBy) return;
+    this.fencedBy = error;
+    this.client.logger.warn({ topic: this.topic, epoch: this.epoch }, 'exclusive producer fenced: another producer took the topic over');
+    this.lifecycle.to({ kind: 'closing' });
+    this.lifecycle.to({ kind: 'closed' });
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    if (this.batchImmediate) clearImmediate(this.batchImmediate);
+    if (this.timeoutTimer) clearInterval(this.timeoutTimer);
+    this.unwritten.drain();
+    this.fail([...this.inFlight.values()], error);
+    for (const batch of this.batches.values()) for (const m of batch) m.done.reject(error);
+    this.batches.clear();
+    this.batchCount = 0;
+    this.batchBytes = 0;
+    for (const waiter of this.roomWaiters.drain()) waiter.fail(error);
+    this.drained?.resolve();
+    this.fenced.resolve(error);
+  }
+
   private assertOpen(): void {
+    if (this.fencedBy) throw this.fencedBy;
     if (this.closing || this.lifecycle.isClosingOrClosed) throw this.closedError();
   }
 
@@ -584,6 +657,7 @@ export class PartitionProducer implements ConnectionHandler {
       this.reconnectTimer = null;
       if (this.client.isClosed || this.lifecycle.isClosingOrClosed) return;
       this.connect().catch((error: unknown) => {
+        if (this.fencedBy) return; // final: nothing to reconnect
         this.client.logger.warn({ topic: this.topic, err: (error as Error).message }, 'producer reconnect failed; retrying');
         this.scheduleReconnect();
       });
@@ -605,6 +679,9 @@ export class PulsarProducer implements Producer {
     const partitions = await client.partitions(topic);
     const router = new PartitionRouter(partitions, settings.routingMode ?? 'roundRobin', settings.hashingScheme ?? 'javaStringHash');
     if (partitions === 0) return new PulsarProducer(topic, [await PartitionProducer.create(client, topic, -1, settings)], router);
+    if (settings.access === 'exclusive') {
+      throw new RangeError(`${topic} has ${partitions} partitions: an exclusive producer needs an unpartitioned topic`);
+    }
     const created = await Promise.allSettled(
       [...Array(partitions).keys()].map((i) => PartitionProducer.create(client, partitionTopic(topic, i), i, settings)),
     );
@@ -619,6 +696,16 @@ export class PulsarProducer implements Producer {
       created.map((r) => (r as PromiseFulfilledResult<PartitionProducer>).value),
       router,
     );
+  }
+
+  /** An exclusive producer's topic epoch (one partition: exclusive producers need an unpartitioned topic). */
+  get epoch(): number | undefined {
+    return this.parts[0]!.epoch;
+  }
+
+  /** An exclusive producer's fencing, once it comes. */
+  get fenced(): Promise<Error> {
+    return this.parts[0]!.fenced.promise;
   }
 
   /** The highest of the partitions' (a name's messages may be on any of them). */

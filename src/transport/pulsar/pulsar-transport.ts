@@ -195,12 +195,19 @@ export class PulsarTransport implements Transport {
 
   async createProducer(topic: string, options: ProducerOptions = {}): Promise<Producer> {
     this.assertOpen();
-    const settings = options.name === undefined ? this.producerSettings : { ...this.producerSettings, name: options.name };
+    const settings = {
+      ...this.producerSettings,
+      ...(options.name === undefined ? {} : { name: options.name }),
+      ...(options.access === 'exclusive' ? { access: 'exclusive' as const } : {}),
+    };
     const producer = await this.explained(PulsarProducer.create(this.client, this.topicName(topic), settings));
     this.producers.add(producer);
+    const exclusive = options.access === 'exclusive';
     return {
       topic,
       lastSequenceId: producer.lastSequenceId,
+      epoch: exclusive ? producer.epoch : undefined,
+      fenced: exclusive ? producer.fenced : undefined,
       send: (message) => producer.send(message),
       close: async () => {
         this.producers.delete(producer);
