@@ -14,8 +14,14 @@ export const settledTopic = (service: string): string => `sheaf-settled-${servic
 
 /** A namespace's job events: creations and seals from clients, final task outcomes from workers (docs/jobs.md). */
 export const JOB_EVENTS_TOPIC = 'sheaf-job-events';
-/** The job tracker's snapshots of each job, keyed by job id (docs/jobs.md). */
+/** Each job's status as the active tracker publishes it for clients, keyed by job id (docs/jobs.md). */
 export const JOB_STATE_TOPIC = 'sheaf-job-state';
+/**
+ * The active job tracker's snapshots of each job, keyed by job id, written
+ * through an exclusive producer: holding it is what makes a tracker the
+ * active one, and a tracker that lost it can write nothing more (docs/jobs.md).
+ */
+export const JOB_SNAPSHOTS_TOPIC = 'sheaf-job-snapshots';
 /**
  * Status requests, read by every job tracker through a non-durable
  * subscription: the one that holds the job answers at once, not behind the
@@ -44,7 +50,7 @@ export const isResultTopic = (name: string): boolean => RESULT_TOPIC.test(name);
 export const WORKER_SUBSCRIPTION = 'sheaf-workers';
 /** Keeps dead letters retained until someone inspects or replays them. */
 export const DEAD_LETTER_SUBSCRIPTION = 'sheaf-dead-letters';
-/** The job trackers' Failover subscription on the job-events topic: one tracker at a time folds events. */
+/** The active job tracker's subscription on the job-events and job-snapshots topics (Failover: one consumer at a time). */
 export const JOB_TRACKER_SUBSCRIPTION = 'sheaf-job-tracker';
 /** The client's own subscription on its result topic. */
 export const CLIENT_SUBSCRIPTION = 'sheaf-client';

@@ -11,7 +11,14 @@ import { JobWaitError } from '../errors.js';
 import { JOB_ANSWERS_TOPIC, JOB_EVENTS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
 import type { Consumer, Producer, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
-import { decodeJobState, encodeJobEvent, MAX_JOBS_LISTED, type JobEvent, type JobStatus } from '../wire/job-events.js';
+import {
+  decodeJobState,
+  encodeJobEvent,
+  MAX_JOBS_LISTED,
+  type JobEvent,
+  type JobStatus,
+  type TrackerActivated,
+} from '../wire/job-events.js';
 
 /** Jobs whose statuses one client keeps at most (a few hundred bytes each). */
 const MAX_FOLLOWED = 10_000;
@@ -26,6 +33,8 @@ const STATUS_PREFIX = Buffer.from('{"v":1,"kind":"jobStatus","status":{"jobId":"
 
 export class JobStatusFeed {
   private readonly latest = new Map<string, JobStatus>();
+  /** The tracker epoch of each kept status (0 for a tracker that sends none). */
+  private readonly epochs = new Map<string, number>();
   /** Jobs whose statuses this client keeps. */
   private readonly followed = new Set<string>();
   private readonly waiters = new Map<string, Set<(status: JobStatus) => void>>();
@@ -76,7 +85,7 @@ export class JobStatusFeed {
   }
 
   /** Publishes a job event, keyed by its job (a list request by its id), once the broker has it. */
-  async publish(event: JobEvent): Promise<void> {
+  async publish(event: Exclude<JobEvent, TrackerActivated>): Promise<void> {
     const to = event.kind === 'jobStatusRequest' ? this.requests : this.events;
     await to.send({ payload: encodeJobEvent(event), key: 'jobId' in event ? event.jobId : event.requestId });
   }
@@ -215,7 +224,11 @@ export class JobStatusFeed {
         const { status } = decoded;
         // Only jobs someone here follows are kept: the topic carries every job of the namespace.
         if (!this.followed.has(status.jobId)) continue;
+        const epoch = decoded.epoch ?? 0;
+        const kept = this.latest.get(status.jobId);
+        if (kept && isOlder(status, epoch, kept, this.epochs.get(status.jobId) ?? 0)) continue;
         this.latest.set(status.jobId, status);
+        this.epochs.set(status.jobId, epoch);
         for (const listener of [...(this.waiters.get(status.jobId) ?? [])]) listener(status);
       }
       await consumer.ackAll(messages).catch(() => undefined);
@@ -236,7 +249,26 @@ export class JobStatusFeed {
       if (this.waiters.has(old)) continue;
       this.followed.delete(old);
       this.latest.delete(old);
+      this.epochs.delete(old);
       return;
     }
   }
+}
+
+/**
+ * Whether a status says less than the one kept: from a tracker of a lower
+ * epoch (one that lost its term and woke up to answer), or, from the same
+ * tracker, behind it (statuses and answers travel on two topics, so they can
+ * cross). A job's progress only grows: tasks settle, it is sealed, it
+ * finishes.
+ */
+function isOlder(status: JobStatus, epoch: number, kept: JobStatus, keptEpoch: number): boolean {
+  if (epoch !== keptEpoch) return epoch < keptEpoch;
+  const settled = (s: JobStatus): number => s.succeeded + s.failed + s.deadLettered;
+  return (
+    settled(status) < settled(kept) ||
+    (kept.sealed && !status.sealed) ||
+    (kept.finishedAt !== null && status.finishedAt === null) ||
+    (kept.stopped && !status.stopped)
+  );
 }

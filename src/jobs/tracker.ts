@@ -2,52 +2,55 @@
  * The job tracker: folds a namespace's job events into each job's progress,
  * marks a job finished once, publishes statuses for clients, and dispatches
  * a finished job's callbacks. Runs inside `sheaf worker`; of all the
- * workers' trackers, one at a time is active (a Failover subscription on
- * `sheaf-job-events`), the others wait and take over when it goes.
+ * workers' trackers, one at a time is active: the one holding the exclusive
+ * producer on `sheaf-job-snapshots` (a term, `tracker-term.ts`). The others
+ * stand by and try for it every second; when the active one goes, the
+ * broker lets the next one have it.
  *
- * Durability without a store of its own: the tracker writes each job's
- * snapshot (`jobState`) back into the job-events topic, and acks the events
- * a snapshot holds only once the broker has it. So what is unacked for a job
- * is its latest snapshot and the events since; a tracker that takes over is
- * delivered exactly that, and merges it (`JobProgress.merge` counts each task
- * index once, in whatever order snapshots and events come).
+ * Durability without a store of its own: the active tracker writes each
+ * job's snapshot (`jobState`) to `sheaf-job-snapshots`, reads it back
+ * through its own subscription there, and acks the events a snapshot holds
+ * (and the snapshot before it) only once the broker has it. So what is
+ * unacked for a job is its latest snapshot and the events since; a tracker
+ * that takes over is delivered exactly that, and merges it
+ * (`JobProgress.merge` counts each task index once, in whatever order
+ * snapshots and events come).
  *
  * Once: the finished mark is a snapshot with `finishedAt`, written by the
  * active tracker after the job is sealed and every task settled. A tracker
- * that takes over merges the mark and does not set it again. Callbacks
+ * that takes over first reads every snapshot written before its term (up to
+ * the `trackerActivated` marker it wrote as it took over: `recovering`), so
+ * it merges the mark and does not set it again. A tracker that lost its
+ * term without knowing it (a process frozen past the broker's keepalive,
+ * woken after another took over) is fenced: the broker stores nothing more
+ * from its producer, so it cannot write a second mark, and it steps down
+ * as soon as it hears. Statuses carry the term's epoch, and clients keep no
+ * status from a lower epoch once they have one from a higher. Callbacks
  * (`onSuccess`, `onComplete`) are tasks with stable ids
- * (`<jobId>:onSuccess`), dispatched after the mark is durable and recorded in
- * the next snapshot: a tracker killed in between dispatches them again, with
- * the same ids (at least once; docs/jobs.md). Not yet fenced against a
- * paused tracker that lost its turn and wakes up to write (an exclusive
- * producer is the plan): until then "once" holds for crashes, not for a
- * process frozen past the broker's failover.
+ * (`<jobId>:onSuccess`), dispatched after the mark is durable and recorded
+ * in the next snapshot: a tracker killed in between dispatches them again,
+ * with the same ids (at least once; docs/jobs.md).
  *
- * Lifecycle: created → running → closing → closed. `close()` writes one
- * last round of snapshots (bounded) and closes its consumer: whatever it
- * held unacked goes to the next tracker.
+ * Lifecycle: created → standby → recovering → active → (term lost:
+ * standby) → closing → closed. `close()` writes one last round of
+ * snapshots when active (bounded) and ends its term: whatever it held
+ * unacked goes to the next tracker.
  */
 import { metrics, type Counter, type ObservableGauge, type ObservableResult } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
-import {
-  JOB_ANSWERS_TOPIC,
-  JOB_EVENTS_TOPIC,
-  JOB_REQUESTS_TOPIC,
-  JOB_STATE_TOPIC,
-  JOB_TRACKER_SUBSCRIPTION,
-  taskTopic,
-  WORKER_SUBSCRIPTION,
-} from '../topics.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { JOB_ANSWERS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
 import { KeptProducers } from '../transport/kept-producers.js';
 import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
 import { isAbortError } from '../transport/transport.js';
-import { TransportClosedError } from '../errors.js';
+import { ProducerFencedError, TransportClosedError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { within } from '../util/within.js';
 import { encodeEnvelope, jobCallbackTask } from '../wire/envelopes.js';
 import { decodeJobEvent, encodeJobEvent, type JobStatus } from '../wire/job-events.js';
 import { JobProgress } from './progress.js';
+import { acquireTerm, closeTerm, type TrackerTerm } from './tracker-term.js';
 
 /** How a tracker runs; every field has a default. */
 export interface JobTrackerOptions {
@@ -58,14 +61,20 @@ export interface JobTrackerOptions {
   readonly checkpointIntervalMs?: number;
   /** How long a finished job is kept (its last snapshot unacked, its status answerable), in ms. Default 24 h. */
   readonly retentionMs?: number;
-  /** Events held unacked at most (the consumer's permits). Default 20,000. */
+  /**
+   * Events held unacked at most (the consumer's permits); also the most
+   * jobs a tracker can hold, since each job's latest snapshot stays unacked.
+   * Default 20,000.
+   */
   readonly maxUnacked?: number;
+  /** How often a standby tries to become the active tracker, in ms. Default 1000. */
+  readonly standbyRetryMs?: number;
 }
 
-/** A job the tracker follows: its progress and the messages its next snapshot will let go. */
 /** Jobs a checkpoint round handles before it lets other work run (a status request waits for no more). */
 const ROUND_SLICE = 100;
 
+/** A job the tracker follows: its progress and the messages its next snapshot will let go. */
 interface TrackedJob {
   readonly progress: JobProgress;
   /** Folded, not yet covered by a durable snapshot (the previous snapshot included). */
@@ -78,13 +87,24 @@ interface TrackedJob {
   lastEventAt: number;
 }
 
-type TrackerState = { status: 'created' } | { status: 'running' } | { status: 'closing' } | { status: 'closed' };
+/** Where a tracker is (see the file comment); a term while it holds the snapshots topic. */
+type TrackerState =
+  | { status: 'created' }
+  | { status: 'standby' }
+  | { status: 'recovering'; term: TrackerTerm }
+  | { status: 'active'; term: TrackerTerm }
+  | { status: 'closing' }
+  | { status: 'closed' };
+
+/** The phase a tracker is in, as `JobTracker.phase` reports it. */
+export type JobTrackerPhase = TrackerState['status'];
+
+/** How long a recovering tracker reads before it says that it is still reading. */
+const SLOW_RECOVERY_MS = 30_000;
 
 /** Folds job events into progress, once per namespace at a time (see the file comment). */
 export class JobTracker {
   private state: TrackerState = { status: 'created' };
-  private consumer: Consumer | null = null;
-  private snapshots: Producer | null = null;
   private statuses: Producer | null = null;
   /** Answers to status and list requests, on their own topic (`JOB_ANSWERS_TOPIC`): not queued behind a round's thousands of statuses. */
   private answers: Producer | null = null;
@@ -93,8 +113,13 @@ export class JobTracker {
   /** Callbacks go to task topics, made with the workers' subscription as a client does. */
   private readonly callbackProducers: KeptProducers;
   private readonly jobs = new Map<string, TrackedJob>();
+  /** Snapshots held, delivered by the term's snapshots consumer (the rest came from its events consumer). */
+  private fromSnapshots = new WeakSet<ReceivedMessage>();
   private readonly stop = new AbortController();
-  private loop: Promise<void> | null = null;
+  private closeRequested = false;
+  /** Competes for terms and serves them, until the tracker closes. */
+  private leading: Promise<void> | null = null;
+  private requestLoop: Promise<void> | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
   private checkpointing: Promise<void> | null = null;
   /** Messages folded and held since the last round began: past half the permits, a round starts at once. */
@@ -132,18 +157,21 @@ export class JobTracker {
     return this.jobs.size;
   }
 
-  /** Subscribes (as a standby until this tracker's turn comes) and starts folding. */
+  /** `standby` until this tracker's term comes, `recovering` while it reads the snapshots before it, then `active`. */
+  get phase(): JobTrackerPhase {
+    return this.state.status;
+  }
+
+  /** The epoch of the term this tracker holds (recovering or active); undefined otherwise. */
+  get epoch(): number | undefined {
+    return this.state.status === 'active' || this.state.status === 'recovering' ? this.state.term.epoch : undefined;
+  }
+
+  /** Opens what every phase needs and starts competing for the active tracker's term. */
   async start(): Promise<void> {
     if (this.state.status !== 'created') throw new Error(`job tracker: start() while ${this.state.status}`);
     const { transport } = this.options;
-    this.consumer = await transport.subscribe({
-      topic: JOB_EVENTS_TOPIC,
-      subscription: JOB_TRACKER_SUBSCRIPTION,
-      maxUnacked: this.options.maxUnacked ?? 20_000,
-      subscriptionType: 'failover',
-    });
-    [this.snapshots, this.statuses, this.answers] = await Promise.all([
-      transport.createProducer(JOB_EVENTS_TOPIC),
+    [this.statuses, this.answers] = await Promise.all([
       transport.createProducer(JOB_STATE_TOPIC),
       transport.createProducer(JOB_ANSWERS_TOPIC),
     ]);
@@ -153,29 +181,29 @@ export class JobTracker {
       maxUnacked: 1000,
       durable: false,
     });
-    this.state = { status: 'running' };
-    this.loop = Promise.all([
-      this.receive(this.consumer, (message) => this.fold(message)),
-      this.receive(this.requests, (message) => this.answer(message)),
-    ]).then(() => undefined);
+    this.state = { status: 'standby' };
+    this.requestLoop = this.receive(this.requests, this.stop.signal, (message) => this.answer(message));
+    this.leading = this.lead();
     this.timer = setInterval(() => void this.checkpoint(), this.options.checkpointIntervalMs ?? 1000);
   }
 
-  /** Writes what changed, stops, and hands what it held to the next tracker. Bounded by `deadlineMs`. */
+  /** Writes what changed (when active), ends its term, and hands what it held to the next tracker. Bounded by `deadlineMs`. */
   async close(deadlineMs = 5000): Promise<void> {
-    if (this.state.status === 'closed' || this.state.status === 'closing') return;
-    const started = this.state.status === 'running';
-    this.state = { status: 'closing' };
+    if (this.closeRequested) return;
+    this.closeRequested = true;
+    const term = this.state.status === 'active' || this.state.status === 'recovering' ? this.state.term : null;
     if (this.timer) clearInterval(this.timer);
-    this.stop.abort();
-    if (started) {
-      await this.loop;
+    if (term) {
+      // Reading stops; the last round, still active, snapshots what was folded and acks what that covers.
+      term.ended.abort();
       await within(this.checkpoint(), deadlineMs);
     }
+    this.state = { status: 'closing' };
+    this.stop.abort();
+    if (term) await closeTerm(term);
+    await Promise.allSettled([this.leading, this.requestLoop]);
     await Promise.allSettled([
-      this.consumer?.close(),
       this.requests?.close(),
-      this.snapshots?.close(),
       this.statuses?.close(),
       this.answers?.close(),
       this.callbackProducers.close(),
@@ -184,27 +212,103 @@ export class JobTracker {
     this.state = { status: 'closed' };
   }
 
-  private async receive(consumer: Consumer, handle: (message: ReceivedMessage) => void): Promise<void> {
-    while (this.state.status === 'running') {
+  /** Competes for a term, serves it until it ends, drops what it held, and competes again; until the tracker closes. */
+  private async lead(): Promise<void> {
+    const options = {
+      transport: this.options.transport,
+      log: this.log,
+      maxUnacked: this.options.maxUnacked ?? 20_000,
+      retryMs: this.options.standbyRetryMs ?? 1000,
+      now: () => this.clock.now(),
+    };
+    while (this.state.status === 'standby') {
+      let term: TrackerTerm;
+      try {
+        term = await acquireTerm(options, this.stop.signal);
+      } catch {
+        return; // aborted: the tracker closes
+      }
+      if (this.state.status !== 'standby') {
+        await closeTerm(term);
+        return;
+      }
+      this.state = { status: 'recovering', term };
+      this.log.info({ epoch: term.epoch }, 'job tracker took over; reading the snapshots written before its term');
+      const slow = setTimeout(
+        () =>
+          this.log.warn(
+            { epoch: term.epoch, jobs: this.jobs.size },
+            'job tracker still reading the snapshots before its term; no job finishes until it has (more running jobs than jobs.maxUnacked?)',
+          ),
+        SLOW_RECOVERY_MS,
+      );
+      const why = await this.serve(term);
+      clearTimeout(slow);
+      if (this.closeRequested) return; // close() ends the term itself, after its last round
+      // Lost its term: what it held goes to the next tracker, unacked. Nothing more is written from this term.
+      this.state = { status: 'standby' };
+      this.jobs.clear();
+      this.fromSnapshots = new WeakSet();
+      this.heldSinceRound = 0;
+      await closeTerm(term);
+      this.log.warn({ epoch: term.epoch, why }, 'job tracker lost its term; standing by');
+      try {
+        await delay(options.retryMs, undefined, { signal: this.stop.signal });
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** Reads the term's two topics until it ends; says why it ended. */
+  private async serve(term: TrackerTerm): Promise<string> {
+    let why = 'the tracker closed';
+    const end = (reason: string): void => {
+      if (term.ended.signal.aborted) return;
+      why = reason;
+      term.lost = true;
+      term.ended.abort();
+    };
+    void term.writer.fenced?.then(() => end('fenced: another tracker took sheaf-job-snapshots over'));
+    const read = (consumer: Consumer): Promise<void> =>
+      this.receive(consumer, term.ended.signal, (message) => this.fold(message, term, consumer === term.snapshots)).then(
+        () => end(`its consumer of ${consumer.topic} was lost`),
+      );
+    await Promise.all([read(term.events), read(term.snapshots)]);
+    return why;
+  }
+
+  /** Hands each message to `handle` until `signal` aborts or the consumer is lost. */
+  private async receive(consumer: Consumer, signal: AbortSignal, handle: (message: ReceivedMessage) => void): Promise<void> {
+    while (!signal.aborted) {
       let messages: ReceivedMessage[];
       try {
-        messages = await consumer.receiveMany(1000, this.stop.signal);
+        messages = await consumer.receiveMany(1000, signal);
       } catch (error) {
-        if (isAbortError(error) || this.state.status !== 'running') return;
+        if (isAbortError(error) || signal.aborted) return;
         if (error instanceof TransportClosedError) {
-          this.log.warn({ err: error }, 'the job tracker lost its consumer; this worker tracks no more jobs until it restarts');
+          this.log.warn({ err: error, topic: consumer.topic }, 'the job tracker lost a consumer');
           return;
         }
         // Not in a tight loop: a second before the next try.
         this.log.warn({ err: error }, 'receiving job events failed; trying again in 1 s');
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        try {
+          await delay(1000, undefined, { signal });
+        } catch {
+          return;
+        }
         continue;
       }
       for (const message of messages) handle(message);
     }
   }
 
-  /** A status request from the requests topic: answered when this tracker holds the job (a standby holds none). */
+  /** The term, when this tracker is active in it (not recovering, not stood down). */
+  private activeTerm(): TrackerTerm | null {
+    return this.state.status === 'active' ? this.state.term : null;
+  }
+
+  /** A status request from the requests topic: answered when this tracker is active and holds the job. */
   private answer(message: ReceivedMessage): void {
     const decoded = decodeJobEvent(message.payload);
     if ('event' in decoded && decoded.event.kind === 'jobStatusRequest') this.answerStatus(decoded.event.jobId);
@@ -214,16 +318,27 @@ export class JobTracker {
   /** Publishes a job's status now, on the answers topic, when this tracker holds the job; not at the next round. */
   private answerStatus(jobId: string): void {
     const job = this.jobs.get(jobId);
-    if (job) void this.publishStatus(job, this.answers!);
+    const term = this.activeTerm();
+    if (job && term) void this.publishStatus(job, term, this.answers!);
   }
 
-  private fold(message: ReceivedMessage): void {
+  private fold(message: ReceivedMessage, term: TrackerTerm, snapshotTopic: boolean): void {
+    if (term.ended.signal.aborted) return; // a term that ended acks nothing: it all goes to the next
+    if (snapshotTopic) this.fromSnapshots.add(message);
     const decoded = decodeJobEvent(message.payload);
     if ('problem' in decoded) {
       this.skip(message, decoded.problem);
       return;
     }
     const event = decoded.event;
+    if (event.kind === 'trackerActivated') {
+      this.ack([message]);
+      if (event.trackerId === term.markerId && this.state.status === 'recovering' && this.state.term === term) {
+        this.state = { status: 'active', term };
+        this.log.info({ epoch: term.epoch, jobs: this.jobs.size }, 'job tracker active');
+      }
+      return;
+    }
     if (event.kind === 'jobStatusRequest') {
       // From a client that sent it here (before the requests topic existed): answered the same way.
       this.answerStatus(event.jobId);
@@ -232,7 +347,7 @@ export class JobTracker {
     }
     if (event.kind === 'jobListRequest') {
       this.ack([message]);
-      void this.publishList(event.requestId, event.limit);
+      if (this.activeTerm()) void this.publishList(event.requestId, event.limit);
       return;
     }
     if (event.kind === 'jobDispatched') {
@@ -267,13 +382,19 @@ export class JobTracker {
     }
   }
 
-  /** Snapshots every changed job, then acks what each snapshot holds; finishes and calls back. One round at a time. */
+  /**
+   * Snapshots every changed job, then acks what each snapshot holds;
+   * finishes and calls back. One round at a time; only while active (a
+   * recovering tracker has not read every snapshot yet).
+   */
   checkpoint(): Promise<void> {
-    this.checkpointing ??= this.checkpointRound().finally(() => (this.checkpointing = null));
+    const term = this.activeTerm();
+    if (!term || term.lost) return this.checkpointing ?? Promise.resolve();
+    this.checkpointing ??= this.checkpointRound(term).finally(() => (this.checkpointing = null));
     return this.checkpointing;
   }
 
-  private async checkpointRound(): Promise<void> {
+  private async checkpointRound(term: TrackerTerm): Promise<void> {
     this.heldSinceRound = 0;
     const now = this.clock.now();
     const work: Promise<void>[] = [];
@@ -284,8 +405,9 @@ export class JobTracker {
         sinceYield = 0;
         await new Promise((resolve) => setImmediate(resolve));
       }
-      if (job.dirty) work.push(this.snapshot(job, now));
-      else if (job.statusWanted) work.push(this.publishStatus(job));
+      if (this.activeTerm() !== term || term.lost) break; // lost mid-round: nothing more from this term
+      if (job.dirty) work.push(this.snapshot(job, term, now));
+      else if (job.statusWanted) work.push(this.publishStatus(job, term));
       else if (this.expired(job, now)) {
         this.ack(job.held);
         this.jobs.delete(jobId);
@@ -294,7 +416,7 @@ export class JobTracker {
     await Promise.all(work);
   }
 
-  private async snapshot(job: TrackedJob, now: number): Promise<void> {
+  private async snapshot(job: TrackedJob, term: TrackerTerm, now: number): Promise<void> {
     const { progress } = job;
     const justFinished = progress.markFinished(now);
     if (justFinished) {
@@ -307,16 +429,17 @@ export class JobTracker {
     job.held = [];
     job.dirty = false;
     try {
-      await this.snapshots!.send({ payload: encodeJobEvent(progress.snapshot()), key: progress.jobId });
+      await term.writer.send({ payload: encodeJobEvent(progress.snapshot()), key: progress.jobId });
     } catch (error) {
+      if (term.lost || error instanceof ProducerFencedError) return; // the term is lost: the next tracker has it all
       job.held = [...covered, ...job.held];
       job.dirty = true;
       this.log.warn({ err: error, jobId: progress.jobId }, 'writing a job snapshot failed; the next round tries again');
       return;
     }
     this.ack(covered);
-    await this.publishStatus(job);
-    if (progress.finished && !progress.callbacksDispatched) await this.callBack(job);
+    await this.publishStatus(job, term);
+    if (progress.finished && !progress.callbacksDispatched) await this.callBack(job, term);
   }
 
   /** Answers a list request: the statuses of the jobs held here, the most recently started first. */
@@ -336,11 +459,13 @@ export class JobTracker {
     return statuses.slice(0, limit);
   }
 
-  private async publishStatus(job: TrackedJob, through = this.statuses!): Promise<void> {
+  /** Publishes a job's status stamped with the term's epoch; nothing once the term is over. */
+  private async publishStatus(job: TrackedJob, term: TrackerTerm, through = this.statuses!): Promise<void> {
     job.statusWanted = false;
+    if (term.lost) return;
     try {
       await through.send({
-        payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: job.progress.status() }),
+        payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: job.progress.status(), epoch: term.epoch }),
         key: job.progress.jobId,
       });
     } catch (error) {
@@ -350,8 +475,10 @@ export class JobTracker {
   }
 
   /** Dispatches the finished job's callbacks with stable task ids, then records it (next snapshot). */
-  private async callBack(job: TrackedJob): Promise<void> {
+  private async callBack(job: TrackedJob, term: TrackerTerm): Promise<void> {
     const { progress } = job;
+    // A term that is over leaves them to the next tracker, which has the mark and dispatches them with the same ids.
+    if (term.lost) return;
     const target = progress.callbackTarget;
     const status = progress.status();
     const methods: string[] = [];
@@ -392,10 +519,16 @@ export class JobTracker {
     return true;
   }
 
+  /** Acks on the consumer each message came from; only within a term that is not over. */
   private ack(messages: readonly ReceivedMessage[]): void {
-    if (messages.length === 0 || !this.consumer) return;
+    const term = this.state.status === 'active' || this.state.status === 'recovering' ? this.state.term : null;
+    if (messages.length === 0 || !term) return;
+    const snapshots = messages.filter((m) => this.fromSnapshots.has(m));
+    const events = snapshots.length === 0 ? messages : messages.filter((m) => !this.fromSnapshots.has(m));
     // An ack that fails leaves the message to come again; folding it again is harmless.
-    this.consumer.ackAll(messages).catch((error: unknown) => this.log.debug({ err: error }, 'acking job events failed'));
+    const failed = (error: unknown): void => this.log.debug({ err: error }, 'acking job events failed');
+    if (events.length > 0) term.events.ackAll(events).catch(failed);
+    if (snapshots.length > 0) term.snapshots.ackAll(snapshots).catch(failed);
   }
 
   private skip(message: ReceivedMessage, problem: string): void {

@@ -150,6 +150,26 @@ export interface JobStatusMessage {
   readonly v: 1;
   readonly kind: 'jobStatus';
   readonly status: JobStatus;
+  /**
+   * The epoch of the tracker that wrote it (its exclusive producer's on
+   * `sheaf-job-snapshots`): a reader keeps no status from a lower epoch once
+   * it has one from a higher, so a tracker that lost its turn and wakes up
+   * cannot take a job's progress back. Absent from older trackers.
+   */
+  readonly epoch?: number;
+}
+
+/**
+ * Written by a tracker that has just taken `sheaf-job-snapshots` over, as
+ * its first message there: once its own subscription gives it back, every
+ * snapshot of the trackers before it has been read, and it may finish jobs.
+ */
+export interface TrackerActivated {
+  readonly v: 1;
+  readonly kind: 'trackerActivated';
+  readonly trackerId: string;
+  readonly epoch: number;
+  readonly at: number;
 }
 
 /** A job's creation, written by the client that creates it. */
@@ -186,7 +206,7 @@ export type JobFact =
   | { v: 1; kind: 'tasksSettled'; jobId: string; tasks: Array<[index: number, outcome: JobTaskOutcome]>; at: number };
 
 /** What a tracker reads: facts, its snapshots, dispatch checkpoints and list requests (events topic), status requests (`sheaf-job-requests`). */
-export type JobEvent = JobFact | JobSnapshot | JobStatusRequest | JobDispatched | JobListRequest;
+export type JobEvent = JobFact | JobSnapshot | JobStatusRequest | JobDispatched | JobListRequest | TrackerActivated;
 
 const jobId = z.string().min(1).max(MAX_JOB_ID_LENGTH);
 const epochMs = z.number().int().nonnegative();
@@ -254,6 +274,13 @@ const jobEventSchema = z.discriminatedUnion('kind', [
   z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobDispatched'), jobId, dispatched: count, at: epochMs }),
   z.object({
     v: z.literal(WIRE_VERSION),
+    kind: z.literal('trackerActivated'),
+    trackerId: z.string().min(1).max(64),
+    epoch: z.number().int().nonnegative(),
+    at: epochMs,
+  }),
+  z.object({
+    v: z.literal(WIRE_VERSION),
     kind: z.literal('jobListRequest'),
     requestId: z.string().min(1).max(64),
     limit: z.number().int().positive().max(MAX_JOBS_LISTED),
@@ -278,7 +305,7 @@ const statusSchema = z.object({
 });
 
 const jobStateSchema = z.discriminatedUnion('kind', [
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatus'), status: statusSchema }),
+  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatus'), status: statusSchema, epoch: z.number().int().nonnegative().optional() }),
   z.object({
     v: z.literal(WIRE_VERSION),
     kind: z.literal('jobList'),
@@ -299,11 +326,13 @@ export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { pro
 }
 
 /** What a `sheaf-job-state` message holds (a status, or the answer to a list request), or why it was not understood. */
-export function decodeJobState(payload: Uint8Array): { status: JobStatus } | { list: JobListMessage } | { problem: string } {
+export function decodeJobState(
+  payload: Uint8Array,
+): { status: JobStatus; epoch: number | undefined } | { list: JobListMessage } | { problem: string } {
   const parsed = parseWithSchema(payload, jobStateSchema);
   if ('problem' in parsed) return parsed;
   const message = parsed.value;
-  if (message.kind === 'jobStatus') return { status: withName(message.status) };
+  if (message.kind === 'jobStatus') return { status: withName(message.status), epoch: message.epoch };
   return { list: { ...message, statuses: message.statuses.map(withName) } };
 }
 

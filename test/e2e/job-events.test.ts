@@ -62,7 +62,6 @@ for (const target of transportTargets()) {
           expect(message.key).toBe(jobId);
           const decoded = decodeJobEvent(message.payload);
           if (!('event' in decoded)) throw new Error(decoded.problem);
-          // The tracker's own snapshots travel here too.
           const event = decoded.event;
           return event.kind === 'tasksSettled' ? event.tasks.map(([index, outcome]) => ({ jobId: event.jobId, index, outcome })) : [];
         });

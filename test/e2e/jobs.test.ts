@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
-import { JOB_EVENTS_TOPIC, taskTopic } from '../../src/topics.js';
+import { JOB_SNAPSHOTS_TOPIC, taskTopic } from '../../src/topics.js';
 import { encodeEnvelope } from '../../src/wire/envelopes.js';
 import { rawTask } from '../support/tasks.js';
 import { decodeJobEvent } from '../../src/wire/job-events.js';
@@ -168,7 +168,7 @@ for (const target of transportTargets()) {
       });
       await second.start();
       // Sees every snapshot the trackers write, to check the finished mark.
-      const observer = await s.transport.subscribe({ topic: JOB_EVENTS_TOPIC, subscription: 'observer', maxUnacked: 10_000 });
+      const observer = await s.transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 10_000 });
       try {
         const rows = s.client.service<Rows>('Rows');
         const job = await s.client.job({ callbacks: { service: 'Callbacks', onComplete: 'finished' } });

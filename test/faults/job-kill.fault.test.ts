@@ -12,7 +12,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, expect, test } from 'vitest';
-import { JOB_EVENTS_TOPIC } from '../../src/topics.js';
+import { JOB_SNAPSHOTS_TOPIC } from '../../src/topics.js';
 import { decodeJobEvent } from '../../src/wire/job-events.js';
 import { startCli, type CliProcess } from '../support/cli.js';
 import { admin } from '../support/pulsar.js';
@@ -40,14 +40,12 @@ async function pidOfLocalPort(port: string): Promise<number | null> {
   return pid === undefined ? null : Number(pid);
 }
 
-/** The pid of the worker whose job tracker is the active consumer of the tracker subscription now. */
+/** The pid of the worker whose job tracker is the active one now: the holder of the snapshots topic's exclusive producer. */
 async function trackerOwnerPid(run: FaultRun): Promise<number | null> {
-  const stats = (await admin('GET', `persistent/public/${run.namespace}/${JOB_EVENTS_TOPIC}/stats`)) as {
-    subscriptions: Record<string, { activeConsumerName?: string; consumers: Array<{ consumerName: string; address: string }> }>;
+  const stats = (await admin('GET', `persistent/public/${run.namespace}/${JOB_SNAPSHOTS_TOPIC}/stats`)) as {
+    publishers: Array<{ address: string }>;
   };
-  const sub = stats.subscriptions['sheaf-job-tracker'];
-  const active = sub?.consumers.find((c) => c.consumerName === sub.activeConsumerName);
-  const port = active?.address.split(':').pop();
+  const port = stats.publishers[0]?.address.split(':').pop();
   return port === undefined ? null : pidOfLocalPort(port);
 }
 
@@ -67,10 +65,10 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
   // times what is live before it collects (a worker here peaked at 323-340 MiB with 50 MiB live).
   const workerEnv = { ...env, NODE_OPTIONS: '--max-old-space-size=128' };
 
-  // Every event of the job-events topic, from before the first: snapshots carry the finished mark.
+  // Every snapshot the trackers write, from before the first: snapshots carry the finished mark.
   const { client, transport, close } = await connectClient(run);
   cleanups.push(close);
-  const observer = await transport.subscribe({ topic: JOB_EVENTS_TOPIC, subscription: 'observer', maxUnacked: 5000 });
+  const observer = await transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 5000 });
   const finishedMarks = new Set<number>();
   let observing = true;
   const observed = (async () => {
@@ -169,7 +167,7 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
   while ((await callbacks()).length === 0) await new Promise((r) => setTimeout(r, 200));
   const backlog = async () =>
     (
-      (await admin('GET', `persistent/public/${run.namespace}/${JOB_EVENTS_TOPIC}/stats`)) as {
+      (await admin('GET', `persistent/public/${run.namespace}/${JOB_SNAPSHOTS_TOPIC}/stats`)) as {
         subscriptions: Record<string, { msgBacklog: number }>;
       }
     ).subscriptions.observer!.msgBacklog;

@@ -62,4 +62,49 @@ describe('JobStatusFeed', () => {
       await transport.close();
     }
   });
+
+  test('a status from a lower tracker epoch, or behind the one kept, does not take a job back; a newer one does', async () => {
+    const transport = new InMemoryTransport();
+    const feed = await JobStatusFeed.open(transport, 'c', testLogger);
+    const statuses = await transport.createProducer(JOB_STATE_TOPIC);
+    const send = (epoch: number, succeeded: number, finishedAt: number | null = null): Promise<string> =>
+      statuses.send({
+        payload: encodeJobEvent({
+          v: 1,
+          kind: 'jobStatus',
+          status: { ...status('j'), total: 3, succeeded, pending: 3 - succeeded, finishedAt },
+          epoch,
+        }),
+      });
+    // Statuses are read in order: once this one of another job is read, every status sent before it was.
+    let posts = 0;
+    const readSoFar = async (): Promise<void> => {
+      posts += 1;
+      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: { ...status('post'), succeeded: posts } }) });
+      await vi.waitFor(() => expect(feed.last('post')?.succeeded).toBe(posts));
+    };
+    try {
+      feed.follow('j');
+      feed.follow('post');
+      await send(2, 1);
+      await readSoFar();
+      expect(feed.last('j')).toMatchObject({ succeeded: 1 });
+      // A tracker that lost its term wakes and answers from what it had: not kept, even further along.
+      await send(1, 2);
+      // The same tracker's status that crossed a newer one on the other topic: not kept.
+      await send(2, 0);
+      await readSoFar();
+      expect(feed.last('j')).toMatchObject({ succeeded: 1 });
+      await send(2, 3, 9);
+      await send(2, 3, null); // unfinished after finished: behind
+      await readSoFar();
+      expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 9 });
+      await send(3, 3, 10); // the next tracker, once it has taken over: kept
+      await readSoFar();
+      expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 10 });
+    } finally {
+      await feed.close();
+      await transport.close();
+    }
+  });
 });

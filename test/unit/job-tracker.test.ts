@@ -6,10 +6,10 @@
  */
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { JobTracker } from '../../src/jobs/tracker.js';
-import { JOB_EVENTS_TOPIC, JOB_STATE_TOPIC } from '../../src/topics.js';
+import { JOB_EVENTS_TOPIC, JOB_SNAPSHOTS_TOPIC, JOB_STATE_TOPIC } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import type { Consumer } from '../../src/transport/transport.js';
-import { decodeJobState, encodeJobEvent, type JobEvent } from '../../src/wire/job-events.js';
+import { decodeJobEvent, decodeJobState, encodeJobEvent, type JobEvent } from '../../src/wire/job-events.js';
 import { testLogger } from '../support/logger.js';
 import { ManualClock } from '../support/manual-clock.js';
 
@@ -30,6 +30,7 @@ describe('JobTracker', () => {
     // Rounds only when the test asks (checkpoint()), not on a timer.
     tracker = new JobTracker({ transport, logger: testLogger, clock, checkpointIntervalMs: 3_600_000, retentionMs: HOUR });
     await tracker.start();
+    await vi.waitFor(() => expect(tracker.phase).toBe('active'));
     statuses = await transport.subscribe({ topic: JOB_STATE_TOPIC, subscription: 'test', maxUnacked: 1000 });
     const producer = await transport.createProducer(JOB_EVENTS_TOPIC);
     return async (event) => {
@@ -77,5 +78,110 @@ describe('JobTracker', () => {
     clock.advance(HOUR);
     await tracker.checkpoint();
     expect(tracker.jobCount).toBe(0);
+  });
+
+  describe('one active tracker at a time', () => {
+    const others: JobTracker[] = [];
+    afterEach(async () => {
+      for (const other of others.splice(0)) await other.close();
+    });
+
+    /** Another tracker on the same transport, trying for the term every 5 ms, its rounds driven by the test. */
+    async function another(): Promise<JobTracker> {
+      const other = new JobTracker({ transport, logger: testLogger, clock, checkpointIntervalMs: 3_600_000, standbyRetryMs: 5 });
+      others.push(other);
+      await other.start();
+      return other;
+    }
+
+    /**
+     * The distinct finished marks (`finishedAt`) in the snapshots written so
+     * far, read through a subscription of the test's own: a job finished
+     * once has one, however many snapshots carry it.
+     */
+    const marks = new Set<number>();
+    async function finishedMarks(observer: Consumer): Promise<number> {
+      for (let batch = observer.takeDelivered(1000); batch.length > 0; batch = observer.takeDelivered(1000)) {
+        for (const message of batch) {
+          const decoded = decodeJobEvent(message.payload);
+          if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null) {
+            marks.add(decoded.event.finishedAt);
+          }
+        }
+        await observer.ackAll(batch);
+      }
+      return marks.size;
+    }
+    afterEach(() => marks.clear());
+
+    const twoTasks = (jobId: string): JobEvent[] => [
+      { v: 1, kind: 'jobCreated', jobId, meta: {}, continueOnError: true, at: clock.now() },
+      { v: 1, kind: 'tasksSettled', jobId, tasks: [[0, 'succeeded']], at: clock.now() },
+      { v: 1, kind: 'tasksSettled', jobId, tasks: [[1, 'succeeded']], at: clock.now() },
+      { v: 1, kind: 'jobSealed', jobId, total: 2, at: clock.now() },
+    ];
+
+    test('a standby takes over when the active tracker closes: every job\'s progress carried over, the job finished once', async () => {
+      const send = await start();
+      const observer = await transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 1000 });
+      const standby = await another();
+      expect(standby.phase).toBe('standby');
+      const [created, first, second, sealed] = twoTasks('j');
+      for (const event of [created!, first!]) await send(event);
+      await vi.waitFor(() => expect(tracker.jobCount).toBe(1));
+      await tracker.checkpoint(); // j: one of two settled, durable in a snapshot
+      expect(standby.phase).toBe('standby');
+      await tracker.close();
+
+      await vi.waitFor(() => expect(standby.phase).toBe('active'));
+      expect(standby.epoch).toBeGreaterThan(0);
+      expect(standby.jobCount).toBe(1);
+      for (const event of [second!, sealed!]) await send(event);
+      await vi.waitFor(async () => {
+        await standby.checkpoint();
+        expect(standby.recentStatuses(1)[0]).toMatchObject({ jobId: 'j', succeeded: 2, total: 2, finishedAt: clock.now() });
+      });
+      await standby.checkpoint();
+      expect(await finishedMarks(observer)).toBe(1);
+    });
+
+    test('a tracker fenced mid-term stores nothing more, stands down, and the next one finishes the job once', async () => {
+      const send = await start();
+      const observer = await transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 1000 });
+      const successor = await another();
+      const epochBefore = tracker.epoch!;
+      for (const event of twoTasks('j')) await send(event);
+      await vi.waitFor(() => expect(tracker.recentStatuses(1)[0]).toMatchObject({ sealed: true, succeeded: 2 }));
+
+      // Its term is lost while it does not know yet (a frozen process, woken): it finishes the job and writes the mark.
+      transport.fenceExclusiveProducer(JOB_SNAPSHOTS_TOPIC);
+      await tracker.checkpoint();
+      expect(await finishedMarks(observer)).toBe(0); // refused: fenced
+      clock.advance(1000); // a second mark, were one written, would differ from the first
+
+      await vi.waitFor(() => expect(tracker.phase).not.toBe('active'));
+      // One of the two holds the next term (the stood-down tracker competes again); it has the job from what was unacked.
+      const next = await vi.waitFor(() => {
+        const active = [tracker, successor].find((t) => t.phase === 'active');
+        expect(active).toBeDefined();
+        return active!;
+      });
+      expect(next.epoch).toBeGreaterThan(epochBefore);
+      await vi.waitFor(async () => {
+        await next.checkpoint();
+        expect(next.recentStatuses(1)[0]).toMatchObject({ jobId: 'j', succeeded: 2, finishedAt: expect.any(Number) });
+      });
+      await next.checkpoint();
+      await next.checkpoint();
+      expect(await finishedMarks(observer)).toBe(1);
+      // Its statuses carry its epoch.
+      const stamped = await vi.waitFor(async () => {
+        const message = await statuses.receive();
+        const decoded = decodeJobState(message.payload);
+        expect('epoch' in decoded && decoded.epoch).toBe(next.epoch);
+        return decoded;
+      });
+      expect(stamped).toMatchObject({ status: { jobId: 'j' } });
+    });
   });
 });
