@@ -7,16 +7,20 @@
  * mark written once, its onComplete callback run under one task id, no line
  * dispatched twice, and each worker's peak RSS under 300 MiB.
  */
-import { execFile } from 'node:child_process';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, expect, test } from 'vitest';
-import { JOB_SNAPSHOTS_TOPIC } from '../../src/topics.js';
-import { decodeJobEvent } from '../../src/wire/job-events.js';
 import { startCli, type CliProcess } from '../support/cli.js';
-import { admin } from '../support/pulsar.js';
-import { connectClient, executionLog, faultRun, pick, recordFigures, startWorker, type FaultRun } from './support.js';
+import {
+  connectClient,
+  executionLog,
+  faultRun,
+  pick,
+  recordFigures,
+  startWorker,
+  trackerOwnerPid,
+  watchFinishedMarks,
+} from './support.js';
 
 const processes: CliProcess[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -31,22 +35,6 @@ afterAll(async () => {
 async function peakRssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-}
-
-/** The pid of the process whose connection to the broker has local port `port` (from `ss`). */
-async function pidOfLocalPort(port: string): Promise<number | null> {
-  const { stdout } = await promisify(execFile)('ss', ['-tnpH', `sport = :${port}`]);
-  const pid = /pid=(\d+)/.exec(stdout)?.[1];
-  return pid === undefined ? null : Number(pid);
-}
-
-/** The pid of the worker whose job tracker is the active one now: the holder of the snapshots topic's exclusive producer. */
-async function trackerOwnerPid(run: FaultRun): Promise<number | null> {
-  const stats = (await admin('GET', `persistent/public/${run.namespace}/${JOB_SNAPSHOTS_TOPIC}/stats`)) as {
-    publishers: Array<{ address: string }>;
-  };
-  const port = stats.publishers[0]?.address.split(':').pop();
-  return port === undefined ? null : pidOfLocalPort(port);
 }
 
 test('a job of many lines: dispatcher killed and resumed, both workers killed twice: counted exactly, finished once', async () => {
@@ -68,21 +56,7 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
   // Every snapshot the trackers write, from before the first: snapshots carry the finished mark.
   const { client, transport, close } = await connectClient(run);
   cleanups.push(close);
-  const observer = await transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 5000 });
-  const finishedMarks = new Set<number>();
-  let observing = true;
-  const observed = (async () => {
-    while (observing) {
-      const messages = await observer.receiveMany(5000).catch(() => []);
-      for (const m of messages) {
-        const decoded = decodeJobEvent(m.payload);
-        if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null)
-          finishedMarks.add(decoded.event.finishedAt);
-      }
-      await observer.ackAll(messages).catch(() => undefined);
-    }
-  })();
-
+  const finished = await watchFinishedMarks(transport);
   const workers: CliProcess[] = [];
   const peaks = new Map<number, number>();
   const launch = async (): Promise<CliProcess> => {
@@ -165,17 +139,7 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
       .filter(Boolean)
       .map((l) => l.split(' ')[0]!);
   while ((await callbacks()).length === 0) await new Promise((r) => setTimeout(r, 200));
-  const backlog = async () =>
-    (
-      (await admin('GET', `persistent/public/${run.namespace}/${JOB_SNAPSHOTS_TOPIC}/stats`)) as {
-        subscriptions: Record<string, { msgBacklog: number }>;
-      }
-    ).subscriptions.observer!.msgBacklog;
-  while ((await backlog()) > 0) await new Promise((r) => setTimeout(r, 200));
-  observing = false;
-  await observer.close();
-  await observed;
-
+  await finished.caughtUp(run);
   const executions = await executionLog(run);
   const idsPerLine = new Map<string, Set<string>>();
   for (const e of executions) {
@@ -197,14 +161,14 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
     deduplicatedByBroker: deduplicated,
     workerKills: 4,
     trackerOwnerKills: ownerKills,
-    finishedMarks: finishedMarks.size,
+    finishedMarks: finished.marks.size,
     onCompleteRuns: (await callbacks()).length,
     peakWorkerRssMiB: Math.max(...peaks.values()).toFixed(0),
   });
   expect(final).toMatchObject({ jobId, total: lines, succeeded: lines, failed: 0, deadLettered: 0, pending: 0 });
   expect(idsPerLine.size).toBe(lines);
   expect(linesDispatchedTwice).toBe(0);
-  expect(finishedMarks.size).toBe(1);
+  expect(finished.marks.size).toBe(1);
   expect(callbackIds).toEqual(new Set([`${jobId}:finished`]));
   expect(ownerKills).toBeGreaterThanOrEqual(1);
   expect(Math.max(...peaks.values())).toBeLessThan(300);

@@ -8,7 +8,9 @@ import { SheafClient } from '../../src/client/client.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
 import { startCli, type CliProcess } from '../support/cli.js';
 import { testLogger } from '../support/logger.js';
-import { freshNamespace, pulsarUrl } from '../support/pulsar.js';
+import { admin, freshNamespace, pulsarUrl } from '../support/pulsar.js';
+import { JOB_SNAPSHOTS_TOPIC } from '../../src/topics.js';
+import { decodeJobEvent } from '../../src/wire/job-events.js';
 
 const brokerScript = new URL('../../scripts/pulsar.sh', import.meta.url).pathname;
 
@@ -209,4 +211,60 @@ export async function recordFigures(scenario: string, values: Record<string, num
   all[scenario] = { ...values, recordedAt: new Date().toISOString() };
   await writeFile(file, `${JSON.stringify(all, null, 2)}\n`);
   console.log(scenario, values);
+}
+
+/** The pid of the process whose connection to the broker has local port `port` (from `ss`). */
+async function pidOfLocalPort(port: string): Promise<number | null> {
+  const { stdout } = await promisify(execFile)('ss', ['-tnpH', `sport = :${port}`]);
+  const pid = /pid=(\d+)/.exec(stdout)?.[1];
+  return pid === undefined ? null : Number(pid);
+}
+
+/** The pid of the worker whose job tracker is the active one now: the holder of the snapshots topic's exclusive producer. */
+export async function trackerOwnerPid(run: FaultRun): Promise<number | null> {
+  const stats = (await admin('GET', `persistent/public/${run.namespace}/${JOB_SNAPSHOTS_TOPIC}/stats`)) as {
+    publishers: Array<{ address: string }>;
+  };
+  const port = stats.publishers[0]?.address.split(':').pop();
+  return port === undefined ? null : pidOfLocalPort(port);
+}
+
+/**
+ * Reads every snapshot the job trackers write, from now on, and keeps the
+ * distinct finished marks (`finishedAt`): a job finished once has one,
+ * however many snapshots carry it. Subscribe before the job starts.
+ */
+export async function watchFinishedMarks(transport: PulsarTransport): Promise<{
+  readonly marks: ReadonlySet<number>;
+  /** Waits until the watcher has read everything written so far, then stops it. */
+  caughtUp(run: FaultRun): Promise<void>;
+}> {
+  const observer = await transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 5000 });
+  const marks = new Set<number>();
+  let observing = true;
+  const observed = (async () => {
+    while (observing) {
+      const messages = await observer.receiveMany(5000).catch(() => []);
+      for (const m of messages) {
+        const decoded = decodeJobEvent(m.payload);
+        if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null) marks.add(decoded.event.finishedAt);
+      }
+      await observer.ackAll(messages).catch(() => undefined);
+    }
+  })();
+  const backlog = async (run: FaultRun): Promise<number> =>
+    (
+      (await admin('GET', `persistent/public/${run.namespace}/${JOB_SNAPSHOTS_TOPIC}/stats`)) as {
+        subscriptions: Record<string, { msgBacklog: number }>;
+      }
+    ).subscriptions.observer!.msgBacklog;
+  return {
+    marks,
+    async caughtUp(run) {
+      while ((await backlog(run)) > 0) await new Promise((r) => setTimeout(r, 200));
+      observing = false;
+      await observer.close();
+      await observed;
+    },
+  };
 }
