@@ -157,8 +157,9 @@ export interface SubscribeOptions {
    * `shared` (default): any consumer may get any message. `keyShared`: messages
    * with the same key go to the same consumer while it is connected (Pulsar only).
    * `failover`: one consumer of the subscription at a time gets every message;
-   * when it goes, another takes over and gets what it held unacked (how Sheaf
-   * elects a single owner, such as the job tracker). A subscription keeps
+   * when it goes, another takes over and gets what it held unacked (the job
+   * tracker's subscription; the tracker itself is elected by an exclusive
+   * producer, which also fences a writer that lost its turn). A subscription keeps
    * one type while consumers are attached: subscribing with another fails.
    */
   readonly subscriptionType?: 'shared' | 'keyShared' | 'failover';

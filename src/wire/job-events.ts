@@ -128,7 +128,7 @@ export const MAX_JOBS_LISTED = 1000;
 /**
  * Asks the tracker for the statuses of the jobs it holds (`sheaf job list`),
  * the most recently started first; answered with one `jobList` on
- * `sheaf-job-state` carrying the same `requestId`. Keyed by the request id.
+ * `sheaf-job-answers` carrying the same `requestId`. Keyed by the request id.
  */
 export interface JobListRequest {
   readonly v: 1;
