@@ -7,14 +7,13 @@
  * mark written once, its onComplete callback run under one task id, no line
  * dispatched twice, and each worker's peak RSS under 300 MiB.
  */
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, expect, test } from 'vitest';
 import { startCli, type CliProcess } from '../support/cli.js';
 import {
   connectClient,
   executionLog,
-  faultRun,
+  jobFaultRun,
   pick,
   recordFigures,
   startWorker,
@@ -39,16 +38,7 @@ async function peakRssMiB(pid: number): Promise<number> {
 
 test('a job of many lines: dispatcher killed and resumed, both workers killed twice: counted exactly, finished once', async () => {
   const lines = pick(1_000_000, 50_000);
-  const run = await faultRun('concurrency: 4\n      batch: { maxMessages: 200, maxSeconds: 0.1 }\n      maxUnacked: 4000');
-  const dir = dirname(run.config);
-  const input = join(dir, 'items.ndjson');
-  for (let start = 0; start < lines; start += 100_000) {
-    const chunk = [...Array(Math.min(100_000, lines - start)).keys()].map((i) => JSON.stringify(String(start + i))).join('\n');
-    await appendFile(input, `${chunk}\n`);
-  }
-  const callbackLog = join(dir, 'callbacks.log');
-  await writeFile(callbackLog, '');
-  const env = { ...run.env, FAULT_CALLBACK_LOG: callbackLog };
+  const { run, input, callbackLog, env } = await jobFaultRun(lines);
   // Workers run as docs/operations.md ("Memory") recommends: V8 otherwise lets a busy worker's heap grow to several
   // times what is live before it collects (a worker here peaked at 323-340 MiB with 50 MiB live).
   const workerEnv = { ...env, NODE_OPTIONS: '--max-old-space-size=128' };

@@ -1,8 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { inject } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
 import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js';
@@ -267,4 +267,22 @@ export async function watchFinishedMarks(transport: PulsarTransport): Promise<{
       await observed;
     },
   };
+}
+
+/**
+ * A fault run for a job of `lines` tasks: the fault service with large
+ * batches, an NDJSON input of one string per line (written 100,000 lines
+ * at a time), and a log the `finished` callback method appends to.
+ */
+export async function jobFaultRun(lines: number): Promise<{ run: FaultRun; input: string; callbackLog: string; env: NodeJS.ProcessEnv }> {
+  const run = await faultRun('concurrency: 4\n      batch: { maxMessages: 200, maxSeconds: 0.1 }\n      maxUnacked: 4000');
+  const dir = dirname(run.config);
+  const input = join(dir, 'items.ndjson');
+  for (let start = 0; start < lines; start += 100_000) {
+    const chunk = [...Array(Math.min(100_000, lines - start)).keys()].map((i) => JSON.stringify(String(start + i))).join('\n');
+    await appendFile(input, `${chunk}\n`);
+  }
+  const callbackLog = join(dir, 'callbacks.log');
+  await writeFile(callbackLog, '');
+  return { run, input, callbackLog, env: { ...run.env, FAULT_CALLBACK_LOG: callbackLog } };
 }

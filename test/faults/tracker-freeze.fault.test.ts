@@ -8,13 +8,12 @@
  * exactly, finished once, with one onComplete task id; no client may see a
  * job's progress go back.
  */
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, expect, test } from 'vitest';
 import { JOB_STATE_TOPIC } from '../../src/topics.js';
 import { decodeJobState } from '../../src/wire/job-events.js';
 import { startCli, type CliProcess } from '../support/cli.js';
-import { connectClient, faultRun, pick, recordFigures, startWorker, trackerOwnerPid, watchFinishedMarks } from './support.js';
+import { connectClient, jobFaultRun, pick, recordFigures, startWorker, trackerOwnerPid, watchFinishedMarks } from './support.js';
 
 const processes: CliProcess[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -40,16 +39,7 @@ async function until<T>(what: string, timeoutMs: number, check: () => Promise<T 
 
 test('the active tracker frozen past the broker keepalive, woken after a takeover: fenced and stood down; the job counted exactly, finished once', async () => {
   const lines = pick(200_000, 20_000);
-  const run = await faultRun('concurrency: 4\n      batch: { maxMessages: 200, maxSeconds: 0.1 }\n      maxUnacked: 4000');
-  const dir = dirname(run.config);
-  const input = join(dir, 'items.ndjson');
-  for (let start = 0; start < lines; start += 100_000) {
-    const chunk = [...Array(Math.min(100_000, lines - start)).keys()].map((i) => JSON.stringify(String(start + i))).join('\n');
-    await appendFile(input, `${chunk}\n`);
-  }
-  const callbackLog = join(dir, 'callbacks.log');
-  await writeFile(callbackLog, '');
-  const env = { ...run.env, FAULT_CALLBACK_LOG: callbackLog };
+  const { run, input, callbackLog, env } = await jobFaultRun(lines);
 
   const { client, transport, close } = await connectClient(run);
   cleanups.push(close);

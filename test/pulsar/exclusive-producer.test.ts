@@ -34,7 +34,8 @@ describe.skipIf(noPulsar())('exclusive producers on Pulsar', () => {
     for (const o of opened.splice(0).reverse()) await o.close();
   });
 
-  test('a frozen holder that wakes after another took the topic over is fenced: what it sends is refused, never stored', async () => {
+  /** A transport straight to the broker, and one on the same namespace through a proxy the test controls. */
+  async function twoTransports(): Promise<{ proxy: PulsarTestProxy; direct: PulsarTransport; proxied: PulsarTransport }> {
     const { hostname, port } = new URL(pulsarUrl().replace(/^pulsar:/, 'http:'));
     const proxy = new PulsarTestProxy(hostname, Number(port));
     opened.push({ close: () => proxy.stop() });
@@ -42,8 +43,13 @@ describe.skipIf(noPulsar())('exclusive producers on Pulsar', () => {
     const direct = await pulsarTransport();
     opened.push(direct);
     const namespace = direct.topicName('x').split('/').slice(-2, -1)[0]!;
-    const frozenSide = await pulsarTransport({ brokerServiceUrl: viaProxy, namespace });
-    opened.push(frozenSide);
+    const proxied = await pulsarTransport({ brokerServiceUrl: viaProxy, namespace });
+    opened.push(proxied);
+    return { proxy, direct, proxied };
+  }
+
+  test('a frozen holder that wakes after another took the topic over is fenced: what it sends is refused, never stored', async () => {
+    const { proxy, direct, proxied: frozenSide } = await twoTransports();
     const topic = 'fenced-topic';
     const reader = await direct.subscribe({ topic, subscription: 'reader', maxUnacked: 10 });
 
@@ -77,15 +83,7 @@ describe.skipIf(noPulsar())('exclusive producers on Pulsar', () => {
   });
 
   test('a holder whose connection drops while nobody took over keeps the topic: same epoch, nothing lost', async () => {
-    const { hostname, port } = new URL(pulsarUrl().replace(/^pulsar:/, 'http:'));
-    const proxy = new PulsarTestProxy(hostname, Number(port));
-    opened.push({ close: () => proxy.stop() });
-    const viaProxy = await proxy.start();
-    const direct = await pulsarTransport();
-    opened.push(direct);
-    const namespace = direct.topicName('x').split('/').slice(-2, -1)[0]!;
-    const holderSide = await pulsarTransport({ brokerServiceUrl: viaProxy, namespace });
-    opened.push(holderSide);
+    const { proxy, direct, proxied: holderSide } = await twoTransports();
     const topic = 'kept-topic';
     const reader = await direct.subscribe({ topic, subscription: 'reader', maxUnacked: 10 });
     const holder = await holderSide.createProducer(topic, { access: 'exclusive' });
