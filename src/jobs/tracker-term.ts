@@ -18,9 +18,9 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { ProducerBusyError } from '../errors.js';
+import { ProducerBusyError, TransportClosedError } from '../errors.js';
 import { JOB_EVENTS_TOPIC, JOB_SNAPSHOTS_TOPIC, JOB_TRACKER_SUBSCRIPTION } from '../topics.js';
-import type { Consumer, Producer, Transport } from '../transport/transport.js';
+import { isAbortError, type Consumer, type Producer, type ReceivedMessage, type Transport } from '../transport/transport.js';
 import { encodeJobEvent } from '../wire/job-events.js';
 
 /** What a tracker holds while it is the active one. */
@@ -118,4 +118,34 @@ async function openTerm(options: TermOptions, writer: Producer): Promise<Tracker
 export async function closeTerm(term: TrackerTerm): Promise<void> {
   term.ended.abort();
   await Promise.allSettled([term.events.close(), term.snapshots.close(), term.writer.close()]);
+}
+
+/** Hands each message `consumer` delivers to `handle` until `signal` aborts or the consumer is lost (logged). */
+export async function readUntil(
+  consumer: Consumer,
+  signal: AbortSignal,
+  log: Logger,
+  handle: (message: ReceivedMessage) => void,
+): Promise<void> {
+  while (!signal.aborted) {
+    let messages: ReceivedMessage[];
+    try {
+      messages = await consumer.receiveMany(1000, signal);
+    } catch (error) {
+      if (isAbortError(error) || signal.aborted) return;
+      if (error instanceof TransportClosedError) {
+        log.warn({ err: error, topic: consumer.topic }, 'the job tracker lost a consumer');
+        return;
+      }
+      // Not in a tight loop: a second before the next try.
+      log.warn({ err: error }, 'receiving job events failed; trying again in 1 s');
+      try {
+        await delay(1000, undefined, { signal });
+      } catch {
+        return;
+      }
+      continue;
+    }
+    for (const message of messages) handle(message);
+  }
 }

@@ -40,17 +40,15 @@ import { metrics, type Counter, type ObservableGauge, type ObservableResult } fr
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { JOB_ANSWERS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
-import { KeptProducers } from '../transport/kept-producers.js';
+import { JOB_ANSWERS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC } from '../topics.js';
 import type { Consumer, Producer, ReceivedMessage, Transport } from '../transport/transport.js';
-import { isAbortError } from '../transport/transport.js';
-import { ProducerFencedError, TransportClosedError } from '../errors.js';
+import { ProducerFencedError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { within } from '../util/within.js';
-import { encodeEnvelope, jobCallbackTask } from '../wire/envelopes.js';
 import { decodeJobEvent, encodeJobEvent, type JobStatus } from '../wire/job-events.js';
 import { JobProgress } from './progress.js';
-import { acquireTerm, closeTerm, type TrackerTerm } from './tracker-term.js';
+import { JobCallbackDispatcher } from './job-callbacks.js';
+import { acquireTerm, closeTerm, readUntil, type TrackerTerm } from './tracker-term.js';
 
 /** How a tracker runs; every field has a default. */
 export interface JobTrackerOptions {
@@ -110,8 +108,7 @@ export class JobTracker {
   private answers: Producer | null = null;
   /** Status requests (`JOB_REQUESTS_TOPIC`), read apart from the events so that they do not wait behind them. */
   private requests: Consumer | null = null;
-  /** Callbacks go to task topics, made with the workers' subscription as a client does. */
-  private readonly callbackProducers: KeptProducers;
+  private readonly callbacks: JobCallbackDispatcher;
   private readonly jobs = new Map<string, TrackedJob>();
   /** Snapshots held, delivered by the term's snapshots consumer (the rest came from its events consumer). */
   private fromSnapshots = new WeakSet<ReceivedMessage>();
@@ -140,7 +137,7 @@ export class JobTracker {
   constructor(private readonly options: JobTrackerOptions) {
     this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ component: 'job-tracker' });
-    this.callbackProducers = new KeptProducers(options.transport, { subscription: WORKER_SUBSCRIPTION });
+    this.callbacks = new JobCallbackDispatcher(options.transport, this.clock);
     const meter = metrics.getMeter('sheaf');
     this.started = meter.createCounter('sheaf_jobs_started_total', { description: 'jobs whose creation this tracker folded' });
     this.finishedJobs = meter.createCounter('sheaf_jobs_finished_total', {
@@ -182,7 +179,7 @@ export class JobTracker {
       durable: false,
     });
     this.state = { status: 'standby' };
-    this.requestLoop = this.receive(this.requests, this.stop.signal, (message) => this.answer(message));
+    this.requestLoop = readUntil(this.requests, this.stop.signal, this.log, (message) => this.answer(message));
     this.leading = this.lead();
     this.timer = setInterval(() => void this.checkpoint(), this.options.checkpointIntervalMs ?? 1000);
   }
@@ -202,12 +199,7 @@ export class JobTracker {
     this.stop.abort();
     if (term) await closeTerm(term);
     await Promise.allSettled([this.leading, this.requestLoop]);
-    await Promise.allSettled([
-      this.requests?.close(),
-      this.statuses?.close(),
-      this.answers?.close(),
-      this.callbackProducers.close(),
-    ]);
+    await Promise.allSettled([this.requests?.close(), this.statuses?.close(), this.answers?.close(), this.callbacks.close()]);
     this.tracked.removeCallback(this.observeTracked);
     this.state = { status: 'closed' };
   }
@@ -271,36 +263,11 @@ export class JobTracker {
     };
     void term.writer.fenced?.then(() => end('fenced: another tracker took sheaf-job-snapshots over'));
     const read = (consumer: Consumer): Promise<void> =>
-      this.receive(consumer, term.ended.signal, (message) => this.fold(message, term, consumer === term.snapshots)).then(
-        () => end(`its consumer of ${consumer.topic} was lost`),
+      readUntil(consumer, term.ended.signal, this.log, (message) => this.fold(message, term, consumer === term.snapshots)).then(() =>
+        end(`its consumer of ${consumer.topic} was lost`),
       );
     await Promise.all([read(term.events), read(term.snapshots)]);
     return why;
-  }
-
-  /** Hands each message to `handle` until `signal` aborts or the consumer is lost. */
-  private async receive(consumer: Consumer, signal: AbortSignal, handle: (message: ReceivedMessage) => void): Promise<void> {
-    while (!signal.aborted) {
-      let messages: ReceivedMessage[];
-      try {
-        messages = await consumer.receiveMany(1000, signal);
-      } catch (error) {
-        if (isAbortError(error) || signal.aborted) return;
-        if (error instanceof TransportClosedError) {
-          this.log.warn({ err: error, topic: consumer.topic }, 'the job tracker lost a consumer');
-          return;
-        }
-        // Not in a tight loop: a second before the next try.
-        this.log.warn({ err: error }, 'receiving job events failed; trying again in 1 s');
-        try {
-          await delay(1000, undefined, { signal });
-        } catch {
-          return;
-        }
-        continue;
-      }
-      for (const message of messages) handle(message);
-    }
   }
 
   /** The term, when this tracker is active in it (not recovering, not stood down). */
@@ -479,13 +446,8 @@ export class JobTracker {
     const { progress } = job;
     // A term that is over leaves them to the next tracker, which has the mark and dispatches them with the same ids.
     if (term.lost) return;
-    const target = progress.callbackTarget;
-    const status = progress.status();
-    const methods: string[] = [];
-    if (target?.onSuccess && status.failed === 0 && status.deadLettered === 0) methods.push(target.onSuccess);
-    if (target?.onComplete) methods.push(target.onComplete);
     try {
-      for (const method of methods) await this.dispatchCallback(target!.service, method, progress.jobId, status);
+      await this.callbacks.dispatch(progress);
     } catch (error) {
       this.log.warn({ err: error, jobId: progress.jobId }, 'dispatching a job callback failed; the next round tries again');
       job.dirty = true; // the snapshot is written again, and the callbacks retried after it
@@ -493,13 +455,6 @@ export class JobTracker {
     }
     progress.markCallbacksSent();
     job.dirty = true;
-  }
-
-  private async dispatchCallback(service: string, method: string, jobId: string, status: JobStatus): Promise<void> {
-    const envelope = jobCallbackTask({ service, method }, `${jobId}:${method}`, jobId, status, this.clock.now());
-    await (
-      await this.callbackProducers.get(taskTopic(service))
-    ).send({ payload: encodeEnvelope(envelope), key: jobId, properties: { 'sheaf-task-id': envelope.taskId } });
   }
 
   /**

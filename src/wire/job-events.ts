@@ -305,7 +305,12 @@ const statusSchema = z.object({
 });
 
 const jobStateSchema = z.discriminatedUnion('kind', [
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('jobStatus'), status: statusSchema, epoch: z.number().int().nonnegative().optional() }),
+  z.object({
+    v: z.literal(WIRE_VERSION),
+    kind: z.literal('jobStatus'),
+    status: statusSchema,
+    epoch: z.number().int().nonnegative().optional(),
+  }),
   z.object({
     v: z.literal(WIRE_VERSION),
     kind: z.literal('jobList'),

@@ -276,7 +276,7 @@ export function describeTransportContract(target: ContractTarget): void {
       expect(text(await c.receive())).toBe('end');
     });
 
-    test('an exclusive producer is the topic\'s only writer; each producer that takes the topic after it holds a higher epoch', async () => {
+    test("an exclusive producer is the topic's only writer; each producer that takes the topic after it holds a higher epoch", async () => {
       const c = await consumer('s', 10);
       const first = await transport.createProducer(topic, { access: 'exclusive' });
       expect(first.epoch).toEqual(expect.any(Number));

@@ -247,7 +247,8 @@ export async function watchFinishedMarks(transport: PulsarTransport): Promise<{
       const messages = await observer.receiveMany(5000).catch(() => []);
       for (const m of messages) {
         const decoded = decodeJobEvent(m.payload);
-        if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null) marks.add(decoded.event.finishedAt);
+        if ('event' in decoded && decoded.event.kind === 'jobState' && decoded.event.finishedAt !== null)
+          marks.add(decoded.event.finishedAt);
       }
       await observer.ackAll(messages).catch(() => undefined);
     }

@@ -45,7 +45,12 @@ test('the active tracker frozen past the broker keepalive, woken after a takeove
   cleanups.push(close);
   const finished = await watchFinishedMarks(transport);
   // Every status on the topic: those a tracker of an older term publishes after a newer term's are counted (clients drop them).
-  const statusReader = await transport.subscribe({ topic: JOB_STATE_TOPIC, subscription: 'status-reader', maxUnacked: 5000, durable: false });
+  const statusReader = await transport.subscribe({
+    topic: JOB_STATE_TOPIC,
+    subscription: 'status-reader',
+    maxUnacked: 5000,
+    durable: false,
+  });
   let highestEpoch = -1;
   let staleStatuses = 0;
   let reading = true;
@@ -65,8 +70,14 @@ test('the active tracker frozen past the broker keepalive, woken after a takeove
   const workers = [await startWorker({ ...run, env }), await startWorker({ ...run, env })];
   processes.push(...workers);
   const dispatcher = startCli(
-    ['job', 'run', '-c', run.config, '--service', 'Fault', '--method', 'work', '--input', input]
-      .concat(['--callbacks-service', 'Fault', '--on-complete', 'finished', '--in-flight', '2000']),
+    ['job', 'run', '-c', run.config, '--service', 'Fault', '--method', 'work', '--input', input].concat([
+      '--callbacks-service',
+      'Fault',
+      '--on-complete',
+      'finished',
+      '--in-flight',
+      '2000',
+    ]),
     env,
   );
   processes.push(dispatcher);
@@ -89,7 +100,7 @@ test('the active tracker frozen past the broker keepalive, woken after a takeove
   const frozenAt = Date.now();
   frozen.child.kill('SIGSTOP');
   // The broker notices the frozen connection by its keepalive; the other tracker then takes the snapshots topic.
-  await until('the other worker\'s tracker active', 180_000, async () => ((await trackerOwnerPid(run)) === other.child.pid ? true : null));
+  await until("the other worker's tracker active", 180_000, async () => ((await trackerOwnerPid(run)) === other.child.pid ? true : null));
   const takeoverSeconds = (Date.now() - frozenAt) / 1000;
   const before = await settled();
   await until('more settled under the new tracker', 120_000, async () => ((await settled()) > before ? true : null));

@@ -121,7 +121,7 @@ describe('JobTracker', () => {
       { v: 1, kind: 'jobSealed', jobId, total: 2, at: clock.now() },
     ];
 
-    test('a standby takes over when the active tracker closes: every job\'s progress carried over, the job finished once', async () => {
+    test("a standby takes over when the active tracker closes: every job's progress carried over, the job finished once", async () => {
       const send = await start();
       const observer = await transport.subscribe({ topic: JOB_SNAPSHOTS_TOPIC, subscription: 'observer', maxUnacked: 1000 });
       const standby = await another();
