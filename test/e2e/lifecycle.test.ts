@@ -5,7 +5,7 @@ import { SheafClient } from '../../src/client/client.js';
 import { Batch } from '../../src/service/decorators.js';
 import { resultTopic } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
-import type { OutgoingMessage, Producer, Transport } from '../../src/transport/transport.js';
+import type { OutgoingMessage, Producer, ProducerOptions, Transport } from '../../src/transport/transport.js';
 import { encodeEnvelope } from '../../src/wire/envelopes.js';
 import { Task } from '../../src/worker/context.js';
 import { SheafWorker } from '../../src/worker/worker.js';
@@ -222,8 +222,8 @@ class FailingResultsTransport implements Transport {
     private readonly inner: Transport,
     private failures: number,
   ) {}
-  async createProducer(topic: string): Promise<Producer> {
-    const producer = await this.inner.createProducer(topic);
+  async createProducer(topic: string, options?: ProducerOptions): Promise<Producer> {
+    const producer = await this.inner.createProducer(topic, options);
     if (!topic.startsWith(resultTopic(''))) return producer;
     return {
       topic,
