@@ -38,7 +38,7 @@ async function peakRssMiB(pid: number): Promise<number> {
 
 test('a job of many lines: dispatcher killed and resumed, both workers killed twice: counted exactly, finished once', async () => {
   const lines = pick(1_000_000, 50_000);
-  const { run, input, callbackLog, env } = await jobFaultRun(lines);
+  const { run, callbackLog, env, runArgs } = await jobFaultRun(lines);
   // Workers run as docs/operations.md ("Memory") recommends: V8 otherwise lets a busy worker's heap grow to several
   // times what is live before it collects (a worker here peaked at 323-340 MiB with 50 MiB live).
   const workerEnv = { ...env, NODE_OPTIONS: '--max-old-space-size=128' };
@@ -58,24 +58,6 @@ test('a job of many lines: dispatcher killed and resumed, both workers killed tw
   await launch();
   await launch();
 
-  const runArgs = [
-    'job',
-    'run',
-    '-c',
-    run.config,
-    '--service',
-    'Fault',
-    '--method',
-    'work',
-    '--input',
-    input,
-    '--callbacks-service',
-    'Fault',
-    '--on-complete',
-    'finished',
-    '--in-flight',
-    '2000',
-  ];
   const started = Date.now();
   let dispatcher = startCli(runArgs, env);
   processes.push(dispatcher);

@@ -275,7 +275,14 @@ export async function watchFinishedMarks(transport: PulsarTransport): Promise<{
  * batches, an NDJSON input of one string per line (written 100,000 lines
  * at a time), and a log the `finished` callback method appends to.
  */
-export async function jobFaultRun(lines: number): Promise<{ run: FaultRun; input: string; callbackLog: string; env: NodeJS.ProcessEnv }> {
+export async function jobFaultRun(lines: number): Promise<{
+  run: FaultRun;
+  input: string;
+  callbackLog: string;
+  env: NodeJS.ProcessEnv;
+  /** `sheaf job run` of the input on the fault service, with the `finished` onComplete callback. */
+  runArgs: string[];
+}> {
   const run = await faultRun('concurrency: 4\n      batch: { maxMessages: 200, maxSeconds: 0.1 }\n      maxUnacked: 4000');
   const dir = dirname(run.config);
   const input = join(dir, 'items.ndjson');
@@ -285,5 +292,13 @@ export async function jobFaultRun(lines: number): Promise<{ run: FaultRun; input
   }
   const callbackLog = join(dir, 'callbacks.log');
   await writeFile(callbackLog, '');
-  return { run, input, callbackLog, env: { ...run.env, FAULT_CALLBACK_LOG: callbackLog } };
+  const runArgs = ['job', 'run', '-c', run.config, '--service', 'Fault', '--method', 'work', '--input', input].concat([
+    '--callbacks-service',
+    'Fault',
+    '--on-complete',
+    'finished',
+    '--in-flight',
+    '2000',
+  ]);
+  return { run, input, callbackLog, env: { ...run.env, FAULT_CALLBACK_LOG: callbackLog }, runArgs };
 }

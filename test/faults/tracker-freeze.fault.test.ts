@@ -39,7 +39,7 @@ async function until<T>(what: string, timeoutMs: number, check: () => Promise<T 
 
 test('the active tracker frozen past the broker keepalive, woken after a takeover: fenced and stood down; the job counted exactly, finished once', async () => {
   const lines = pick(200_000, 20_000);
-  const { run, input, callbackLog, env } = await jobFaultRun(lines);
+  const { run, callbackLog, env, runArgs } = await jobFaultRun(lines);
 
   const { client, transport, close } = await connectClient(run);
   cleanups.push(close);
@@ -69,17 +69,7 @@ test('the active tracker frozen past the broker keepalive, woken after a takeove
 
   const workers = [await startWorker({ ...run, env }), await startWorker({ ...run, env })];
   processes.push(...workers);
-  const dispatcher = startCli(
-    ['job', 'run', '-c', run.config, '--service', 'Fault', '--method', 'work', '--input', input].concat([
-      '--callbacks-service',
-      'Fault',
-      '--on-complete',
-      'finished',
-      '--in-flight',
-      '2000',
-    ]),
-    env,
-  );
+  const dispatcher = startCli(runArgs, env);
   processes.push(dispatcher);
   await dispatcher.waitFor(/"jobId"/);
   const jobId = JSON.parse(dispatcher.stdout().split('\n')[0]!).jobId as string;
