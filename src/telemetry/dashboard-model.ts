@@ -27,6 +27,16 @@ export interface DashboardSource {
   readonly connectionProblem?: string | null;
   /** Jobs this worker's job tracker holds, newest first (none when another worker's tracker is the active one). */
   jobs?(): readonly JobStatus[];
+  /** This worker's job tracker: its phase, and the epoch of its term while it holds one; null when it has none. */
+  jobTracker?(): JobTrackerView | null;
+}
+
+/** A job tracker as the dashboard shows it. */
+export interface JobTrackerView {
+  /** `standby`, `recovering` or `active` (docs/operations.md, "Job trackers"). */
+  readonly phase: string;
+  /** The epoch of its term (recovering or active), else null. */
+  readonly epoch: number | null;
 }
 
 export interface MethodFigures {
@@ -58,6 +68,8 @@ export interface DashboardSnapshot {
   readonly totals: { received: number; succeeded: number; retried: number; deadLettered: number };
   /** The jobs this worker's tracker holds, newest first, at most `DASHBOARD_JOBS`. */
   readonly jobs: readonly JobStatus[];
+  /** This worker's job tracker (null: `jobs.tracker` off, or it could not start). */
+  readonly jobTracker: JobTrackerView | null;
 }
 
 /** Jobs the dashboard shows at most. */
@@ -210,6 +222,7 @@ export class DashboardModel {
       busiestKeys: [...busy.values()].sort((a, b) => b.tasks - a.tasks).slice(0, 20),
       totals: { ...this.totals },
       jobs: (this.source.jobs?.() ?? []).slice(0, DASHBOARD_JOBS),
+      jobTracker: this.source.jobTracker?.() ?? null,
     };
   }
 

@@ -44,6 +44,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
   <th>flush reasons</th><th>wait p50 / p99</th><th>retries</th><th>dead letters</th>
 </tr></thead><tbody></tbody></table>
 <table id="keys"><thead><tr><th>busiest batch keys (last 10 s)</th><th>service.method</th><th>tasks</th></tr></thead><tbody></tbody></table>
+<p id="job-tracker"></p>
 <table id="jobs"><thead><tr>
   <th>jobs (tracked by this worker)</th><th>name</th><th>state</th><th>progress</th><th>total</th><th>succeeded</th><th>failed</th><th>dead-lettered</th>
 </tr></thead><tbody></tbody></table>
@@ -91,8 +92,13 @@ export const DASHBOARD_PAGE = `<!doctype html>
     }
     const keys = $('keys').tBodies[0]; keys.replaceChildren();
     for (const k of s.busiestKeys) { const row = keys.insertRow(); cell(row, k.batchKey); cell(row, k.service + '.' + k.method); cell(row, k.tasks); }
+    const tracker = s.jobTracker;
+    $('job-tracker').textContent = tracker === null ? 'job tracker: off on this worker'
+      : tracker.phase === 'active' ? 'job tracker: active (epoch ' + tracker.epoch + ')'
+      : tracker.phase === 'recovering' ? 'job tracker: taking over (epoch ' + tracker.epoch + '), reading the snapshots before its term'
+      : 'job tracker: ' + tracker.phase + ' (the active one is another worker)';
     const jobs = $('jobs').tBodies[0]; jobs.replaceChildren();
-    if (s.jobs.length === 0) cell(jobs.insertRow(), 'none here (another worker may be the active job tracker)').colSpan = 8;
+    if (s.jobs.length === 0) cell(jobs.insertRow(), tracker && tracker.phase === 'active' ? 'none' : 'none here (another worker is the active job tracker)').colSpan = 8;
     for (const j of s.jobs) {
       const row = jobs.insertRow(); row.dataset.job = j.jobId;
       cell(row, j.jobId); cell(row, j.name ?? '');

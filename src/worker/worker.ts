@@ -27,7 +27,7 @@ import { OutcomePublisher } from './outcome-publisher.js';
 import { ServiceRunner, type ServiceRunnerStats } from './service-runner.js';
 import { SettledFeed } from './settled-feed.js';
 import { StoppedJobs } from './stopped-jobs.js';
-import { JobTracker } from '../jobs/tracker.js';
+import { JobTracker, type JobTrackerPhase } from '../jobs/tracker.js';
 import type { JobStatus } from '../wire/job-events.js';
 
 export type WorkerState =
@@ -62,7 +62,7 @@ export class SheafWorker {
   /** Jobs stopped at their first failure, whose tasks are cancelled; null until started, or when statuses cannot be read. */
   private stoppedJobs: StoppedJobs | null = null;
   /** This worker's part in tracking jobs (docs/jobs.md); null when `jobs.tracker` is off or it could not start. */
-  private jobTracker: JobTracker | null = null;
+  private tracker: JobTracker | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private metrics: WorkerMetrics | null = null;
@@ -129,7 +129,17 @@ export class SheafWorker {
    * off or another worker's is the active one. For the dashboard.
    */
   jobs(limit = 20): JobStatus[] {
-    return this.jobTracker?.recentStatuses(limit) ?? [];
+    return this.tracker?.recentStatuses(limit) ?? [];
+  }
+
+  /**
+   * This worker's job tracker: `standby` while another worker's is active,
+   * `recovering` then `active` once it holds a term (with the term's epoch).
+   * Null when `jobs.tracker` is off or the tracker could not start.
+   */
+  jobTracker(): { phase: JobTrackerPhase; epoch: number | null } | null {
+    if (!this.tracker) return null;
+    return { phase: this.tracker.phase, epoch: this.tracker.epoch ?? null };
   }
 
   /** The kind of transport the worker runs on (`inMemory`, `pulsar`, ...). */
@@ -269,7 +279,7 @@ export class SheafWorker {
     });
     try {
       await tracker.start();
-      this.jobTracker = tracker;
+      this.tracker = tracker;
     } catch (error) {
       await tracker.close().catch(() => undefined);
       this.log.warn({ err: error }, 'the job tracker could not start; this worker tracks no jobs (jobs.tracker: false silences this)');
@@ -284,7 +294,7 @@ export class SheafWorker {
 
   private async release(): Promise<void> {
     this.metrics?.close();
-    await this.jobTracker?.close();
+    await this.tracker?.close();
     await Promise.all(this.consumers.map((c) => c.close().catch(() => undefined)));
     await Promise.all(this.publishers.map((p) => p.close()));
     await Promise.all(this.settledFeeds.map((f) => f.close()));

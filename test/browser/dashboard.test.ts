@@ -114,6 +114,8 @@ describe.skipIf(!existsSync(CHROMIUM) && !required)('the live dashboard in Chrom
       },
     );
     expect(await jobRow.locator('td').nth(1).textContent()).toBe('newsletter');
+    // The worker's tracker is the only one here: the active one, its term numbered.
+    expect(await page.locator('#job-tracker').textContent()).toMatch(/^job tracker: active \(epoch \d+\)$/);
     await page.screenshot({ path: screenshot, fullPage: true });
     expect(existsSync(screenshot)).toBe(true);
   }, 60_000);

@@ -11,6 +11,7 @@ function harness() {
     state: { status: 'running' },
     stats: () => ({ Mail: { inFlight: 3, openAggregates: 2, runningExecutions: 1 } }),
     batchLimits: () => ({ Mail: { maxMessages: 10 } }),
+    jobTracker: () => ({ phase: 'active', epoch: 3 }),
     jobs: () =>
       [...Array(30).keys()].map((i) => ({
         jobId: `job-${i}`,
@@ -88,6 +89,7 @@ describe('the dashboard model', () => {
     expect(snap.totals).toEqual({ received: 150, succeeded: 150, retried: 0, deadLettered: 0 });
     // The tracker's jobs, as it lists them (newest first), at most DASHBOARD_JOBS.
     expect(snap.jobs.map((j) => j.jobId)).toEqual([...Array(DASHBOARD_JOBS).keys()].map((i) => `job-${i}`));
+    expect(snap.jobTracker).toEqual({ phase: 'active', epoch: 3 });
   });
 
   test('old seconds leave the window; many keys and tasks do not grow it without bound', () => {
