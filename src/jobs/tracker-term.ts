@@ -65,8 +65,8 @@ export async function acquireTerm(options: TermOptions, signal: AbortSignal): Pr
     signal.throwIfAborted();
     let writer: Producer;
     try {
-      // Subscribed before the first write: a message published while a topic has no subscription may be dropped.
-      await transport.ensureSubscription(JOB_SNAPSHOTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, 'failover');
+      // Only the producer while standing by: a standby that touched the tracker's Failover subscription every
+      // second (as ensureSubscription does, with a consumer of its own) could take delivery from the active one.
       writer = await transport.createProducer(JOB_SNAPSHOTS_TOPIC, { access: 'exclusive' });
     } catch (error) {
       if (!(error instanceof ProducerBusyError)) {
@@ -92,6 +92,7 @@ async function openTerm(options: TermOptions, writer: Producer): Promise<Tracker
   const { transport } = options;
   const subscribe = (topic: string): Promise<Consumer> =>
     transport.subscribe({ topic, subscription: JOB_TRACKER_SUBSCRIPTION, maxUnacked: options.maxUnacked, subscriptionType: 'failover' });
+  // Both subscribed before the first write (the marker): a message published while a topic has no subscription may be dropped.
   const events = await subscribe(JOB_EVENTS_TOPIC);
   let snapshots: Consumer;
   try {
