@@ -65,8 +65,8 @@ export async function acquireTerm(options: TermOptions, signal: AbortSignal): Pr
     signal.throwIfAborted();
     let writer: Producer;
     try {
-      // Only the producer while standing by: a standby that touched the tracker's Failover subscription every
-      // second (as ensureSubscription does, with a consumer of its own) could take delivery from the active one.
+      // Only the producer while standing by: one refused request a second, not also a consumer attached to the
+      // tracker's subscription and closed again (what ensureSubscription does); the term subscribes once it holds it.
       writer = await transport.createProducer(JOB_SNAPSHOTS_TOPIC, { access: 'exclusive' });
     } catch (error) {
       if (!(error instanceof ProducerBusyError)) {
