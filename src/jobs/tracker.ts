@@ -474,7 +474,11 @@ export class JobTracker {
     return true;
   }
 
-  /** Acks on the consumer each message came from; only within a term that is not over. */
+  /**
+   * Acks on the consumer each message came from, while this tracker holds a
+   * term (a standby acks nothing). A term that was just lost may still ack
+   * what a snapshot stored before the loss covers: harmless, it is durable.
+   */
   private ack(messages: readonly ReceivedMessage[]): void {
     const term = this.state.status === 'active' || this.state.status === 'recovering' ? this.state.term : null;
     if (messages.length === 0 || !term) return;

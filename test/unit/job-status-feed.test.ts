@@ -2,10 +2,11 @@
  * A client's job statuses: kept for the jobs it follows, at most 10,000 of
  * them; the oldest is let go first, unless something waits on it.
  */
-import { describe, expect, test, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { JobStatusFeed } from '../../src/client/job-status-feed.js';
 import { JOB_STATE_TOPIC } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
+import type { Producer } from '../../src/transport/transport.js';
 import { encodeJobEvent, type JobStatus } from '../../src/wire/job-events.js';
 import { testLogger } from '../support/logger.js';
 
@@ -26,47 +27,42 @@ const status = (jobId: string): JobStatus => ({
 });
 
 describe('JobStatusFeed', () => {
+  let transport: InMemoryTransport;
+  let feed: JobStatusFeed;
+  /** Statuses as a tracker publishes them. */
+  let statuses: Producer;
+  beforeEach(async () => {
+    transport = new InMemoryTransport();
+    feed = await JobStatusFeed.open(transport, 'c', testLogger);
+    statuses = await transport.createProducer(JOB_STATE_TOPIC);
+  });
+  afterEach(async () => {
+    await feed.close();
+    await transport.close();
+  });
+
   test('keeps the statuses of the last 10,000 jobs followed; a job waited on stays', async () => {
-    const transport = new InMemoryTransport();
-    const feed = await JobStatusFeed.open(transport, 'c', testLogger);
-    const statuses = await transport.createProducer(JOB_STATE_TOPIC);
-    try {
-      feed.follow('oldest');
-      feed.follow('waited-on');
-      const waiting = feed.waitFor('waited-on', (s) => s.finishedAt !== null, 10_000, undefined, 'not finished');
-      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('oldest') }) });
-      await vi.waitFor(() => expect(feed.last('oldest')).toMatchObject({ jobId: 'oldest' }));
-      for (let i = 0; i < 10_000; i++) feed.follow(`job-${i}`);
-      expect(feed.last('oldest')).toBeUndefined();
-      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: { ...status('waited-on'), finishedAt: 5 } }) });
-      await expect(waiting).resolves.toMatchObject({ jobId: 'waited-on', finishedAt: 5 });
-    } finally {
-      await feed.close();
-      await transport.close();
-    }
+    feed.follow('oldest');
+    feed.follow('waited-on');
+    const waiting = feed.waitFor('waited-on', (s) => s.finishedAt !== null, 10_000, undefined, 'not finished');
+    await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('oldest') }) });
+    await vi.waitFor(() => expect(feed.last('oldest')).toMatchObject({ jobId: 'oldest' }));
+    for (let i = 0; i < 10_000; i++) feed.follow(`job-${i}`);
+    expect(feed.last('oldest')).toBeUndefined();
+    await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: { ...status('waited-on'), finishedAt: 5 } }) });
+    await expect(waiting).resolves.toMatchObject({ jobId: 'waited-on', finishedAt: 5 });
   });
 
   test('among many statuses of other jobs (skipped unread), the status of the followed job is read and kept', async () => {
-    const transport = new InMemoryTransport();
-    const feed = await JobStatusFeed.open(transport, 'c', testLogger);
-    const statuses = await transport.createProducer(JOB_STATE_TOPIC);
-    try {
-      feed.follow('mine');
-      for (let i = 0; i < 50; i++)
-        await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status(`other-${i}`) }) });
-      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('mine') }) });
-      await vi.waitFor(() => expect(feed.last('mine')).toMatchObject({ jobId: 'mine' }));
-      expect(feed.last('other-0')).toBeUndefined();
-    } finally {
-      await feed.close();
-      await transport.close();
-    }
+    feed.follow('mine');
+    for (let i = 0; i < 50; i++)
+      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status(`other-${i}`) }) });
+    await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('mine') }) });
+    await vi.waitFor(() => expect(feed.last('mine')).toMatchObject({ jobId: 'mine' }));
+    expect(feed.last('other-0')).toBeUndefined();
   });
 
   test('a status from a lower tracker epoch, or behind the one kept, does not take a job back; a newer one does', async () => {
-    const transport = new InMemoryTransport();
-    const feed = await JobStatusFeed.open(transport, 'c', testLogger);
-    const statuses = await transport.createProducer(JOB_STATE_TOPIC);
     const send = (epoch: number, succeeded: number, finishedAt: number | null = null): Promise<string> =>
       statuses.send({
         payload: encodeJobEvent({
@@ -83,28 +79,23 @@ describe('JobStatusFeed', () => {
       await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: { ...status('post'), succeeded: posts } }) });
       await vi.waitFor(() => expect(feed.last('post')?.succeeded).toBe(posts));
     };
-    try {
-      feed.follow('j');
-      feed.follow('post');
-      await send(2, 1);
-      await readSoFar();
-      expect(feed.last('j')).toMatchObject({ succeeded: 1 });
-      // A tracker that lost its term wakes and answers from what it had: not kept, even further along.
-      await send(1, 2);
-      // The same tracker's status that crossed a newer one on the other topic: not kept.
-      await send(2, 0);
-      await readSoFar();
-      expect(feed.last('j')).toMatchObject({ succeeded: 1 });
-      await send(2, 3, 9);
-      await send(2, 3, null); // unfinished after finished: behind
-      await readSoFar();
-      expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 9 });
-      await send(3, 3, 10); // the next tracker, once it has taken over: kept
-      await readSoFar();
-      expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 10 });
-    } finally {
-      await feed.close();
-      await transport.close();
-    }
+    feed.follow('j');
+    feed.follow('post');
+    await send(2, 1);
+    await readSoFar();
+    expect(feed.last('j')).toMatchObject({ succeeded: 1 });
+    // A tracker that lost its term wakes and answers from what it had: not kept, even further along.
+    await send(1, 2);
+    // The same tracker's status that crossed a newer one on the other topic: not kept.
+    await send(2, 0);
+    await readSoFar();
+    expect(feed.last('j')).toMatchObject({ succeeded: 1 });
+    await send(2, 3, 9);
+    await send(2, 3, null); // unfinished after finished: behind
+    await readSoFar();
+    expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 9 });
+    await send(3, 3, 10); // the next tracker, once it has taken over: kept
+    await readSoFar();
+    expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 10 });
   });
 });
