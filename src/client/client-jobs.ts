@@ -14,6 +14,10 @@ import { JobStatusFeed } from './job-status-feed.js';
 import { JobResults } from './job-results.js';
 import { ResumableDispatch } from './resumable-dispatch.js';
 import type { DispatchOptions, TaskHandles } from './task-handle.js';
+import { within } from '../util/within.js';
+
+/** How long the first `attachJob()` waits for the client's table of job statuses (the load goes on after). */
+const ATTACH_TABLE_WAIT_MS = 2000;
 
 /** How a job's tasks are sent: the client's dispatch, with the job as binding. */
 export type JobDispatcher = <T extends object>(stub: T, options: DispatchOptions, binding: JobBinding) => TaskHandles<T>;
@@ -70,10 +74,17 @@ export class ClientJobs {
     return new Job(jobId, feed, this.dispatcher, resumable, itemErrorTarget(options.callbacks));
   }
 
-  /** A job created elsewhere, followed here (status and done only). */
+  /**
+   * A job created elsewhere, followed here (status and done only). The
+   * first attach loads the client's table of job statuses (every job's, see
+   * `JobStatusFeed.loadTable`), so that statuses answer from memory; it
+   * waits for it at most `ATTACH_TABLE_WAIT_MS` (the load goes on: until it
+   * is in, a status is asked of the tracker job by job).
+   */
   async attach(jobId: string): Promise<Job> {
     const feed = await this.statusFeed();
     feed.follow(jobId);
+    await within(feed.loadTable(), ATTACH_TABLE_WAIT_MS);
     return new Job(jobId, feed, null);
   }
 

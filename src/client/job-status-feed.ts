@@ -4,6 +4,14 @@
  * creation is published, so no status of its own jobs is missed. It keeps
  * the last status of each job the client follows, wakes what waits on one,
  * and sends job events (creation, seal, status and list requests).
+ *
+ * A client that attaches to jobs made elsewhere keeps a table instead:
+ * the status of every job, loaded once from the active tracker (a list of
+ * all it holds) and kept current by the same subscription, as Pulsar's
+ * TableView keeps a topic's latest value per key. So `status()` of any job
+ * answers from memory however loaded the tracker is; only a job the table
+ * does not hold yet (created since, with no status published) is asked of
+ * the tracker.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -16,12 +24,19 @@ import {
   encodeJobEvent,
   MAX_JOBS_LISTED,
   type JobEvent,
+  type JobListMessage,
   type JobStatus,
   type TrackerActivated,
 } from '../wire/job-events.js';
 
 /** Jobs whose statuses one client keeps at most (a few hundred bytes each). */
 const MAX_FOLLOWED = 10_000;
+
+/** Statuses a client's table keeps at most (a few hundred bytes each): past a tracker's 20,000 jobs by default. */
+const MAX_TABLE = 50_000;
+
+/** How long loading the table waits for the tracker's answer before statuses are asked job by job again. */
+const TABLE_WAIT_MS = 10_000;
 
 /**
  * Reads `sheaf-job-state` (and the answers to its requests on
@@ -38,8 +53,12 @@ export class JobStatusFeed {
   /** Jobs whose statuses this client keeps. */
   private readonly followed = new Set<string>();
   private readonly waiters = new Map<string, Set<(status: JobStatus) => void>>();
-  /** List requests waiting for their answer, by request id. */
-  private readonly lists = new Map<string, (statuses: JobStatus[]) => void>();
+  /** List requests waiting for their answer (or its parts), by request id. */
+  private readonly lists = new Map<string, (list: JobListMessage) => void>();
+  /** Every job's status is kept, not only followed ones': set by `loadTable()`. */
+  private keepsAll = false;
+  /** The table's load under way, or done (true); null before the first or after one that got no answer. */
+  private table: Promise<boolean> | null = null;
   private readonly stop = new AbortController();
   private loop: Promise<void> | null = null;
 
@@ -86,7 +105,7 @@ export class JobStatusFeed {
 
   /** Publishes a job event, keyed by its job (a list request by its id), once the broker has it. */
   async publish(event: Exclude<JobEvent, TrackerActivated>): Promise<void> {
-    const to = event.kind === 'jobStatusRequest' ? this.requests : this.events;
+    const to = event.kind === 'jobStatusRequest' || event.kind === 'jobListRequest' ? this.requests : this.events;
     await to.send({ payload: encodeJobEvent(event), key: 'jobId' in event ? event.jobId : event.requestId });
   }
 
@@ -111,20 +130,73 @@ export class JobStatusFeed {
           ),
         );
       }, timeoutMs);
-      this.lists.set(requestId, (statuses) => {
+      this.lists.set(requestId, (list) => {
         clearTimeout(timer);
         this.lists.delete(requestId);
-        resolve(statuses);
+        resolve(list.statuses);
       });
     });
     answer.catch(() => undefined); // rejected only if the send below succeeded and nothing came
     try {
       await this.publish({ v: 1, kind: 'jobListRequest', requestId, limit });
     } catch (error) {
-      this.lists.get(requestId)?.([]);
+      this.lists.get(requestId)?.({ v: 1, kind: 'jobList', requestId, statuses: [] });
       throw error;
     }
     return answer;
+  }
+
+  /**
+   * From now on keeps every job's status, not only followed ones', and
+   * loads the statuses of every job the active tracker holds (answered in
+   * parts). Resolves true once loaded; false when no tracker answered
+   * within 10 s or the request could not be sent (the next call tries
+   * again; meanwhile statuses are asked job by job). Never rejects.
+   */
+  loadTable(): Promise<boolean> {
+    this.keepsAll = true;
+    this.table ??= this.requestTable().then((loaded) => {
+      if (!loaded) this.table = null;
+      return loaded;
+    });
+    return this.table;
+  }
+
+  private async requestTable(): Promise<boolean> {
+    const requestId = randomUUID();
+    const parts = new Set<number>();
+    const closed = this.stop.signal;
+    let stopWaiting = (): void => undefined;
+    const loaded = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), TABLE_WAIT_MS);
+      const onClose = (): void => resolve(false);
+      closed.addEventListener('abort', onClose, { once: true });
+      stopWaiting = () => {
+        clearTimeout(timer);
+        closed.removeEventListener('abort', onClose);
+      };
+      this.lists.set(requestId, (list) => {
+        for (const status of list.statuses) this.keep(status, list.epoch ?? 0);
+        // An answer in one message (a tracker that sends no parts) is whole.
+        parts.add(list.part?.index ?? 0);
+        if (parts.size >= (list.part?.count ?? 1)) resolve(true);
+      });
+    });
+    try {
+      if (closed.aborted) return false;
+      await this.publish({ v: 1, kind: 'jobListRequest', requestId, limit: MAX_JOBS_LISTED, all: true });
+      const answered = await loaded;
+      if (!answered && !closed.aborted) {
+        this.log.debug({ requestId }, 'no job tracker answered the table request; statuses are asked job by job');
+      }
+      return answered;
+    } catch (error) {
+      this.log.debug({ err: error }, 'the job table request could not be sent; statuses are asked job by job');
+      return false;
+    } finally {
+      stopWaiting();
+      this.lists.delete(requestId);
+    }
   }
 
   /** The last status seen of a job, if any. */
@@ -190,7 +262,7 @@ export class JobStatusFeed {
    * much as the tracker writing them all). Anything else is read in full.
    */
   private unfollowedStatus(payload: Uint8Array): boolean {
-    if (payload.length < STATUS_PREFIX.length) return false;
+    if (this.keepsAll || payload.length < STATUS_PREFIX.length) return false;
     const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     if (!bytes.subarray(0, STATUS_PREFIX.length).equals(STATUS_PREFIX)) return false;
     const end = bytes.indexOf(0x22, STATUS_PREFIX.length); // the closing quote of the job id
@@ -218,20 +290,37 @@ export class JobStatusFeed {
           continue;
         }
         if ('list' in decoded) {
-          this.lists.get(decoded.list.requestId)?.(decoded.list.statuses);
+          this.lists.get(decoded.list.requestId)?.(decoded.list);
           continue;
         }
-        const { status } = decoded;
-        // Only jobs someone here follows are kept: the topic carries every job of the namespace.
-        if (!this.followed.has(status.jobId)) continue;
-        const epoch = decoded.epoch ?? 0;
-        const kept = this.latest.get(status.jobId);
-        if (kept && isOlder(status, epoch, kept, this.epochs.get(status.jobId) ?? 0)) continue;
-        this.latest.set(status.jobId, status);
-        this.epochs.set(status.jobId, epoch);
-        for (const listener of [...(this.waiters.get(status.jobId) ?? [])]) listener(status);
+        this.keep(decoded.status, decoded.epoch ?? 0);
       }
       await consumer.ackAll(messages).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Keeps a status heard (unless it says less than the one kept) and wakes
+   * what waits on its job. Only jobs someone here follows are kept, or every
+   * job once the table is on: the topic carries every job of the namespace.
+   */
+  private keep(status: JobStatus, epoch: number): void {
+    const kept = this.latest.get(status.jobId);
+    if (!kept && !this.keepsAll && !this.followed.has(status.jobId)) return;
+    if (kept && isOlder(status, epoch, kept, this.epochs.get(status.jobId) ?? 0)) return;
+    if (!kept && this.latest.size >= MAX_TABLE) this.dropFromTable();
+    this.latest.set(status.jobId, status);
+    this.epochs.set(status.jobId, epoch);
+    for (const listener of [...(this.waiters.get(status.jobId) ?? [])]) listener(status);
+  }
+
+  /** Makes room in a full table: the status kept longest of a job nobody here follows or waits on. */
+  private dropFromTable(): void {
+    for (const jobId of this.latest.keys()) {
+      if (this.followed.has(jobId) || this.waiters.has(jobId)) continue;
+      this.latest.delete(jobId);
+      this.epochs.delete(jobId);
+      return;
     }
   }
 

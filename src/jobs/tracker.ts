@@ -45,7 +45,7 @@ import type { Consumer, Producer, ReceivedMessage, Transport } from '../transpor
 import { ProducerFencedError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { within } from '../util/within.js';
-import { decodeJobEvent, encodeJobEvent, type JobStatus } from '../wire/job-events.js';
+import { decodeJobEvent, encodeJobEvent, MAX_JOBS_LISTED, type JobListRequest, type JobStatus } from '../wire/job-events.js';
 import { JobProgress } from './progress.js';
 import { JobCallbackDispatcher } from './job-callbacks.js';
 import { acquireTerm, closeTerm, readUntil, type TrackerTerm } from './tracker-term.js';
@@ -275,11 +275,20 @@ export class JobTracker {
     return this.state.status === 'active' ? this.state.term : null;
   }
 
-  /** A status request from the requests topic: answered when this tracker is active and holds the job. */
+  /** A status or list request from the requests topic: answered when this tracker is active (a status, when it holds the job). */
   private answer(message: ReceivedMessage): void {
     const decoded = decodeJobEvent(message.payload);
-    if ('event' in decoded && decoded.event.kind === 'jobStatusRequest') this.answerStatus(decoded.event.jobId);
+    if ('event' in decoded) {
+      const { event } = decoded;
+      if (event.kind === 'jobStatusRequest') this.answerStatus(event.jobId);
+      else if (event.kind === 'jobListRequest') this.answerList(event);
+    }
     this.requests?.ackAll([message]).catch(() => undefined);
+  }
+
+  private answerList(request: JobListRequest): void {
+    const term = this.activeTerm();
+    if (term) void this.publishList(request, term);
   }
 
   /** Publishes a job's status now, on the answers topic, when this tracker holds the job; not at the next round. */
@@ -313,8 +322,9 @@ export class JobTracker {
       return;
     }
     if (event.kind === 'jobListRequest') {
+      // From a client that sent it here (before list requests went to the requests topic).
+      this.answerList(event);
       this.ack([message]);
-      if (this.activeTerm()) void this.publishList(event.requestId, event.limit);
       return;
     }
     if (event.kind === 'jobDispatched') {
@@ -409,14 +419,32 @@ export class JobTracker {
     if (progress.finished && !progress.callbacksDispatched) await this.callBack(job, term);
   }
 
-  /** Answers a list request: the statuses of the jobs held here, the most recently started first. */
-  private async publishList(requestId: string, limit: number): Promise<void> {
-    const statuses = this.recentStatuses(limit);
-    try {
-      await this.answers!.send({ payload: encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses }), key: requestId });
-    } catch (error) {
+  /**
+   * Answers a list request: the statuses of the jobs held here, the most
+   * recently started first, `limit` of them in one message, or (`all`) every
+   * one in parts of `MAX_JOBS_LISTED`, with other work let in between parts.
+   */
+  private async publishList(request: JobListRequest, term: TrackerTerm): Promise<void> {
+    const { requestId } = request;
+    const statuses = this.recentStatuses(request.all ? this.jobs.size : request.limit);
+    const count = Math.max(1, Math.ceil(statuses.length / MAX_JOBS_LISTED));
+    const failed = (error: unknown): void => {
       this.log.warn({ err: error, requestId }, 'answering a job list request failed; the client asks again');
+    };
+    if (!request.all) {
+      const payload = encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses, epoch: term.epoch });
+      await this.answers!.send({ payload, key: requestId }).catch(failed);
+      return;
     }
+    const sends: Promise<void>[] = [];
+    for (let index = 0; index < count && !term.lost; index++) {
+      if (index > 0) await new Promise((resolve) => setImmediate(resolve));
+      const part = statuses.slice(index * MAX_JOBS_LISTED, (index + 1) * MAX_JOBS_LISTED);
+      const payload = encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses: part, epoch: term.epoch, part: { index, count } });
+      // Caught at once: the loop yields between parts, and a rejection must not wait unhandled meanwhile.
+      sends.push(this.answers!.send({ payload, key: requestId }).then(() => undefined, failed));
+    }
+    await Promise.all(sends);
   }
 
   /** The statuses of up to `limit` jobs held here, the most recently started first (for `sheaf job list` and the dashboard). */

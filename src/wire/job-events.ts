@@ -122,8 +122,11 @@ export interface JobStatusRequest {
   readonly jobId: string;
 }
 
-/** Most jobs one `jobListRequest` is answered with. */
+/** Most jobs one `jobList` message carries (a `jobListRequest`'s limit, and each part of an answer to `all`). */
 export const MAX_JOBS_LISTED = 1000;
+
+/** Most parts an answer to `all` may say it has: a million jobs, far past what one tracker holds. */
+export const MAX_JOB_LIST_PARTS = 1000;
 
 /**
  * Asks the tracker for the statuses of the jobs it holds (`sheaf job list`),
@@ -135,6 +138,12 @@ export interface JobListRequest {
   readonly kind: 'jobListRequest';
   readonly requestId: string;
   readonly limit: number;
+  /**
+   * Every job the tracker holds, whatever `limit` says: answered in parts of
+   * at most `MAX_JOBS_LISTED` (`JobListMessage.part`). A client loads its
+   * table of job statuses this way (src/client/job-status-feed.ts).
+   */
+  readonly all?: boolean;
 }
 
 /** The tracker's answer to a `jobListRequest`. */
@@ -143,6 +152,10 @@ export interface JobListMessage {
   readonly kind: 'jobList';
   readonly requestId: string;
   readonly statuses: JobStatus[];
+  /** The epoch of the tracker that answered (as on `JobStatusMessage`); absent from older trackers. */
+  readonly epoch?: number;
+  /** Which part of an answer to `all` this is (index from 0, of count); absent: the whole answer. */
+  readonly part?: { readonly index: number; readonly count: number };
 }
 
 /** A job's status as the tracker publishes it on `sheaf-job-state` for clients. */
@@ -284,6 +297,7 @@ const jobEventSchema = z.discriminatedUnion('kind', [
     kind: z.literal('jobListRequest'),
     requestId: z.string().min(1).max(64),
     limit: z.number().int().positive().max(MAX_JOBS_LISTED),
+    all: z.boolean().optional(),
   }),
 ]);
 
@@ -316,6 +330,11 @@ const jobStateSchema = z.discriminatedUnion('kind', [
     kind: z.literal('jobList'),
     requestId: z.string().min(1).max(64),
     statuses: z.array(statusSchema).max(MAX_JOBS_LISTED),
+    epoch: z.number().int().nonnegative().optional(),
+    part: z
+      .object({ index: z.number().int().nonnegative(), count: z.number().int().positive().max(MAX_JOB_LIST_PARTS) })
+      .refine((part) => part.index < part.count, 'part.index must be below part.count')
+      .optional(),
   }),
 ]);
 

@@ -7,10 +7,11 @@
 import 'reflect-metadata';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SheafClient } from '../../src/client/client.js';
-import { JOB_SNAPSHOTS_TOPIC, taskTopic } from '../../src/topics.js';
+import { randomUUID } from 'node:crypto';
+import { JOB_REQUESTS_TOPIC, JOB_SNAPSHOTS_TOPIC, taskTopic } from '../../src/topics.js';
 import { encodeEnvelope } from '../../src/wire/envelopes.js';
 import { rawTask } from '../support/tasks.js';
-import { decodeJobEvent } from '../../src/wire/job-events.js';
+import { decodeJobEvent, encodeJobEvent } from '../../src/wire/job-events.js';
 import { SheafWorker } from '../../src/worker/worker.js';
 import { NonRetryableError } from '../../src/errors.js';
 import { Batch } from '../../src/service/decorators.js';
@@ -148,6 +149,49 @@ for (const target of transportTargets()) {
         expect((await other.listJobs({ limit: 10 })).find((listed) => listed.jobId === job.jobId)).toEqual(final);
         expect(() => attached.dispatch(rows)).toThrow(/attached, not created here/);
       } finally {
+        await other.close();
+      }
+    });
+
+    test("a client that attaches to one job holds every job's status: another job it never saw answers without asking the tracker", async () => {
+      const s = await start([]);
+      const rows = s.client.service<Rows>('Rows');
+      const made = [];
+      for (let j = 0; j < 3; j++) {
+        const job = await s.client.job();
+        await job.dispatch(rows).insert(j + 1);
+        await job.seal();
+        made.push({ job, final: await job.done({ timeoutMs: 30_000 }) });
+      }
+      const [first, second, third] = made;
+      const requests = await s.transport.subscribe({
+        topic: JOB_REQUESTS_TOPIC,
+        subscription: `test-requests-${randomUUID()}`,
+        maxUnacked: 100,
+        durable: false,
+      });
+      const other = await SheafClient.connect({ transport: s.transport, logger: testLogger });
+      try {
+        // The first attach loads the table (one request for every job the tracker holds).
+        expect(await (await other.attachJob(first!.job.jobId)).status()).toEqual(first!.final);
+        expect(await (await other.attachJob(second!.job.jobId)).status()).toEqual(second!.final);
+        expect(await (await other.attachJob(third!.job.jobId)).done({ timeoutMs: 1000 })).toEqual(third!.final);
+        // What reached the tracker, up to a request sent last as a marker: the table's, and nothing per job
+        // (but for the first, had the table been slower than its attach waits for it).
+        const marker = await s.transport.createProducer(JOB_REQUESTS_TOPIC);
+        await marker.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatusRequest', jobId: 'marker' }) });
+        await marker.close();
+        const seen: string[] = [];
+        while (seen.at(-1) !== 'marker') {
+          const decoded = decodeJobEvent((await requests.receive()).payload);
+          if (!('event' in decoded)) continue;
+          const { event } = decoded;
+          if (event.kind === 'jobListRequest') seen.push(event.all ? 'table' : 'list');
+          if (event.kind === 'jobStatusRequest') seen.push(event.jobId);
+        }
+        expect(seen.filter((what) => what !== first!.job.jobId)).toEqual(['table', 'marker']);
+      } finally {
+        await requests.close();
         await other.close();
       }
     });

@@ -1,13 +1,14 @@
 /**
  * A client's job statuses: kept for the jobs it follows, at most 10,000 of
- * them; the oldest is let go first, unless something waits on it.
+ * them; the oldest is let go first, unless something waits on it. Once its
+ * table is loaded (a client that attaches to jobs), every job's.
  */
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { JobStatusFeed } from '../../src/client/job-status-feed.js';
-import { JOB_STATE_TOPIC } from '../../src/topics.js';
+import { JOB_ANSWERS_TOPIC, JOB_REQUESTS_TOPIC, JOB_STATE_TOPIC } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import type { Producer } from '../../src/transport/transport.js';
-import { encodeJobEvent, type JobStatus } from '../../src/wire/job-events.js';
+import { decodeJobEvent, encodeJobEvent, type JobListRequest, type JobStatus } from '../../src/wire/job-events.js';
 import { testLogger } from '../support/logger.js';
 
 const status = (jobId: string): JobStatus => ({
@@ -97,5 +98,84 @@ describe('JobStatusFeed', () => {
     await send(3, 3, 10); // the next tracker, once it has taken over: kept
     await readSoFar();
     expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 10 });
+  });
+
+  describe('its table of every job', () => {
+    /** A tracker's answers to table requests: `parts(request)` says what each part holds. */
+    async function answerTables(parts: (request: JobListRequest) => JobStatus[][]): Promise<() => Promise<void>> {
+      const requests = await transport.subscribe({ topic: JOB_REQUESTS_TOPIC, subscription: 'tracker', maxUnacked: 100 });
+      const answers = await transport.createProducer(JOB_ANSWERS_TOPIC);
+      const stop = new AbortController();
+      const answering = (async () => {
+        while (!stop.signal.aborted) {
+          const message = await requests.receive(stop.signal).catch(() => null);
+          if (!message) return;
+          const decoded = decodeJobEvent(message.payload);
+          if (!('event' in decoded) || decoded.event.kind !== 'jobListRequest' || !decoded.event.all) continue;
+          const request = decoded.event;
+          const all = parts(request);
+          for (const [index, statuses] of all.entries()) {
+            const part = { index, count: all.length };
+            await answers.send({
+              payload: encodeJobEvent({ v: 1, kind: 'jobList', requestId: request.requestId, statuses, epoch: 2, part }),
+            });
+          }
+        }
+      })();
+      return async () => {
+        stop.abort();
+        await answering;
+        await requests.close();
+      };
+    }
+
+    test('loads every job the tracker holds, in parts; a part behind a status already kept does not take its job back', async () => {
+      let sent = 0;
+      const stop = await answerTables(() => {
+        sent += 1;
+        return [[status('a'), { ...status('b'), succeeded: 1, pending: 0 }], [status('c')]];
+      });
+      // Heard before the table's answer: 'b' further along than the answer says.
+      feed.follow('b');
+      await statuses.send({
+        payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: { ...status('b'), succeeded: 1, pending: 0, finishedAt: 7 }, epoch: 2 }),
+      });
+      await vi.waitFor(() => expect(feed.last('b')?.finishedAt).toBe(7));
+      await expect(feed.loadTable()).resolves.toBe(true);
+      expect(feed.last('a')).toMatchObject({ jobId: 'a' });
+      expect(feed.last('c')).toMatchObject({ jobId: 'c' });
+      expect(feed.last('b')).toMatchObject({ finishedAt: 7 });
+      // From now on the statuses of jobs nobody here follows are kept too.
+      await statuses.send({ payload: encodeJobEvent({ v: 1, kind: 'jobStatus', status: status('d'), epoch: 2 }) });
+      await vi.waitFor(() => expect(feed.last('d')).toMatchObject({ jobId: 'd' }));
+      // Loaded once: asking again sends nothing.
+      await expect(feed.loadTable()).resolves.toBe(true);
+      expect(sent).toBe(1);
+      await stop();
+    });
+
+    test('keeps at most 50,000 statuses: the oldest of a job nobody follows is let go first', async () => {
+      feed.follow('followed-first');
+      const many = [...Array(51).keys()].map((p) =>
+        [...Array(1000).keys()].map((i) => status(p === 0 && i === 0 ? 'followed-first' : `job-${p}-${i}`)),
+      );
+      const stop = await answerTables(() => many);
+      await expect(feed.loadTable()).resolves.toBe(true);
+      expect(feed.last('followed-first')).toMatchObject({ jobId: 'followed-first' });
+      expect(feed.last('job-0-1')).toBeUndefined();
+      // 51,000 statuses: the 1,000 kept longest that nobody follows are let go.
+      expect(feed.last('job-0-999')).toBeUndefined();
+      expect(feed.last('job-1-0')).toBeUndefined();
+      expect(feed.last('job-1-1')).toMatchObject({ jobId: 'job-1-1' });
+      expect(feed.last('job-50-999')).toMatchObject({ jobId: 'job-50-999' });
+      await stop();
+    });
+
+    test('a table nobody answers is not waited on by close(): the load resolves false at once', async () => {
+      const loading = feed.loadTable();
+      await feed.close();
+      await expect(loading).resolves.toBe(false);
+      feed = await JobStatusFeed.open(transport, 'c2', testLogger); // for afterEach
+    });
   });
 });

@@ -6,10 +6,10 @@
  */
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { JobTracker } from '../../src/jobs/tracker.js';
-import { JOB_EVENTS_TOPIC, JOB_SNAPSHOTS_TOPIC, JOB_STATE_TOPIC } from '../../src/topics.js';
+import { JOB_ANSWERS_TOPIC, JOB_EVENTS_TOPIC, JOB_REQUESTS_TOPIC, JOB_SNAPSHOTS_TOPIC, JOB_STATE_TOPIC } from '../../src/topics.js';
 import { InMemoryTransport } from '../../src/transport/memory/in-memory-transport.js';
 import type { Consumer } from '../../src/transport/transport.js';
-import { decodeJobEvent, decodeJobState, encodeJobEvent, type JobEvent } from '../../src/wire/job-events.js';
+import { decodeJobEvent, decodeJobState, encodeJobEvent, type JobEvent, type JobListMessage } from '../../src/wire/job-events.js';
 import { testLogger } from '../support/logger.js';
 import { ManualClock } from '../support/manual-clock.js';
 
@@ -62,6 +62,28 @@ describe('JobTracker', () => {
       expect(decoded).toMatchObject({ status: { jobId: 'j', succeeded: 1, failed: 1, total: 2 } });
       expect('status' in decoded && decoded.status.finishedAt).toBe(clock.now());
     });
+  });
+
+  test('a request for every job is answered in parts of 1,000, each with the epoch of its term', async () => {
+    const send = await start();
+    for (let i = 0; i < 2500; i++) {
+      await send({ v: 1, kind: 'jobCreated', jobId: `j-${i}`, meta: {}, continueOnError: true, at: clock.now() });
+    }
+    await vi.waitFor(() => expect(tracker.jobCount).toBe(2500));
+    const answers = await transport.subscribe({ topic: JOB_ANSWERS_TOPIC, subscription: 'test', maxUnacked: 10 });
+    const requests = await transport.createProducer(JOB_REQUESTS_TOPIC);
+    await requests.send({ payload: encodeJobEvent({ v: 1, kind: 'jobListRequest', requestId: 'r1', limit: 1, all: true }) });
+    const parts: JobListMessage[] = [];
+    while (parts.length < 3) {
+      const decoded = decodeJobState((await answers.receive()).payload);
+      if ('list' in decoded) parts.push(decoded.list);
+    }
+    expect(parts.map((p) => [p.requestId, p.epoch, p.part, p.statuses.length])).toEqual([
+      ['r1', tracker.epoch, { index: 0, count: 3 }, 1000],
+      ['r1', tracker.epoch, { index: 1, count: 3 }, 1000],
+      ['r1', tracker.epoch, { index: 2, count: 3 }, 500],
+    ]);
+    expect(new Set(parts.flatMap((p) => p.statuses.map((s) => s.jobId))).size).toBe(2500);
   });
 
   test('a job nothing is heard of is let go after the retention; a finished one after its retention too', async () => {
