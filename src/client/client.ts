@@ -8,9 +8,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
-import { z } from 'zod';
 import { setupFromConfigFile, type FromConfigOptions } from '../config/from-config.js';
-import { strictObject, toConfigIssues } from '../config/issues.js';
+import { toConfigIssues } from '../config/issues.js';
 import { ConfigError, LifecycleError, SendTimeoutError } from '../errors.js';
 import { CLIENT_SUBSCRIPTION, NAME_PATTERN, WORKER_SUBSCRIPTION, resultTopic, taskTopic } from '../topics.js';
 import { endSpan, startSendSpan } from '../telemetry/tracing.js';
@@ -23,43 +22,18 @@ import { decodeResults, encodeEnvelope, type ResultEnvelope, type TaskEnvelope }
 import type { JobCallbacks, JobStatus, TaskJobRef } from '../wire/job-events.js';
 import { ClientJobs } from './client-jobs.js';
 import type { Job, JobBinding, JobOptions } from './job.js';
+import {
+  clientOptionsSchema,
+  parseDispatchOptions,
+  plainDispatchOptions,
+  stubOptionsSchema,
+  type ClientOptions,
+  type ServiceStubOptions,
+} from './client-options.js';
 import { FireAndForgetHandle, PendingTask, type DispatchOptions, type TaskHandle, type TaskHandles } from './task-handle.js';
 
 export type { DispatchOptions, TaskHandles };
-
-export interface ClientOptions {
-  transport: Transport;
-  /** Names the client's result topic; keep it stable to find results after a restart. Default: random. */
-  name?: string;
-  logger?: Logger;
-  /** How many results the client may hold unacknowledged. Default 1000. */
-  maxUnackedResults?: number;
-  /**
-   * How long `await stub.method()` and `handle.result()` wait for a result
-   * before rejecting with `ResultTimeoutError`. Default 3600 (longer than the
-   * default retry schedule); 0 waits for ever. The task is not cancelled.
-   */
-  defaultResultTimeoutSeconds?: number;
-  /**
-   * How long a dispatch waits for the broker to take the task
-   * (`SendTimeoutError`). Default: the transport's own bound (Pulsar's
-   * `producer.sendTimeoutSeconds`, 60), or 60 for a transport without one.
-   */
-  sendTimeoutSeconds?: number;
-  /**
-   * Keep the result subscription (and results not yet received) when the
-   * client closes, for a later client of the same `name`. Default: true when
-   * `name` is given, false for a generated name, whose subscription is
-   * deleted on close so that nothing of the client stays on the broker.
-   */
-  keepResultsOnClose?: boolean;
-}
-
-export interface ServiceStubOptions {
-  /** Task metadata; `meta.batchKey` groups tasks into batches. */
-  meta?: Record<string, string>;
-  tags?: string[];
-}
+export type { ClientOptions, ServiceStubOptions };
 
 interface StubTarget {
   readonly serviceName: string;
@@ -69,56 +43,6 @@ interface StubTarget {
   /** The job its tasks join: gives each its reference (the next index) and tracks its send. */
   readonly job?: JobBinding;
 }
-
-const clientOptionsSchema = strictObject({
-  transport: z.custom<Transport>((v) => typeof v === 'object' && v !== null && typeof (v as Transport).subscribe === 'function', {
-    error: 'must be a transport, e.g. new InMemoryTransport()',
-  }),
-  name: z.string().regex(NAME_PATTERN, { error: 'must start with a letter and hold only letters, digits, "_" and "-"' }).optional(),
-  logger: z
-    .custom<Logger>((v) => typeof v === 'object' && v !== null && typeof (v as Logger).info === 'function', {
-      error: 'must be a pino logger',
-    })
-    .optional(),
-  maxUnackedResults: z.number().int().positive({ error: 'must be a positive integer' }).optional(),
-  defaultResultTimeoutSeconds: z.number().nonnegative({ error: 'must be a number of seconds ≥ 0 (0: wait for ever)' }).optional(),
-  sendTimeoutSeconds: z.number().positive({ error: 'must be a positive number of seconds' }).optional(),
-  keepResultsOnClose: z.boolean({ error: 'must be true or false' }).optional(),
-});
-
-const dispatchOptionsSchema = strictObject({
-  batchKey: z.string({ error: 'must be a string' }).optional(),
-  meta: z.record(z.string(), z.string({ error: 'must be a string (meta values travel as strings)' })).optional(),
-  tags: z.array(z.string({ error: 'must be a string' })).optional(),
-  fireAndForget: z.boolean({ error: 'must be true or false' }).optional(),
-});
-
-function parseDispatchOptions(options: unknown): DispatchOptions {
-  const parsed = dispatchOptionsSchema.safeParse(options, { reportInput: true });
-  if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client.dispatch() options' });
-  return parsed.data;
-}
-
-/**
- * The options most dispatches pass (`{ batchKey }`, `{ fireAndForget }`),
- * recognised without zod: `dispatch` runs once per task when each call sets
- * its own batch key. Anything else goes through the schema and its errors.
- */
-function plainDispatchOptions(options: unknown): options is DispatchOptions {
-  if (options === null || typeof options !== 'object' || Object.getPrototypeOf(options) !== Object.prototype) return false;
-  const o = options as Record<string, unknown>;
-  for (const key in o) {
-    const value = o[key];
-    if (value === undefined) continue;
-    if (key === 'batchKey' ? typeof value !== 'string' : key === 'fireAndForget' ? typeof value !== 'boolean' : true) return false;
-  }
-  return true;
-}
-
-const stubOptionsSchema = strictObject({
-  meta: z.record(z.string(), z.string({ error: 'must be a string (meta values travel as strings)' })).optional(),
-  tags: z.array(z.string({ error: 'must be a string' })).optional(),
-});
 
 export class SheafClient {
   readonly name: string;
@@ -133,7 +57,6 @@ export class SheafClient {
   private consumer: Consumer | null = null;
   private loop: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
-  /** Opened with the first job: statuses in, job events out. */
   /** The client's jobs: created, resumed, attached (src/client/client-jobs.ts). */
   private readonly jobs: ClientJobs;
   /** Resources the client created itself (a transport built from a config file). */
@@ -269,7 +192,13 @@ export class SheafClient {
     return this.jobs.resume(jobId, options);
   }
 
-  /** Follows a job created elsewhere: `status()` and `done()` work; dispatching and sealing stay with its creator. */
+  /**
+   * Follows a job created elsewhere: `status()` and `done()` work;
+   * dispatching and sealing stay with its creator. The first attach loads
+   * the client's table of every job's status from the job tracker (waiting
+   * for it up to 2 s), so `status()` of any attached job answers from
+   * memory (docs/jobs.md).
+   */
   attachJob(jobId: string): Promise<Job> {
     this.assertOpen('follow a job');
     return this.jobs.attach(jobId);
