@@ -177,12 +177,14 @@ export class LifecycleError extends SheafError {
 
 /**
  * A wait on a job (`job.status()`, `job.done()`) ended before the job's
- * tracker answered or the job finished. The job goes on; wait again later.
+ * tracker answered or the job finished, or a wait for the tracker's list of
+ * jobs (`client.listJobs()`) ended unanswered. The job goes on; wait again later.
  */
 export class JobWaitError extends SheafError {
   override name = 'JobWaitError';
   constructor(
-    readonly jobId: string,
+    /** The job waited on; undefined for a wait on the list of jobs. */
+    readonly jobId: string | undefined,
     /** How long the caller waited, in milliseconds. */
     readonly waitedMs: number,
     message: string,

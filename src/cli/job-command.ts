@@ -11,8 +11,8 @@ import { SheafClient } from '../client/client.js';
 import type { Job } from '../client/job.js';
 import { setupFromConfigFile } from '../config/from-config.js';
 import { ConfigError, JobStoppedError, SheafError } from '../errors.js';
-import type { JobCallbacks, JobStatus } from '../wire/job-events.js';
-import { positiveInt } from './arguments.js';
+import { MAX_JOBS_LISTED, type JobCallbacks, type JobStatus } from '../wire/job-events.js';
+import { intUpTo, positiveInt } from './arguments.js';
 import { withClientSession } from './client-session.js';
 import { ExitCode } from './exit-codes.js';
 import { progressBar } from './progress.js';
@@ -93,7 +93,7 @@ Example: sheaf job run -c sheaf.yml --service Rows --method insert --input rows.
     .command('list')
     .description('the jobs the job tracker holds (running, or finished within jobs.retentionHours), newest first')
     .option('-c, --config <file>', 'the configuration file', './sheaf.yml')
-    .option('--limit <n>', 'at most this many jobs (up to 1000)', positiveInt, 20)
+    .option('--limit <n>', `at most this many jobs (up to ${MAX_JOBS_LISTED})`, intUpTo(MAX_JOBS_LISTED), 20)
     .option('--json', 'one JSON status per line instead of a table')
     .action(async (options: { config: string; limit: number; json?: boolean }) => {
       process.exitCode = await list(options);

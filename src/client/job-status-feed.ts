@@ -124,7 +124,7 @@ export class JobStatusFeed {
         this.lists.delete(requestId);
         reject(
           new JobWaitError(
-            '',
+            undefined,
             timeoutMs,
             `no job tracker answered a list within ${timeoutMs} ms (is a sheaf worker running, with jobs.tracker on?)`,
           ),

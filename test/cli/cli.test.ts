@@ -65,6 +65,9 @@ describe('sheaf (in-memory transport)', () => {
     const args = await runCli(['dispatch', '-c', config, 'Echo.echo', '--args', '{"not":"an array"}']);
     expect(args.code).toBe(2);
     expect(args.stderr).toMatch(/--args must be a JSON array/);
+    const limit = await runCli(['job', 'list', '-c', config, '--limit', '5000']);
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toMatch(/'--limit <n>' argument '5000' is invalid\. must be at most 1000/);
     const missing = await runCli(['worker', '-c', join(tmpdir(), `nope-${randomUUID()}.yml`)]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot read .*nope-/);

@@ -100,6 +100,15 @@ describe('JobStatusFeed', () => {
     expect(feed.last('j')).toMatchObject({ succeeded: 3, finishedAt: 10 });
   });
 
+  test('a list nobody answers is a JobWaitError without a job, saying what to check; a limit past 1,000 is refused at once', async () => {
+    const error = await feed.list(10, 100).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'JobWaitError', jobId: undefined, waitedMs: 100 });
+    expect((error as Error).message).toMatch(
+      /no job tracker answered a list within 100 ms \(is a sheaf worker running, with jobs.tracker on\?\)/,
+    );
+    await expect(feed.list(1001, 100)).rejects.toThrow(/limit must be an integer from 1 to 1000 \(got 1001\)/);
+  });
+
   describe('its table of every job', () => {
     /** A tracker's answers to table requests: `parts(request)` says what each part holds. */
     async function answerTables(parts: (request: JobListRequest) => JobStatus[][]): Promise<() => Promise<void>> {
