@@ -213,31 +213,6 @@ for (const target of transportTargets()) {
   });
 }
 
-describe('back-pressure flush', () => {
-  test('more keys than maxUnacked can fill: the fullest aggregates are flushed at once, only the tail waits for maxSeconds', async () => {
-    const impl = new GreeterImpl();
-    const system = await startSystem([
-      { name: 'Greeter', executor: { factory: () => impl, concurrency: 2, maxUnacked: 14, batch: { maxMessages: 7, maxSeconds: 1 } } },
-    ]);
-    try {
-      const calls = [...Array(160).keys()].map((i) =>
-        system.client.service<Greeter>('Greeter', { meta: { batchKey: `k${i % 8}` } }).greet(`n${i}`),
-      );
-      expect(await Promise.all(calls)).toEqual([...Array(160).keys()].map((i) => `hello n${i}`));
-      const batches = await system.batched(160);
-      const byReason = (reason: string): number => batches.filter((b) => b.flushReason === reason).length;
-      expect(byReason('backpressure')).toBeGreaterThan(0);
-      // Waiting for the clock with 14 tasks held over 8 keys would flush every batch by maxSeconds (over 20 of
-      // them); with back-pressure flushes only the last aggregates, once the topic is empty, wait for it.
-      expect(byReason('maxSeconds')).toBeLessThanOrEqual(8);
-      // No batch mixes keys, back-pressure or not.
-      expect(impl.seen.every((b) => b.taskKeys.every((k) => k === b.batchKey))).toBe(true);
-    } finally {
-      await system.stop();
-    }
-  });
-});
-
 /** A greeter whose batches of key 'hung' wait until `release()`. */
 function oneKeyHangs() {
   let release: () => void = () => undefined;
@@ -253,59 +228,91 @@ function oneKeyHangs() {
   return { OneKeyHangs, release: () => release() };
 }
 
-describe('a hung batch key', () => {
-  test('cannot take every execution slot: the other keys go on while it hangs', async () => {
-    const { OneKeyHangs, release } = oneKeyHangs();
-    // concurrency 2: by default one key may hold one slot, and the other stays for other keys.
-    const system = await startSystem([
-      { name: 'Greeter', executor: { factory: () => new OneKeyHangs(), concurrency: 2, batch: { maxMessages: 1, maxSeconds: 0.05 } } },
-    ]);
-    try {
-      const greeter = (key: string) => system.client.service<Greeter>('Greeter', { meta: { batchKey: key } });
-      const hung = [1, 2, 3].map((i) => greeter('hung').greet(`h${i}`));
-      const others = await Promise.all([...Array(10).keys()].map((i) => greeter(`k${i % 3}`).greet(`o${i}`)));
-      expect(others).toEqual([...Array(10).keys()].map((i) => `hello o${i}`));
-      release();
-      expect(await Promise.all(hung)).toEqual(['hello h1', 'hello h2', 'hello h3']);
-    } finally {
-      release();
-      await system.stop();
-    }
+for (const target of transportTargets()) {
+  describe.skipIf(target.skip)(`back-pressure flush (${target.name})`, () => {
+    test('more keys than maxUnacked can fill: the fullest aggregates are flushed at once, only the tail waits for maxSeconds', async () => {
+      const impl = new GreeterImpl();
+      const system = await startSystem(
+        [{ name: 'Greeter', executor: { factory: () => impl, concurrency: 2, maxUnacked: 14, batch: { maxMessages: 7, maxSeconds: 1 } } }],
+        await target.create(),
+      );
+      try {
+        const calls = [...Array(160).keys()].map((i) =>
+          system.client.service<Greeter>('Greeter', { meta: { batchKey: `k${i % 8}` } }).greet(`n${i}`),
+        );
+        expect(await Promise.all(calls)).toEqual([...Array(160).keys()].map((i) => `hello n${i}`));
+        const batches = await system.batched(160);
+        const byReason = (reason: string): number => batches.filter((b) => b.flushReason === reason).length;
+        expect(byReason('backpressure')).toBeGreaterThan(0);
+        // Waiting for the clock with 14 tasks held over 8 keys would flush every batch by maxSeconds (over 20 of
+        // them); with back-pressure flushes only the last aggregates, once the topic is empty, wait for it.
+        expect(byReason('maxSeconds')).toBeLessThanOrEqual(8);
+        // No batch mixes keys, back-pressure or not.
+        expect(impl.seen.every((b) => b.taskKeys.every((k) => k === b.batchKey))).toBe(true);
+      } finally {
+        await system.stop();
+      }
+    });
   });
 
-  test('cannot fill the in-flight room: its surplus batches go back to the broker while other keys run', async () => {
-    const { OneKeyHangs, release } = oneKeyHangs();
-    // maxUnacked 20: without deferral the hung key's 30 tasks would hold all of it, and nothing else would be received.
-    const system = await startSystem([
-      {
-        name: 'Greeter',
-        executor: { factory: () => new OneKeyHangs(), concurrency: 2, maxUnacked: 20, batch: { maxMessages: 5, maxSeconds: 0.05 } },
-      },
-    ]);
-    try {
-      const greeter = (key: string) => system.client.service<Greeter>('Greeter', { meta: { batchKey: key } });
-      const first = await greeter('other').greet('first'); // another key is active
-      expect(first).toBe('hello first');
-      const hung = [...Array(30).keys()].map((i) => greeter('hung').greet(`h${i}`));
-      await new Promise<void>((resolve) => {
-        const onTask = (report: TaskReport): void => {
-          if (report.settlement !== 'deferred') return;
-          system.worker.events.off('task', onTask);
-          resolve();
-        };
-        system.worker.events.on('task', onTask);
-        if (system.settlements.some((r) => r.settlement === 'deferred'))
-          onTask(system.settlements.find((r) => r.settlement === 'deferred')!);
-      });
-      const others = await Promise.all([...Array(20).keys()].map((i) => greeter(`k${i % 2}`).greet(`o${i}`)));
-      expect(others).toEqual([...Array(20).keys()].map((i) => `hello o${i}`));
-      release();
-      // Deferred tasks come back (after a second) and run: nothing is lost.
-      expect(await Promise.all(hung)).toEqual([...Array(30).keys()].map((i) => `hello h${i}`));
-      expect(system.settlements.filter((s) => s.settlement === 'deferred').every((s) => s.batchKey === 'hung')).toBe(true);
-    } finally {
-      release();
-      await system.stop();
-    }
+  describe.skipIf(target.skip)(`a hung batch key (${target.name})`, () => {
+    test('cannot take every execution slot: the other keys go on while it hangs', async () => {
+      const { OneKeyHangs, release } = oneKeyHangs();
+      // concurrency 2: by default one key may hold one slot, and the other stays for other keys.
+      const system = await startSystem(
+        [{ name: 'Greeter', executor: { factory: () => new OneKeyHangs(), concurrency: 2, batch: { maxMessages: 1, maxSeconds: 0.05 } } }],
+        await target.create(),
+      );
+      try {
+        const greeter = (key: string) => system.client.service<Greeter>('Greeter', { meta: { batchKey: key } });
+        const hung = [1, 2, 3].map((i) => greeter('hung').greet(`h${i}`));
+        const others = await Promise.all([...Array(10).keys()].map((i) => greeter(`k${i % 3}`).greet(`o${i}`)));
+        expect(others).toEqual([...Array(10).keys()].map((i) => `hello o${i}`));
+        release();
+        expect(await Promise.all(hung)).toEqual(['hello h1', 'hello h2', 'hello h3']);
+      } finally {
+        release();
+        await system.stop();
+      }
+    });
+
+    test('cannot fill the in-flight room: its surplus batches go back to the broker while other keys run', async () => {
+      const { OneKeyHangs, release } = oneKeyHangs();
+      // maxUnacked 20: without deferral the hung key's 30 tasks would hold all of it, and nothing else would be received.
+      const system = await startSystem(
+        [
+          {
+            name: 'Greeter',
+            executor: { factory: () => new OneKeyHangs(), concurrency: 2, maxUnacked: 20, batch: { maxMessages: 5, maxSeconds: 0.05 } },
+          },
+        ],
+        await target.create(),
+      );
+      try {
+        const greeter = (key: string) => system.client.service<Greeter>('Greeter', { meta: { batchKey: key } });
+        const first = await greeter('other').greet('first'); // another key is active
+        expect(first).toBe('hello first');
+        const hung = [...Array(30).keys()].map((i) => greeter('hung').greet(`h${i}`));
+        await new Promise<void>((resolve) => {
+          const onTask = (report: TaskReport): void => {
+            if (report.settlement !== 'deferred') return;
+            system.worker.events.off('task', onTask);
+            resolve();
+          };
+          system.worker.events.on('task', onTask);
+          if (system.settlements.some((r) => r.settlement === 'deferred'))
+            onTask(system.settlements.find((r) => r.settlement === 'deferred')!);
+        });
+        const others = await Promise.all([...Array(20).keys()].map((i) => greeter(`k${i % 2}`).greet(`o${i}`)));
+        expect(others).toEqual([...Array(20).keys()].map((i) => `hello o${i}`));
+        release();
+        // Deferred tasks come back (after a second) and run: nothing is lost.
+        expect(await Promise.all(hung)).toEqual([...Array(30).keys()].map((i) => `hello h${i}`));
+        expect(system.settlements.filter((s) => s.settlement === 'deferred').every((s) => s.batchKey === 'hung')).toBe(true);
+      } finally {
+        release();
+        await system.stop();
+      }
+    });
   });
-});
+}
