@@ -172,7 +172,7 @@ describe.skipIf(!running)('a two-broker cluster', () => {
     }
   }, 180_000);
 
-  test('a broker killed -9 while 30,000 tasks flow over 6 partitions: no dispatch fails, every task answered', async () => {
+  test('a broker killed -9 while 30,000 tasks flow over 6 partitions: no dispatch fails, every task answered, at most 5 % run twice', async () => {
     const service = 'Survivor';
     await admin('PUT', `persistent/public/${namespace}/${taskTopic(service)}/partitions`, 6);
     const owner = (await admin('GET', `lookup/v2/topic/persistent/public/${namespace}/${taskTopic(service)}-partition-0`)) as {
@@ -213,6 +213,10 @@ describe.skipIf(!running)('a two-broker cluster', () => {
       expect({ failed: failures.length, as: [...new Set(failures)] }).toEqual({ failed: 0, as: [] });
       expect(results).toEqual([...Array(total).keys()].map((i) => `echo ${i}`));
       expect(executions.values()).toHaveLength(total);
+      // Issue 14's bound for a broker killed mid-batch (the two-process run on a standalone broker is a full fault run).
+      const twice = executions.values().filter((n) => n > 1).length;
+      testLogger.info({ twice }, 'broker kill run');
+      expect(twice).toBeLessThanOrEqual(total * 0.05);
     } finally {
       await system.stop();
       await killing;
