@@ -5,6 +5,7 @@ import { Batch, Params } from '../../src/service/decorators.js';
 import { Task } from '../../src/worker/context.js';
 import { startSystem, type System } from '../support/system.js';
 import type { TaskReport } from '../../src/worker/events.js';
+import { captureLogs } from '../support/logger.js';
 
 interface Greeter {
   greet(name: string): Promise<string>;
@@ -232,9 +233,11 @@ for (const target of transportTargets()) {
   describe.skipIf(target.skip)(`back-pressure flush (${target.name})`, () => {
     test('more keys than maxUnacked can fill: the fullest aggregates are flushed at once, only the tail waits for maxSeconds', async () => {
       const impl = new GreeterImpl();
+      const { logger, lines } = captureLogs();
       const system = await startSystem(
         [{ name: 'Greeter', executor: { factory: () => impl, concurrency: 2, maxUnacked: 14, batch: { maxMessages: 7, maxSeconds: 1 } } }],
         await target.create(),
+        logger,
       );
       try {
         const calls = [...Array(160).keys()].map((i) =>
@@ -247,6 +250,15 @@ for (const target of transportTargets()) {
         // Waiting for the clock with 14 tasks held over 8 keys would flush every batch by maxSeconds (over 20 of
         // them); with back-pressure flushes only the last aggregates, once the topic is empty, wait for it.
         expect(byReason('maxSeconds')).toBeLessThanOrEqual(8);
+        // Said at most once, with the figure that would fill a batch per key. In memory the 8 keys' tasks arrive
+        // interleaved, so more keys are open than 14 tasks can fill; on Pulsar the producer batches by key, so
+        // the 14 permits may hold too few keys at a time for it to apply.
+        const warnings =
+          lines().match(
+            /maxUnacked \(14\) cannot fill a batch of maxMessages \(7\) for each of the \d+ batch keys open: .* raise maxUnacked to \d+ or more/g,
+          ) ?? [];
+        expect(warnings.length).toBeLessThanOrEqual(1);
+        if (target.name === 'inMemory') expect(warnings).toHaveLength(1);
         // No batch mixes keys, back-pressure or not.
         expect(impl.seen.every((b) => b.taskKeys.every((k) => k === b.batchKey))).toBe(true);
       } finally {

@@ -3,27 +3,16 @@
  * process (a worker and a client built from the same file meet), and a clear
  * warning where nothing can serve the tasks.
  */
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import { expect, test } from 'vitest';
 import { writeEchoConfig } from '../support/cli.js';
+import { captureLogs } from '../support/logger.js';
 
 // The echo fixture is a shipped-style module on the built package (dist/): use the same build here,
 // so its Task context and the worker's are one.
 const { SheafClient, SheafWorker } = (await import(
   new URL('../../dist/index.js', import.meta.url).href
 )) as typeof import('../../src/index.js');
-
-function capture(): { logger: Logger; lines: () => string } {
-  let text = '';
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      text += chunk.toString();
-      done();
-    },
-  });
-  return { logger: pino({ level: 'warn' }, stream), lines: () => text };
-}
 
 test('a worker and a client from the same in-memory sheaf.yml share one transport', async () => {
   const config = await writeEchoConfig({ transport: 'inMemory' });
@@ -41,7 +30,7 @@ test('a worker and a client from the same in-memory sheaf.yml share one transpor
 
 test('a client alone on the in-memory transport says no worker here serves the service, once', async () => {
   const config = await writeEchoConfig({ transport: 'inMemory' });
-  const { logger, lines } = capture();
+  const { logger, lines } = captureLogs();
   const client = await SheafClient.fromConfigFile(config, { logger });
   try {
     const echo = client.dispatch(client.service<{ echo(v: string): Promise<string> }>('Echo'));

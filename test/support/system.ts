@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { SheafClient } from '../../src/client/client.js';
 import { Batch } from '../../src/service/decorators.js';
 import { DEAD_LETTER_SUBSCRIPTION, deadLetterTopic } from '../../src/topics.js';
@@ -30,8 +31,9 @@ export interface System {
 export async function startSystem(
   services: ServiceOptions[],
   transport: Transport = new InMemoryTransport({ nackRedeliveryDelayMs: 20 }),
+  workerLogger: Logger = testLogger,
 ): Promise<System> {
-  const worker = new SheafWorker({ transport, services, logger: testLogger, name: 'test-worker' });
+  const worker = new SheafWorker({ transport, services, logger: workerLogger, name: 'test-worker' });
   const batches: BatchReport[] = [];
   const settlements: TaskReport[] = [];
   worker.events.on('batch', (r) => batches.push(r));
