@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createTransport, loadServices } from '../../src/config/from-config.js';
-import { testLogger } from '../support/logger.js';
+import { captureLogs, testLogger } from '../support/logger.js';
 import { loadConfigFile, parseConfigText, parseWithEnvironment } from '../../src/config/load.js';
 import { sheafJsonSchema } from '../../src/config/json-schema.js';
 import { ConfigError, type ConfigIssue } from '../../src/errors.js';
@@ -132,6 +132,26 @@ services:
       expect.stringMatching(new RegExp(`^pulsar\\.authentication\\.tokenFile: cannot read ${join(dir, 'no-such-token')}: ENOENT`)),
       `pulsar.authentication.tokenFile: ${join(dir, 'empty-token')} is empty; it must hold the token`,
     ]);
+  });
+
+  test('a token over pulsar:// to a host that is not this machine is warned about, without the token; on loopback it is not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sheaf-config-'));
+    const file = join(dir, 'sheaf.yml');
+    const said: string[] = [];
+    for (const host of ['broker.internal.example', '127.0.0.1', 'localhost']) {
+      await writeFile(
+        file,
+        `transport: pulsar\npulsar:\n  brokerServiceUrl: pulsar://${host}:6650\n  authentication: { token: secret-token-text }\n`,
+      );
+      const { logger, lines } = captureLogs();
+      // Building the transport connects to nothing: the warning is said when the config is turned into one.
+      const transport = await createTransport(await loadConfigFile(file), logger);
+      await transport.close();
+      said.push(lines());
+    }
+    expect(said[0]).toMatch(/the token is sent unencrypted \(pulsar:\/\/ to a host that is not this machine\); use pulsar\+ssl:\/\//);
+    expect(said[0]).not.toContain('secret-token-text');
+    expect(said.slice(1)).toEqual(['', '']);
   });
 
   test('YAML syntax errors name their line', () => {
