@@ -36,7 +36,6 @@
  * snapshots when active (bounded) and ends its term: whatever it held
  * unacked goes to the next tracker.
  */
-import { metrics, type Counter, type ObservableGauge, type ObservableResult } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -45,9 +44,10 @@ import type { Consumer, Producer, ReceivedMessage, Transport } from '../transpor
 import { ProducerFencedError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { within } from '../util/within.js';
-import { decodeJobEvent, encodeJobEvent, MAX_JOBS_LISTED, type JobListRequest, type JobStatus } from '../wire/job-events.js';
+import { decodeJobEvent, encodeJobEvent, encodeJobList, type JobListRequest, type JobStatus } from '../wire/job-events.js';
 import { JobProgress } from './progress.js';
 import { JobCallbackDispatcher } from './job-callbacks.js';
+import { TrackerMetrics } from './tracker-metrics.js';
 import { acquireTerm, closeTerm, readUntil, type TrackerTerm } from './tracker-term.js';
 
 /** How a tracker runs; every field has a default. */
@@ -125,28 +125,12 @@ export class JobTracker {
   private readonly log: Logger;
   /** Messages skipped as not understood, by problem: logged on the first and every 1,000th. */
   private readonly skipped = new Map<string, number>();
-  /**
-   * Jobs seen created and marked finished by this process's tracker while it
-   * was active (a tracker that takes over may count a job's creation again).
-   */
-  private readonly started: Counter;
-  private readonly finishedJobs: Counter;
-  private readonly tracked: ObservableGauge;
-  private readonly observeTracked = (result: ObservableResult): void => result.observe(this.jobs.size);
+  private readonly metrics = new TrackerMetrics(() => this.jobs.size);
 
   constructor(private readonly options: JobTrackerOptions) {
     this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ component: 'job-tracker' });
     this.callbacks = new JobCallbackDispatcher(options.transport, this.clock);
-    const meter = metrics.getMeter('sheaf');
-    this.started = meter.createCounter('sheaf_jobs_started_total', { description: 'jobs whose creation this tracker folded' });
-    this.finishedJobs = meter.createCounter('sheaf_jobs_finished_total', {
-      description: 'jobs this tracker marked finished, by outcome (succeeded: nothing failed)',
-    });
-    this.tracked = meter.createObservableGauge('sheaf_jobs_tracked', {
-      description: 'jobs in the tracker: running, or finished within the retention',
-    });
-    this.tracked.addCallback(this.observeTracked);
   }
 
   /** Jobs in memory now (running, or finished within the retention). */
@@ -200,7 +184,7 @@ export class JobTracker {
     if (term) await closeTerm(term);
     await Promise.allSettled([this.leading, this.requestLoop]);
     await Promise.allSettled([this.requests?.close(), this.statuses?.close(), this.answers?.close(), this.callbacks.close()]);
-    this.tracked.removeCallback(this.observeTracked);
+    this.metrics.close();
     this.state = { status: 'closed' };
   }
 
@@ -346,7 +330,7 @@ export class JobTracker {
       this.skip(message, (error as Error).message);
       return;
     }
-    if (changed && event.kind === 'jobCreated') this.started.add(1);
+    if (changed && event.kind === 'jobCreated') this.metrics.started.add(1);
     if (changed || event.kind === 'jobState') {
       // A snapshot is held even when it adds nothing: it is the job's durable state until the next one.
       job.held.push(message);
@@ -399,7 +383,7 @@ export class JobTracker {
     if (justFinished) {
       const status = progress.status();
       this.log.info({ job: status }, 'job finished');
-      this.finishedJobs.add(1, { outcome: status.failed + status.deadLettered === 0 ? 'succeeded' : 'failed' });
+      this.metrics.finished.add(1, { outcome: status.failed + status.deadLettered === 0 ? 'succeeded' : 'failed' });
     }
     // Taken together, synchronously: the snapshot holds exactly the messages it lets go.
     const covered = job.held;
@@ -421,31 +405,19 @@ export class JobTracker {
 
   /**
    * Answers a list request: the statuses of the jobs held here, the most
-   * recently started first, `limit` of them in one message, or (`all`) every
-   * one in parts of `MAX_JOBS_LISTED`. The parts are encoded in one go
-   * (about a millisecond each; a tracker holds 20 of them by default):
-   * letting other work in between them let a loaded tracker take seconds
-   * over an answer.
+   * recently started first, `limit` of them, or (`all`) every one in parts
+   * (`encodeJobList`), all encoded in one go: letting other work in between
+   * parts let a loaded tracker take seconds over an answer.
    */
   private async publishList(request: JobListRequest, term: TrackerTerm): Promise<void> {
     const { requestId } = request;
     const statuses = this.recentStatuses(request.all ? this.jobs.size : request.limit);
-    const count = Math.max(1, Math.ceil(statuses.length / MAX_JOBS_LISTED));
-    const failed = (error: unknown): void => {
+    const sends = encodeJobList(requestId, statuses, term.epoch, request.all === true).map((payload) =>
+      this.answers!.send({ payload, key: requestId }),
+    );
+    await Promise.all(sends).catch((error: unknown) => {
       this.log.warn({ err: error, requestId }, 'answering a job list request failed; the client asks again');
-    };
-    if (!request.all) {
-      const payload = encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses, epoch: term.epoch });
-      await this.answers!.send({ payload, key: requestId }).catch(failed);
-      return;
-    }
-    const sends: Promise<unknown>[] = [];
-    for (let index = 0; index < count; index++) {
-      const part = statuses.slice(index * MAX_JOBS_LISTED, (index + 1) * MAX_JOBS_LISTED);
-      const payload = encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses: part, epoch: term.epoch, part: { index, count } });
-      sends.push(this.answers!.send({ payload, key: requestId }));
-    }
-    await Promise.all(sends).catch(failed);
+    });
   }
 
   /** The statuses of up to `limit` jobs held here, the most recently started first (for `sheaf job list` and the dashboard). */

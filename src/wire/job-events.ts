@@ -343,6 +343,26 @@ export function encodeJobEvent(event: JobEvent | JobStatusMessage | JobListMessa
   return Buffer.from(JSON.stringify(event), 'utf8');
 }
 
+/**
+ * The tracker's answer to a list request as messages: one, or (`inParts`)
+ * one per `MAX_JOBS_LISTED` statuses, each saying which part of how many it
+ * is (about a millisecond each to encode).
+ */
+export function encodeJobList(requestId: string, statuses: JobStatus[], epoch: number, inParts: boolean): Uint8Array[] {
+  if (!inParts) return [encodeJobEvent({ v: 1, kind: 'jobList', requestId, statuses, epoch })];
+  const count = Math.max(1, Math.ceil(statuses.length / MAX_JOBS_LISTED));
+  return [...Array(count).keys()].map((index) =>
+    encodeJobEvent({
+      v: 1,
+      kind: 'jobList',
+      requestId,
+      statuses: statuses.slice(index * MAX_JOBS_LISTED, (index + 1) * MAX_JOBS_LISTED),
+      epoch,
+      part: { index, count },
+    }),
+  );
+}
+
 /** The event a message holds, or why it was not understood (bad JSON, another version, a field out of bounds). */
 export function decodeJobEvent(payload: Uint8Array): { event: JobEvent } | { problem: string } {
   const parsed = parseWithSchema(payload, jobEventSchema, plainTasksSettled);
