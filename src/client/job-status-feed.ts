@@ -259,7 +259,8 @@ export class JobStatusFeed {
    * True for a status, as the tracker writes it, of a job nobody here
    * follows: skipped unread (the topic carries every job's statuses, and
    * reading each through the schema cost a client following one job as
-   * much as the tracker writing them all). Anything else is read in full.
+   * much as the tracker writing them all). Never once the table is on: it
+   * keeps every job's. Anything else is read in full.
    */
   private unfollowedStatus(payload: Uint8Array): boolean {
     if (this.keepsAll || payload.length < STATUS_PREFIX.length) return false;
