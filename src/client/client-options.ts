@@ -11,6 +11,7 @@ import { NAME_PATTERN } from '../topics.js';
 import type { Transport } from '../transport/transport.js';
 import type { DispatchOptions } from './task-handle.js';
 
+/** What `SheafClient.connect()` takes; checked once (`clientOptionsSchema`). */
 export interface ClientOptions {
   transport: Transport;
   /** Names the client's result topic; keep it stable to find results after a restart. Default: random. */
@@ -39,12 +40,14 @@ export interface ClientOptions {
   keepResultsOnClose?: boolean;
 }
 
+/** What `client.service(name, options)` takes: metadata and tags for every task of the stub. */
 export interface ServiceStubOptions {
   /** Task metadata; `meta.batchKey` groups tasks into batches. */
   meta?: Record<string, string>;
   tags?: string[];
 }
 
+/** `ClientOptions` as a schema: its errors name the key and what it must be. */
 export const clientOptionsSchema = strictObject({
   transport: z.custom<Transport>((v) => typeof v === 'object' && v !== null && typeof (v as Transport).subscribe === 'function', {
     error: 'must be a transport, e.g. new InMemoryTransport()',
@@ -68,6 +71,7 @@ const dispatchOptionsSchema = strictObject({
   fireAndForget: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
+/** A dispatch's options checked by the schema; `ConfigError` naming the key otherwise. */
 export function parseDispatchOptions(options: unknown): DispatchOptions {
   const parsed = dispatchOptionsSchema.safeParse(options, { reportInput: true });
   if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error), { source: 'client.dispatch() options' });
@@ -90,6 +94,7 @@ export function plainDispatchOptions(options: unknown): options is DispatchOptio
   return true;
 }
 
+/** `ServiceStubOptions` as a schema. */
 export const stubOptionsSchema = strictObject({
   meta: z.record(z.string(), z.string({ error: 'must be a string (meta values travel as strings)' })).optional(),
   tags: z.array(z.string({ error: 'must be a string' })).optional(),
