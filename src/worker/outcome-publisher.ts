@@ -5,11 +5,12 @@
  * Every method resolves only once the broker has the message, so the caller
  * may ack the task's message afterwards.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BadReplyToError } from '../errors.js';
 import { deadLetterTopic, isResultTopic, JOB_EVENTS_TOPIC, JOB_TRACKER_SUBSCRIPTION, taskTopic, WORKER_SUBSCRIPTION } from '../topics.js';
 import { KeptProducers } from '../transport/kept-producers.js';
-import type { Producer, Transport } from '../transport/transport.js';
+import { DEDUPLICATED, type Producer, type Transport } from '../transport/transport.js';
 import { toPlain } from '../util/json.js';
 import {
   encodeEnvelope,
@@ -82,10 +83,45 @@ export class OutcomePublisher {
     });
   }
 
-  async publishDeadLetter(deadLetter: DeadLetterEnvelope): Promise<void> {
+  /**
+   * Publishes a dead letter; resolves with `existed` when the letter of this
+   * task attempt was stored before (by another worker that ran a copy of the
+   * same attempt at the same time), and nothing is stored then.
+   *
+   * Why a producer per letter: the broker can hand one delayed message (a
+   * retry) to two workers at once, and each runs it; neither can know of the
+   * other in time (see `SettledFeed`), so each would write a letter. A letter
+   * of a task's attempt goes out through a producer named after that attempt
+   * (`deadLetterProducerName`), with sequence id 0: with the namespace's
+   * deduplication on (`sheaf setup`), the broker stores one message per
+   * name, a second opener of the name waits until the first has closed and
+   * then learns that it was stored (`lastSequenceId` 0), and a worker that
+   * died before sending leaves the name free. So at most one letter per task
+   * id and attempt, whichever worker writes it. Costs a producer opened and
+   * closed per letter, and the broker keeps each name (about 100 bytes) for
+   * its producer-inactivity period (6 hours by default).
+   *
+   * Without deduplication on the namespace, twins on two workers at once can
+   * still leave two letters; `sheaf dlq replay` then replays the task once.
+   * A letter of bytes that could not be read (no task attempt) goes out
+   * through the service's shared dead-letter producer.
+   */
+  async publishDeadLetter(deadLetter: DeadLetterEnvelope): Promise<'written' | 'existed'> {
     const properties: Record<string, string> = { 'sheaf-dead-letter-reason': deadLetter.reason };
-    if (deadLetter.task) properties['sheaf-task-id'] = deadLetter.task.taskId;
-    await this.deadLetters.send({ payload: encodeEnvelope(deadLetter), properties });
+    const payload = encodeEnvelope(deadLetter);
+    const task = deadLetter.task;
+    if (!task) {
+      await this.deadLetters.send({ payload, properties });
+      return 'written';
+    }
+    properties['sheaf-task-id'] = task.taskId;
+    const producer = await this.transport.createProducer(this.deadLetters.topic, { name: deadLetterProducerName(task) });
+    try {
+      if (producer.lastSequenceId >= 0) return 'existed';
+      return (await producer.send({ payload, properties, sequenceId: 0 })) === DEDUPLICATED ? 'existed' : 'written';
+    } finally {
+      await producer.close().catch(() => undefined);
+    }
   }
 
   /**
@@ -140,4 +176,14 @@ export class OutcomePublisher {
     }
     return created;
   }
+}
+
+/**
+ * The producer name a task attempt's dead letter is written under: the
+ * same for every copy of the attempt, another for every other attempt (a
+ * retry, a replay), 128 bits of a hash so that any task id fits.
+ */
+export function deadLetterProducerName(task: Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex'>): string {
+  const digest = createHash('sha256').update(`${task.taskId}\n${task.retrySequence}\n${task.retryIndex}`).digest('hex');
+  return `sheaf-dead-letter-${digest.slice(0, 32)}`;
 }

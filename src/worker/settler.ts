@@ -92,6 +92,14 @@ interface Pending {
   poison: boolean;
   /** Why it failed for good: for its job's item-error callback. */
   error: ErrorInfo | null;
+  /**
+   * Failed for good, but the dead letter of this attempt was there already:
+   * a copy of the same attempt ran on another worker at the same time, and
+   * that worker wrote it. Settled as a `twin`; the result and the job report
+   * still go (both count a task once), in case that worker died before
+   * sending them.
+   */
+  letterExisted: boolean;
 }
 
 /** How one failed task goes back: into an isolation group (not a retry), or by its retry policy (alone or not). */
@@ -117,7 +125,7 @@ export class Settler {
     const pending: Pending[] = [];
     const failed: Array<{ entry: Pending; error: unknown }> = [];
     tasks.forEach((task, i) => {
-      const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null, poison: false, error: null };
+      const entry: Pending = { task, settlement: 'succeeded', reason: null, reply: null, poison: false, error: null, letterExisted: false };
       pending.push(entry);
       const outcome = outcomes[i]!;
       // Successes need nothing durable but their result: no promise of their own (the hot path).
@@ -143,17 +151,18 @@ export class Settler {
     }
     return pending.map((entry) => {
       const e = entry.task.envelope;
+      const settlement = entry.letterExisted && entry.settlement === 'failed' ? 'twin' : entry.settlement;
       this.deps.onSettled({
         taskId: e.taskId,
         method: e.method,
         batchKey: entry.task.batchKey,
-        settlement: entry.settlement,
+        settlement,
         reason: entry.reason,
         attempts: e.retryIndex + 1,
         envelope: e,
         poison: entry.poison,
       });
-      return entry.settlement;
+      return settlement;
     });
   }
 
@@ -203,15 +212,19 @@ export class Settler {
     const salvaged = envelope ?? salvageTaskFields(message.payload);
     let settlement: TaskSettlement = 'failed';
     try {
-      await this.publishDeadLetter({
-        reason,
-        detail: error.message,
-        error,
-        attempts: 0,
-        task: envelope,
-        // Unreadable bytes are kept, so nothing is lost.
-        payloadBase64: envelope ? null : Buffer.from(message.payload).toString('base64'),
-      });
+      // A copy of the same message another worker dead-lettered already: a twin (the rest below counts once).
+      if (
+        (await this.publishDeadLetter({
+          reason,
+          detail: error.message,
+          error,
+          attempts: 0,
+          task: envelope,
+          // Unreadable bytes are kept, so nothing is lost.
+          payloadBase64: envelope ? null : Buffer.from(message.payload).toString('base64'),
+        })) === 'existed'
+      )
+        settlement = 'twin';
       const reply = this.failureResult(salvaged, reason, error, 0);
       // Only to a client's result topic: a replyTo that is not one chooses no topic (see isResultTopic).
       if (reply && salvaged.replyTo && isResultTopic(salvaged.replyTo)) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
@@ -353,7 +366,7 @@ export class Settler {
         return;
       }
       entry.reason = decision.reason;
-      await this.publishDeadLetter({
+      const letter = await this.publishDeadLetter({
         reason: decision.reason,
         detail: decision.reason === 'nonRetryable' ? `${error.name} is not retried` : `failed ${attempts} times; retries exhausted`,
         error,
@@ -362,6 +375,7 @@ export class Settler {
         payloadBase64: null,
       });
       entry.settlement = 'failed';
+      entry.letterExisted = letter === 'existed';
       entry.error = error;
       entry.reply = this.failureResult(e, decision.reason, error, attempts);
     } catch (publishError) {
@@ -427,14 +441,15 @@ export class Settler {
         entry.reason = 'resultTooLarge';
         entry.settlement = 'failed';
         entry.error = info;
-        await this.publishDeadLetter({
-          reason: 'resultTooLarge',
-          detail: `the result (${error.size} bytes) is over the broker's limit of ${error.limit} bytes; return less, or store it elsewhere and return a reference`,
-          error: info,
-          attempts,
-          task: e,
-          payloadBase64: null,
-        });
+        entry.letterExisted =
+          (await this.publishDeadLetter({
+            reason: 'resultTooLarge',
+            detail: `the result (${error.size} bytes) is over the broker's limit of ${error.limit} bytes; return less, or store it elsewhere and return a reference`,
+            error: info,
+            attempts,
+            task: e,
+            payloadBase64: null,
+          })) === 'existed';
         await this.deps.publisher.publishResult(e.replyTo!, this.failureResult(e, 'resultTooLarge', info, attempts)!);
       }
     } catch (error) {
@@ -485,8 +500,8 @@ export class Settler {
     attempts: number;
     task: TaskEnvelope | null;
     payloadBase64: string | null;
-  }): Promise<void> {
-    await this.deps.publisher.publishDeadLetter({
+  }): Promise<'written' | 'existed'> {
+    return this.deps.publisher.publishDeadLetter({
       v: 1,
       kind: 'deadLetter',
       ...d,

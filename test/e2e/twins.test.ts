@@ -7,12 +7,13 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { Batch } from '../../src/service/decorators.js';
-import { taskTopic } from '../../src/topics.js';
-import { encodeEnvelope } from '../../src/wire/envelopes.js';
+import { NonRetryableError } from '../../src/errors.js';
+import { deadLetterTopic, taskTopic } from '../../src/topics.js';
+import { encodeEnvelope, type DeadLetterEnvelope } from '../../src/wire/envelopes.js';
 import type { TaskReport } from '../../src/worker/events.js';
 import { SheafWorker } from '../../src/worker/worker.js';
 import { testLogger } from '../support/logger.js';
-import { Counter, countingEcho, startSystem, type System } from '../support/system.js';
+import { Counter, countingEcho, readDeadLetters, startSystem, type System } from '../support/system.js';
 import { rawTask } from '../support/tasks.js';
 import { transportTargets } from '../support/transports.js';
 
@@ -104,6 +105,64 @@ for (const target of transportTargets()) {
       await producer.close();
       expect(s.settlements.map((r) => r.settlement)).toEqual(['succeeded', 'twin']);
       expect(executions.get(taskId)).toBe(1);
+    });
+
+    test('a copy run on two workers at once, failing for good, leaves one dead letter', async () => {
+      // Both workers must hold their copy at once (as when the broker hands one retry to both): each takes one task at a
+      // time, and the method fails only once both copies run, so neither worker can know of the other's.
+      let running = 0;
+      let bothRunning: () => void = () => undefined;
+      const together = new Promise<void>((resolve) => (bothRunning = resolve));
+      class Failing {
+        echo(_v: string): void {}
+        @Batch('echo')
+        async echoMany(_tasks: Map<string, string>): Promise<Map<string, string>> {
+          running += 1;
+          if (running === 2) bothRunning();
+          await together;
+          throw new NonRetryableError('fails for good');
+        }
+      }
+      const service = {
+        name: 'Echo',
+        executor: { factory: () => new Failing(), concurrency: 1, maxUnacked: 1, batch: { maxMessages: 1, maxSeconds: 0.05 } },
+      };
+      system = await startSystem([service], await target.create());
+      const s = system;
+      const other = new SheafWorker({ transport: s.transport, services: [service], logger: testLogger, name: 'other' });
+      const otherReports: TaskReport[] = [];
+      other.events.on('task', (r) => otherReports.push(r));
+      await other.start();
+      const producer = await s.transport.createProducer(taskTopic('Echo'));
+      const letters = await s.transport.createProducer(deadLetterTopic('Echo'));
+      try {
+        const payload = encodeEnvelope(rawTask(randomUUID(), 'Echo', 'echo', ['x']));
+        await producer.send({ payload });
+        await producer.send({ payload }); // the same attempt again, before either worker settled it
+        await vi.waitFor(() => expect(s.settlements.length + otherReports.length).toBe(2));
+        expect([...s.settlements, ...otherReports].map((r) => r.settlement).sort()).toEqual(['failed', 'twin']);
+        // Both settled (their letters durable): a marker after them shows what the topic holds before it.
+        const marker: DeadLetterEnvelope = {
+          v: 1,
+          kind: 'deadLetter',
+          reason: 'undecodable',
+          detail: 'marker',
+          task: null,
+          payloadBase64: '',
+          error: null,
+          attempts: 0,
+          worker: 'test',
+          deadAt: Date.now(),
+        };
+        await letters.send({ payload: encodeEnvelope(marker) });
+        const [letter, next] = await readDeadLetters(s.transport, 'Echo', 2);
+        expect(letter!.reason).toBe('nonRetryable');
+        expect(next!.detail).toBe('marker');
+      } finally {
+        await producer.close();
+        await letters.close();
+        await other.close();
+      }
     });
 
     for (const shared of [true, false]) {
