@@ -541,7 +541,8 @@ export class ServiceRunner {
       if (durable) {
         const e = task.envelope;
         this.settledAttempts.add(e);
-        this.deps.settledFeed?.announce(e.taskId, e.retrySequence, e.retryIndex, e.isolation?.step ?? 0);
+        const failed = task.settlement === 'retried' || task.settlement === 'isolated' || task.settlement === 'failed';
+        this.deps.settledFeed?.announce(e.taskId, e.retrySequence, e.retryIndex, e.isolation?.step ?? 0, failed);
       }
       for (const copy of this.heldAttempts.release(task.envelope)) {
         this.track(this.settler.settleCopy(copy, task.envelope, durable));

@@ -60,6 +60,8 @@ export class SettledFeed {
   private state: FeedState = { kind: 'open' };
   private pending: SettledAttemptTuple[] = [];
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A flush at the end of this turn is queued (`announce(..., now)`). */
+  private flushThisTurn = false;
   private readonly sends = new Set<Promise<void>>();
   private readonly stop = new AbortController();
   private reading: Promise<void> | null = null;
@@ -104,12 +106,30 @@ export class SettledFeed {
     this.reading ??= this.read(remember);
   }
 
-  /** Announces an attempt whose outcome is durable; sent with the others of the next `FLUSH_INTERVAL_MS`. */
-  announce(taskId: string, retrySequence: number, retryIndex: number, isolationStep: number): void {
+  /**
+   * Announces an attempt whose outcome is durable; sent with the others of
+   * the next `FLUSH_INTERVAL_MS`, or at the end of this turn (with those
+   * pending, so a batch's settlements still travel together) when `now`. The worker says `now` for a failed attempt (retried, isolated,
+   * dead-lettered): its next attempt is a delayed message, and the broker
+   * can hand one delayed message to two workers at once; every millisecond
+   * sooner that the other worker knows the attempt is settled is a copy
+   * less that runs there and goes on through every later retry beside the
+   * original. Failures are the rare path, so this costs a message per
+   * failed batch only while batches fail.
+   */
+  announce(taskId: string, retrySequence: number, retryIndex: number, isolationStep: number, now = false): void {
     if (this.state.kind !== 'open' || taskId.length > MAX_SHARED_TASK_ID_LENGTH) return;
     this.pending.push([taskId, retrySequence, retryIndex, isolationStep]);
     if (this.pending.length >= MAX_ATTEMPTS_PER_MESSAGE) this.flush();
-    else if (!this.flushTimer) {
+    else if (now) {
+      if (!this.flushThisTurn) {
+        this.flushThisTurn = true;
+        queueMicrotask(() => {
+          this.flushThisTurn = false;
+          this.flush();
+        });
+      }
+    } else if (!this.flushTimer) {
       this.flushTimer = setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
       this.flushTimer.unref();
     }

@@ -59,6 +59,33 @@ describe('SettledFeed', () => {
     await transport.close();
   });
 
+  test('a failed attempt is announced at the end of the turn, with the others pending, in one message', async () => {
+    const transport = new InMemoryTransport();
+    const sent: number[] = [];
+    const createProducer = transport.createProducer.bind(transport);
+    transport.createProducer = async (topic, options) => {
+      const producer = await createProducer(topic, options);
+      const send = producer.send.bind(producer);
+      producer.send = (message) => {
+        const decoded = decodeSettled(message.payload);
+        sent.push('attempts' in decoded ? decoded.attempts.length : -1);
+        return send(message);
+      };
+      return producer;
+    };
+    const feed = (await SettledFeed.open(transport, 'Echo', testLogger))!;
+    feed.announce('ok-1', 0, 0, 0);
+    await Promise.resolve();
+    expect(sent).toEqual([]); // a success waits for the flush interval
+    feed.announce('failed-1', 0, 0, 1, true);
+    feed.announce('failed-2', 0, 0, 1, true);
+    expect(sent).toEqual([]); // not before the batch's other settlements of this turn
+    await Promise.resolve();
+    expect(sent).toEqual([3]);
+    await feed.close();
+    await transport.close();
+  });
+
   test('a transport that refuses the topic leaves the worker without the feed, and says so', async () => {
     const transport = new InMemoryTransport();
     transport.createProducer = () => Promise.reject(new Error('not authorized to produce'));
