@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import { pino } from 'pino';
 import { SheafClient } from '../src/client/client.js';
+import { NonRetryableError } from '../src/errors.js';
 import { Batch } from '../src/service/decorators.js';
 import type { Transport } from '../src/transport/transport.js';
 import { SheafWorker } from '../src/worker/worker.js';
@@ -18,6 +19,15 @@ class NoWork {
   @Batch('run')
   async runMany(tasks: Map<string, number>): Promise<Map<string, number>> {
     return tasks;
+  }
+}
+
+/** Fails every task for good (a per-task error, so no isolation): each ends as a dead letter. */
+class FailsEveryTask {
+  run(_input: number): void {}
+  @Batch('run')
+  async runMany(tasks: Map<string, number>): Promise<Map<string, unknown>> {
+    return new Map([...tasks.keys()].map((id) => [id, new NonRetryableError('fails for good')]));
   }
 }
 
@@ -109,6 +119,25 @@ export async function endToEnd(transport: Transport, maxMessages: number, total:
     const call = handles ? (stub: NoWorkClient, i: number) => client.dispatch(stub).run(i).then((h) => h.result()) : undefined;
     await saturate(client, Math.min(total, 2000), 10_000, call); // warm-up: connections, JIT
     const { seconds, latencies } = await saturate(client, total, 10_000, call);
+    return { tasksPerSecond: total / seconds, saturatedP50Ms: percentile(latencies, 50), saturatedP99Ms: percentile(latencies, 99) };
+  });
+}
+
+/**
+ * Tasks that fail for good, per second from dispatch to the failure result:
+ * each writes a dead letter (through a producer named after its attempt,
+ * so that copies on two workers leave one) before its result goes.
+ */
+export async function deadLetterRate(transport: Transport, total: number): Promise<EndToEnd> {
+  return withSystem(transport, { concurrency: 4, maxMessages: 100, maxSeconds: 0.05, service: () => new FailsEveryTask() }, async (client) => {
+    const failing = (stub: NoWorkClient, i: number) => stub.run(i).then(
+      () => {
+        throw new Error('a task that fails for good succeeded');
+      },
+      () => undefined,
+    );
+    await saturate(client, Math.min(total, 500), 10_000, failing); // warm-up
+    const { seconds, latencies } = await saturate(client, total, 10_000, failing);
     return { tasksPerSecond: total / seconds, saturatedP50Ms: percentile(latencies, 50), saturatedP99Ms: percentile(latencies, 99) };
   });
 }

@@ -13,7 +13,7 @@ import { PulsarTransport } from '../src/transport/pulsar/pulsar-transport.js';
 import { pino } from 'pino';
 import { pulsarHome, pulsarPerf } from './broker-ceiling.js';
 import { sheafClientRates } from './client-rates.js';
-import { endToEnd, endToEndInJob, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
+import { deadLetterRate, endToEnd, endToEndInJob, lowLoadLatency, memoryPerTask, sinkThroughput } from './end-to-end.js';
 import { manySmallJobs, processAsker } from './jobs.js';
 import { enableTelemetry } from './telemetry.js';
 import { acrossProcesses, clientProcess, javaClasspath, javaDrain, resultReceive, workerAlone, type WorkerAlone } from './processes.js';
@@ -315,6 +315,28 @@ rows.push({
   target: '≤ 2,560 B (2.5 KB)',
   verdict: verdict(perTask <= 2560),
 });
+
+// 6: tasks that fail for good, each a dead letter through a producer named after its attempt; last, because it turns
+// the namespace's deduplication on (as `sheaf setup` does), which the rows above ran without.
+await fetch(`${adminUrl}/admin/v2/namespaces/public/${namespace}/deduplication`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: 'true',
+});
+for (const [name, transport, total] of [
+  ['inMemory', memory, n(20_000, 2_000)],
+  ['pulsar', pulsar, n(5_000, 1_000)],
+] as const) {
+  step(`dead letters, ${name}, ${total} tasks failing for good`);
+  const d = await deadLetterRate(transport(), total);
+  results[`dead-letters-${name}`] = d;
+  rows.push({
+    measure: `tasks failing for good, ${name}, maxMessages 100 (dead letters/s; p50 / p99 at saturation)`,
+    value: `${fmt(d.tasksPerSecond)} (${fmt(d.saturatedP50Ms)} / ${fmt(d.saturatedP99Ms)} ms)`,
+    target: '',
+    verdict: '',
+  });
+}
 
 // Report.
 await mkdir(resultsDir, { recursive: true });
