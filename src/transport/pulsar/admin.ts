@@ -113,7 +113,7 @@ export class PulsarAdmin {
       namespace: created.status === 409 ? 'existed' : 'created',
       policies: [
         `inactive topics without subscriptions deleted after ${INACTIVE_TOPIC_POLICY.maxInactiveDurationSeconds} s`,
-        'producer deduplication on (a job dispatcher resumes without sending a task twice)',
+        'producer deduplication on (a job dispatcher resumes without sending a task twice; one dead letter per task attempt)',
       ],
     };
   }
