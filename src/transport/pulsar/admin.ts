@@ -106,7 +106,7 @@ export class PulsarAdmin {
     }
     const created = await this.call('PUT', `namespaces/${tenant}/${namespace}`, undefined, [409]);
     await this.call('POST', `namespaces/${tenant}/${namespace}/inactiveTopicPolicies`, INACTIVE_TOPIC_POLICY);
-    // What lets a job's dispatcher resume without sending a task twice (docs/jobs.md, "Resume").
+    // What lets a job's dispatcher resume without sending a task twice (docs/jobs.md, "Resume"), and keeps one dead letter per task attempt.
     await this.call('POST', `namespaces/${tenant}/${namespace}/deduplication`, true);
     return {
       tenant: tenantState,
