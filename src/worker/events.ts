@@ -29,7 +29,8 @@ export interface BatchReport {
 /**
  * How a task message was settled. `twin`: a second copy of an attempt this
  * worker settled recently (or of a task in the same batch), acked without
- * running again. `isolated`: its batch failed as a whole, and the task went
+ * running again; or a copy that ran on two workers at once and failed for
+ * good, whose dead letter the other worker wrote (its result still goes). `isolated`: its batch failed as a whole, and the task went
  * back in an isolation group, without using a retry. `deferred`: given back
  * to the broker unrun, to come again later, because its key had all of its
  * slots busy while other keys' tasks could not be received. `cancelled`:

@@ -109,7 +109,8 @@ export class SettledFeed {
   /**
    * Announces an attempt whose outcome is durable; sent with the others of
    * the next `FLUSH_INTERVAL_MS`, or at the end of this turn (with those
-   * pending, so a batch's settlements still travel together) when `now`. The worker says `now` for a failed attempt (retried, isolated,
+   * pending, so a batch's settlements still travel together) when `now`.
+   * The worker says `now` for a failed attempt (retried, isolated,
    * dead-lettered): its next attempt is a delayed message, and the broker
    * can hand one delayed message to two workers at once; every millisecond
    * sooner that the other worker knows the attempt is settled is a copy
