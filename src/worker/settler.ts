@@ -3,7 +3,8 @@
  *
  *   succeeded → its result, to the client's topic (when the client wants one)
  *   failed, retry left → the next attempt, back to the task topic with its delay
- *   failed for good → a dead letter, then a failure result to the client
+ *   failed for good → a dead letter (one per task attempt, whichever worker
+ *     writes it: `OutcomePublisher.publishDeadLetter`), then a failure result
  *
  *   failed as a whole, batch of several (isolation bisect|single) → each task
  *     back to the task topic in an isolation group, its retry budget untouched
@@ -29,7 +30,8 @@
  * bisecting, itself alone with `single`), after `retry.minimumSeconds`,
  * without counting a retry: only a task that fails alone has failed, and
  * follows its retry policy (alone) from then on. An innocent task runs at
- * most ⌈log2(batch size)⌉ extra times.
+ * most ⌈log2(batch size)⌉ extra times. The plans: `failure-plans.ts`; the
+ * job reports: `job-reports.ts`.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -38,19 +40,13 @@ import { isResultTopic } from '../topics.js';
 import type { Consumer, ReceivedMessage } from '../transport/transport.js';
 import type { Clock } from '../util/clock.js';
 import { toErrorInfo, type ErrorInfo, type ErrorInfoOptions } from '../wire/error-info.js';
-import {
-  jobCallbackTask,
-  salvageTaskFields,
-  type DeadLetterReason,
-  type ResultEnvelope,
-  type TaskEnvelope,
-  type TaskIsolation,
-} from '../wire/envelopes.js';
+import { salvageTaskFields, type DeadLetterReason, type ResultEnvelope, type TaskEnvelope } from '../wire/envelopes.js';
 import type { IsolationMode } from '../config/executor-schema.js';
-import { MAX_SETTLED_PER_EVENT, type JobFact, type JobItemError, type JobTaskOutcome } from '../wire/job-events.js';
 import type { TaskSettlement } from './events.js';
+import { callItemError, reportJobOutcomes, settledEvents } from './job-reports.js';
 import type { OutcomePublisher } from './outcome-publisher.js';
 import type { ExecutionOutcome, ReceivedTask } from './received-task.js';
+import { planFailures, type FailurePlan } from './failure-plans.js';
 import type { RetryPolicy } from './retry-policy.js';
 
 /** One task settled: what the runner counts and reports. */
@@ -102,9 +98,6 @@ interface Pending {
   letterExisted: boolean;
 }
 
-/** How one failed task goes back: into an isolation group (not a retry), or by its retry policy (alone or not). */
-type FailurePlan = { readonly kind: 'isolate'; readonly isolation: TaskIsolation } | { readonly kind: 'retry'; readonly alone: boolean };
-
 /** Who to tell that a task can never run, as far as it could be read. */
 interface ClientAddress {
   replyTo?: string | null;
@@ -132,8 +125,9 @@ export class Settler {
       if (outcome.ok) entry.reply = this.successResult(task.envelope, outcome.value);
       else failed.push({ entry, error: outcome.error });
     });
-    const plans = this.planFailures(
-      failed.map((f) => f.entry),
+    const plans = planFailures(
+      this.deps.isolation,
+      failed.map((f) => f.entry.task.envelope),
       failedAsWhole,
       tasks.length,
     );
@@ -164,37 +158,6 @@ export class Settler {
       });
       return settlement;
     });
-  }
-
-  /**
-   * How each failed task goes back. A batch of several tasks that
-   * failed as a whole is split (halves, or singles) into isolation groups; a
-   * task that failed alone under isolation, or alone as a whole batch, keeps
-   * a group of its own for its retries; everything else retries as usual.
-   */
-  private planFailures(failed: readonly Pending[], failedAsWhole: boolean, batchSize: number): FailurePlan[] {
-    const mode = this.deps.isolation;
-    if (mode === 'none') return failed.map(() => ({ kind: 'retry', alone: false }));
-    if (!failedAsWhole || batchSize === 1) {
-      return failed.map((entry) => ({
-        kind: 'retry',
-        alone: batchSize === 1 && (failedAsWhole || entry.task.envelope.isolation !== undefined),
-      }));
-    }
-    // Every task of the batch failed (as a whole): split them, in batch order.
-    const groups =
-      mode === 'single'
-        ? failed.map((entry) => [entry])
-        : [failed.slice(0, Math.ceil(failed.length / 2)), failed.slice(Math.ceil(failed.length / 2))];
-    const plans = new Map<Pending, FailurePlan>();
-    for (const group of groups) {
-      const id = randomUUID();
-      for (const entry of group) {
-        const step = (entry.task.envelope.isolation?.step ?? 0) + 1;
-        plans.set(entry, { kind: 'isolate', isolation: { group: id, size: group.length, step } });
-      }
-    }
-    return failed.map((entry) => plans.get(entry)!);
   }
 
   /** A task that can never run: dead-lettered with the reason, its client told, never retried. */
@@ -229,7 +192,7 @@ export class Settler {
       // Only to a client's result topic: a replyTo that is not one chooses no topic (see isResultTopic).
       if (reply && salvaged.replyTo && isResultTopic(salvaged.replyTo)) await this.deps.publisher.publishResult(salvaged.replyTo, reply);
       // Its job must count it too, or the job never finishes; and hear of it, when it asked to.
-      if (envelope) await this.callItemError(envelope, reason, error, this.deps.clock.now());
+      if (envelope) await callItemError(this.deps.publisher, envelope, reason, error, this.deps.clock.now());
       if (salvaged.job) {
         await this.deps.publisher.publishJobEvents(
           settledEvents(salvaged.job.id, [[salvaged.job.index, 'deadLettered']], this.deps.clock.now()),
@@ -521,49 +484,20 @@ export class Settler {
       if (entry.task.envelope.job && (entry.settlement === 'succeeded' || entry.settlement === 'failed')) (reports ??= []).push(entry);
     }
     if (!reports) return;
-    const now = this.deps.clock.now();
     try {
-      // One event per job per batch, as results travel in one message per client.
-      const byJob = new Map<string, Array<[number, JobTaskOutcome]>>();
-      for (const entry of reports) {
-        const job = entry.task.envelope.job!;
-        let tasks = byJob.get(job.id);
-        if (!tasks) byJob.set(job.id, (tasks = []));
-        tasks.push([job.index, jobOutcome(entry.settlement, entry.reason)]);
-      }
-      // The item-error callbacks before the report: a report that stands is never followed by a lost callback.
-      await Promise.all(
-        reports.flatMap((entry) =>
-          entry.settlement === 'failed' ? [this.callItemError(entry.task.envelope, entry.reason, entry.error, now)] : [],
-        ),
+      await reportJobOutcomes(
+        this.deps.publisher,
+        reports.map((entry) => ({
+          envelope: entry.task.envelope,
+          failed: entry.settlement === 'failed',
+          reason: entry.reason,
+          error: entry.error,
+        })),
+        this.deps.clock.now(),
       );
-      await this.deps.publisher.publishJobEvents([...byJob].flatMap(([jobId, tasks]) => settledEvents(jobId, tasks, now)));
     } catch (error) {
       for (const entry of reports) entry.settlement = this.handBack(entry.task.message, error);
     }
-  }
-
-  /**
-   * A job task that failed for good, when its job names an item-error
-   * callback: that callback as a task, with the stable id
-   * `<jobId>:onItemError:<index>` (dispatched again if this task runs again).
-   */
-  private async callItemError(e: TaskEnvelope, reason: DeadLetterReason | null, error: ErrorInfo | null, now: number): Promise<void> {
-    const job = e.job;
-    if (!job?.onItemError) return;
-    const item: JobItemError = {
-      jobId: job.id,
-      index: job.index,
-      taskId: e.taskId,
-      service: e.service,
-      method: e.method,
-      args: e.args,
-      reason: reason ?? 'failed',
-      error: { name: error?.name ?? 'Error', message: error?.message ?? '' },
-    };
-    await this.deps.publisher.publishCallbackTask(
-      jobCallbackTask(job.onItemError, `${job.id}:onItemError:${job.index}`, job.id, item, now),
-    );
   }
 
   private handBack(message: ReceivedMessage, error: unknown): TaskSettlement {
@@ -574,24 +508,4 @@ export class Settler {
     this.deps.consumer.nack(message);
     return 'redelivered';
   }
-}
-
-/**
- * How a job counts a final settlement: `failed` when the task ran and failed
- * for good (its retries used up, or a non-retryable error), `deadLettered`
- * when it could not run or its outcome could not be delivered (unknown
- * method, wrong arguments, a result too large, ...). Both are dead letters.
- */
-function jobOutcome(settlement: TaskSettlement, reason: DeadLetterReason | null): JobTaskOutcome {
-  if (settlement === 'succeeded') return 'succeeded';
-  return reason === 'retriesExhausted' || reason === 'nonRetryable' ? 'failed' : 'deadLettered';
-}
-
-/** `tasks` of one job as `tasksSettled` events, split at `MAX_SETTLED_PER_EVENT`. */
-function settledEvents(jobId: string, tasks: Array<[number, JobTaskOutcome]>, at: number): JobFact[] {
-  const events: JobFact[] = [];
-  for (let i = 0; i < tasks.length; i += MAX_SETTLED_PER_EVENT) {
-    events.push({ v: 1, kind: 'tasksSettled', jobId, tasks: tasks.slice(i, i + MAX_SETTLED_PER_EVENT), at });
-  }
-  return events;
 }
