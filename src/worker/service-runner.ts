@@ -540,9 +540,9 @@ export class ServiceRunner {
     if (task.envelope !== null) {
       if (durable) {
         const e = task.envelope;
-        this.settledAttempts.add(e);
+        this.settledAttempts.add(e, task.nextGroup);
         const failed = task.settlement === 'retried' || task.settlement === 'isolated' || task.settlement === 'failed';
-        this.deps.settledFeed?.announce(e.taskId, e.retrySequence, e.retryIndex, e.isolation?.step ?? 0, failed);
+        this.deps.settledFeed?.announce([e.taskId, e.retrySequence, e.retryIndex, e.isolation?.step ?? 0, task.nextGroup], failed);
       }
       for (const copy of this.heldAttempts.release(task.envelope)) {
         this.track(this.settler.settleCopy(copy, task.envelope, durable));

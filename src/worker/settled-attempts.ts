@@ -6,6 +6,15 @@
  * attempt, a copy of the same retry is not, and a copy of an attempt older
  * than one already settled is stale, a twin too.
  *
+ * Copies of one attempt that ran on two workers at once (the broker hands
+ * one delayed message to both now and then) each publish a next attempt, and
+ * the two would go on side by side through every later step. So a failed
+ * attempt is remembered with the isolation group of the next attempt its
+ * worker published (`nextGroup`); once two are known for the same attempt,
+ * only the next attempt in the lowest group runs, and the others are twins.
+ * Every worker that hears both settlements picks the same one, and it is
+ * durable (announced only after it was published), so nothing is lost.
+ *
  * One entry per task id (its latest settled attempt), bounded both ways: at
  * most `maxTasks` task ids (the oldest go first) and none older than
  * `maxSeconds` (about 21 MB at 100,000 UUID task ids). Past either bound a twin
@@ -18,10 +27,17 @@ import type { SettledAttemptTuple } from '../wire/settled-envelope.js';
 
 type Attempt = Pick<TaskEnvelope, 'taskId' | 'retrySequence' | 'retryIndex' | 'isolation'>;
 
+/** Next groups kept per attempt at most: two copies make a fork; more are as rare as a third copy. */
+const MAX_NEXT_GROUPS = 4;
+/** Most attempts succeed and publish no next one: one shared empty list, nothing allocated on the hot path. */
+const NO_GROUPS: readonly string[] = [];
+
 interface Settled {
   readonly retrySequence: number;
   readonly retryIndex: number;
   readonly isolationStep: number;
+  /** The isolation groups of the next attempts published after this one (one per copy that ran). */
+  readonly nextGroups: readonly string[];
   readonly at: number;
   /** Which entry of `order` is this record's: older entries of the task id are left behind by a later settlement. */
   readonly seq: number;
@@ -55,30 +71,44 @@ export class SettledAttempts {
     return this.latest.size;
   }
 
-  add(attempt: Attempt): void {
-    this.remember(attempt.taskId, orderOf(attempt));
+  /** An attempt this worker settled; `nextGroup`: the isolation group of the next attempt it published, if any. */
+  add(attempt: Attempt, nextGroup?: string): void {
+    this.remember(attempt.taskId, orderOf(attempt), nextGroup);
   }
 
   /** An attempt another worker settled (`SettledFeed`). */
-  addShared([taskId, retrySequence, retryIndex, isolationStep]: SettledAttemptTuple): void {
-    this.remember(taskId, { retrySequence, retryIndex, isolationStep });
+  addShared([taskId, retrySequence, retryIndex, isolationStep, nextGroup]: SettledAttemptTuple): void {
+    this.remember(taskId, { retrySequence, retryIndex, isolationStep }, nextGroup);
   }
 
-  /** Whether this attempt, or a later one of its task, was settled here. */
+  /**
+   * Whether this attempt, or a later one of its task, was settled (here or,
+   * as announced, elsewhere); or whether it is the next attempt published by
+   * a copy that lost to another (see the top of this file).
+   */
   settled(attempt: Attempt): boolean {
     this.expire();
     const known = this.latest.get(attempt.taskId);
-    return known !== undefined && compare(orderOf(attempt), known) <= 0;
+    if (known === undefined) return false;
+    if (compare(orderOf(attempt), known) <= 0) return true;
+    const group = attempt.isolation?.group;
+    if (group === undefined || known.nextGroups.length < 2 || !known.nextGroups.includes(group)) return false;
+    return known.nextGroups.some((other) => other < group);
   }
 
-  private remember(taskId: string, order: Order): void {
+  private remember(taskId: string, order: Order, nextGroup: string | undefined): void {
     const known = this.latest.get(taskId);
     const latest = known && compare(known, order) > 0 ? known : order;
+    let nextGroups = known && compare(known, order) >= 0 ? known.nextGroups : NO_GROUPS;
+    if (nextGroup !== undefined && latest === order && !nextGroups.includes(nextGroup) && nextGroups.length < MAX_NEXT_GROUPS) {
+      nextGroups = [...nextGroups, nextGroup];
+    }
     const seq = ++this.seq;
     this.latest.set(taskId, {
       retrySequence: latest.retrySequence,
       retryIndex: latest.retryIndex,
       isolationStep: latest.isolationStep,
+      nextGroups,
       at: this.clock.now(),
       seq,
     });

@@ -36,6 +36,7 @@ import { isAbortError } from '../transport/transport.js';
 import { within } from '../util/within.js';
 import {
   MAX_ATTEMPTS_PER_MESSAGE,
+  MAX_SHARED_GROUP_LENGTH,
   MAX_SHARED_TASK_ID_LENGTH,
   decodeSettled,
   encodeSettled,
@@ -118,9 +119,13 @@ export class SettledFeed {
    * original. Failures are the rare path, so this costs a message per
    * failed batch only while batches fail.
    */
-  announce(taskId: string, retrySequence: number, retryIndex: number, isolationStep: number, now = false): void {
+  announce([taskId, retrySequence, retryIndex, isolationStep, nextGroup]: SettledAttemptTuple, now = false): void {
     if (this.state.kind !== 'open' || taskId.length > MAX_SHARED_TASK_ID_LENGTH) return;
-    this.pending.push([taskId, retrySequence, retryIndex, isolationStep]);
+    this.pending.push(
+      nextGroup === undefined || nextGroup.length > MAX_SHARED_GROUP_LENGTH
+        ? [taskId, retrySequence, retryIndex, isolationStep]
+        : [taskId, retrySequence, retryIndex, isolationStep, nextGroup],
+    );
     if (this.pending.length >= MAX_ATTEMPTS_PER_MESSAGE) this.flush();
     else if (now) {
       if (!this.flushThisTurn) {

@@ -61,6 +61,8 @@ export interface SettledTask {
   readonly envelope: TaskEnvelope | null;
   /** This execution failed alone after its batch was split: the task is a poison found by isolation. */
   readonly poison: boolean;
+  /** For `retried` and `isolated`: the isolation group of the next attempt published, if it has one (see `SettledAttempts`). */
+  readonly nextGroup?: string | undefined;
 }
 
 export interface SettlerDeps {
@@ -96,6 +98,8 @@ interface Pending {
    * sending them.
    */
   letterExisted: boolean;
+  /** The isolation group of the next attempt published (retried or isolated), if it has one. */
+  nextGroup?: string;
 }
 
 /** Who to tell that a task can never run, as far as it could be read. */
@@ -155,6 +159,7 @@ export class Settler {
         attempts: e.retryIndex + 1,
         envelope: e,
         poison: entry.poison,
+        nextGroup: entry.nextGroup,
       });
       return settlement;
     });
@@ -314,6 +319,7 @@ export class Settler {
           this.deps.clock.now() + this.deps.retryPolicy.delayMs(0),
         );
         entry.settlement = 'isolated';
+        entry.nextGroup = plan.isolation.group;
         return;
       }
       // Failed alone after a split: this is the task that fails its batches.
@@ -326,6 +332,7 @@ export class Settler {
         if (plan.alone) next.isolation = { group: randomUUID(), size: 1, step: 0 };
         await this.deps.publisher.publishRetry(next, this.deps.clock.now() + decision.delayMs);
         entry.settlement = 'retried';
+        if (next.isolation) entry.nextGroup = next.isolation.group;
         return;
       }
       entry.reason = decision.reason;

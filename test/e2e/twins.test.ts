@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { Batch } from '../../src/service/decorators.js';
+import { Task } from '../../src/worker/context.js';
 import { NonRetryableError } from '../../src/errors.js';
 import { deadLetterTopic, taskTopic } from '../../src/topics.js';
 import { encodeEnvelope, type DeadLetterEnvelope } from '../../src/wire/envelopes.js';
@@ -161,6 +162,55 @@ for (const target of transportTargets()) {
       } finally {
         await producer.close();
         await letters.close();
+        await other.close();
+      }
+    });
+
+    test('copies of one attempt run on two workers at once: their two next attempts converge, one runs', async () => {
+      const executions: number[] = []; // the retry index of each execution
+      let running = 0;
+      let bothRunning: () => void = () => undefined;
+      const together = new Promise<void>((resolve) => (bothRunning = resolve));
+      class FailsOnce {
+        echo(_v: string): void {}
+        @Batch('echo')
+        async echoMany(tasks: Map<string, string>): Promise<Map<string, string>> {
+          const retryIndex = Task.contextOf([...tasks.keys()][0]!).retryIndex;
+          executions.push(retryIndex);
+          if (retryIndex > 0) return tasks;
+          running += 1;
+          if (running === 2) bothRunning();
+          await together;
+          throw new Error('the first attempt fails');
+        }
+      }
+      const service = {
+        name: 'Echo',
+        executor: {
+          factory: () => new FailsOnce(),
+          concurrency: 1,
+          maxUnacked: 1,
+          batch: { maxMessages: 1, maxSeconds: 0.05 },
+          // No jitter: the two next attempts come due together, as copies of one retry do.
+          retry: { minimumSeconds: 0.5, maximumSeconds: 0.5, randomFactor: 0, maximumRetries: 3 },
+        },
+      };
+      system = await startSystem([service], await target.create());
+      const s = system;
+      const other = new SheafWorker({ transport: s.transport, services: [service], logger: testLogger, name: 'other' });
+      const otherReports: TaskReport[] = [];
+      other.events.on('task', (r) => otherReports.push(r));
+      await other.start();
+      const producer = await s.transport.createProducer(taskTopic('Echo'));
+      try {
+        const payload = encodeEnvelope(rawTask(randomUUID(), 'Echo', 'echo', ['x']));
+        await producer.send({ payload });
+        await producer.send({ payload });
+        await vi.waitFor(() => expect(s.settlements.length + otherReports.length).toBe(4), { timeout: 10_000 });
+        expect([...s.settlements, ...otherReports].map((r) => r.settlement).sort()).toEqual(['retried', 'retried', 'succeeded', 'twin']);
+        expect(executions.sort()).toEqual([0, 0, 1]);
+      } finally {
+        await producer.close();
         await other.close();
       }
     });

@@ -61,4 +61,26 @@ describe('SettledAttempts', () => {
     expect(cache.settled(attempt('a', 10))).toBe(true);
     expect(cache.size).toBe(2);
   });
+
+  test('two copies of one attempt settled on two workers: only the next attempt in the lowest group runs', () => {
+    const cache = new SettledAttempts(100, 60_000, new ManualClock());
+    const next = (group: string) => ({ ...attempt('t', 1), isolation: { group, size: 1, step: 0 } });
+    cache.add(attempt('t', 0), 'group-b'); // this worker's copy, and the next attempt it published
+    expect(cache.settled(next('group-b'))).toBe(false); // no fork known: it runs
+    cache.addShared(['t', 0, 0, 0, 'group-a']); // the other worker ran a copy too
+    expect(cache.settled(next('group-b'))).toBe(true); // the later group's next attempt is a twin
+    expect(cache.settled(next('group-a'))).toBe(false); // the lowest runs, on whichever worker gets it
+    expect(cache.settled(next('group-c'))).toBe(false); // a group nobody announced is not judged
+    // Once the next attempt is settled, it is the task's latest, as before.
+    cache.add(next('group-a'));
+    expect(cache.settled(next('group-b'))).toBe(true);
+    expect(cache.settled({ ...attempt('t', 2), isolation: { group: 'group-z', size: 1, step: 0 } })).toBe(false);
+  });
+
+  test('a next group announced for an older attempt than the latest known does not count', () => {
+    const cache = new SettledAttempts(100, 60_000, new ManualClock());
+    cache.add(attempt('t', 1), 'group-b');
+    cache.addShared(['t', 0, 0, 0, 'group-a']); // late news of attempt 0
+    expect(cache.settled({ ...attempt('t', 2), isolation: { group: 'group-b', size: 1, step: 0 } })).toBe(false);
+  });
 });

@@ -18,6 +18,25 @@ describe('settled-attempts messages', () => {
     expect(decodeSettled(encodeSettled(attempts))).toEqual({ attempts });
   });
 
+  test('next groups travel in a field of their own: the attempts stay four-element tuples for workers that know no more', () => {
+    const attempts: SettledAttemptTuple[] = [
+      ['a', 0, 0, 0],
+      ['b', 0, 1, 0, 'g-1'],
+    ];
+    const encoded = encodeSettled(attempts);
+    expect(JSON.parse(new TextDecoder().decode(encoded))).toMatchObject({
+      attempts: [
+        ['a', 0, 0, 0],
+        ['b', 0, 1, 0],
+      ],
+      next: [[1, 'g-1']],
+    });
+    expect(decodeSettled(encoded)).toEqual({ attempts });
+    expect(decodeSettled(bytes('{"v":1,"kind":"settled","attempts":[["a",0,0,0]],"next":[[1,"g"]]}'))).toEqual({
+      problem: 'next: index 1 names no attempt (1 attempts)',
+    });
+  });
+
   test.each([
     ['not JSON', bytes('{'), /not JSON/],
     ['not UTF-8', new Uint8Array([0xff, 0xfe]), /not JSON/],
@@ -42,13 +61,13 @@ describe('SettledFeed', () => {
     b.start((attempt) => heardByB.push(attempt));
     const stranger = await transport.createProducer(settledTopic('Echo'));
     await stranger.send({ payload: bytes('not an announcement') });
-    a.announce('t1', 0, 2, 0);
-    a.announce('t2', 1, 0, 1);
-    a.announce('x'.repeat(MAX_SHARED_TASK_ID_LENGTH + 1), 0, 0, 0); // not shared: too long to accept
+    a.announce(['t1', 0, 2, 0]);
+    a.announce(['t2', 1, 0, 1, 'group-b']);
+    a.announce(['x'.repeat(MAX_SHARED_TASK_ID_LENGTH + 1), 0, 0, 0]); // not shared: too long to accept
     await vi.waitFor(() => expect(heardByB).toHaveLength(2));
     expect(heardByB).toEqual([
       ['t1', 0, 2, 0],
-      ['t2', 1, 0, 1],
+      ['t2', 1, 0, 1, 'group-b'],
     ]);
     expect(heardByA).toEqual([]);
     const cache = new SettledAttempts(10, 60_000, new ManualClock());
@@ -74,11 +93,11 @@ describe('SettledFeed', () => {
       return producer;
     };
     const feed = (await SettledFeed.open(transport, 'Echo', testLogger))!;
-    feed.announce('ok-1', 0, 0, 0);
+    feed.announce(['ok-1', 0, 0, 0]);
     await Promise.resolve();
     expect(sent).toEqual([]); // a success waits for the flush interval
-    feed.announce('failed-1', 0, 0, 1, true);
-    feed.announce('failed-2', 0, 0, 1, true);
+    feed.announce(['failed-1', 0, 0, 1], true);
+    feed.announce(['failed-2', 0, 0, 1], true);
     expect(sent).toEqual([]); // not before the batch's other settlements of this turn
     await Promise.resolve();
     expect(sent).toEqual([3]);
