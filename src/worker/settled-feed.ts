@@ -119,13 +119,12 @@ export class SettledFeed {
    * original. Failures are the rare path, so this costs a message per
    * failed batch only while batches fail.
    */
-  announce([taskId, retrySequence, retryIndex, isolationStep, nextGroup]: SettledAttemptTuple, now = false): void {
+  announce(attempt: SettledAttemptTuple, now = false): void {
+    const [taskId, retrySequence, retryIndex, isolationStep, nextGroup] = attempt;
     if (this.state.kind !== 'open' || taskId.length > MAX_SHARED_TASK_ID_LENGTH) return;
-    this.pending.push(
-      nextGroup === undefined || nextGroup.length > MAX_SHARED_GROUP_LENGTH
-        ? [taskId, retrySequence, retryIndex, isolationStep]
-        : [taskId, retrySequence, retryIndex, isolationStep, nextGroup],
-    );
+    // A group too long for readers to accept (never one of Sheaf's) is left out, not the attempt.
+    const tooLong = nextGroup !== undefined && nextGroup.length > MAX_SHARED_GROUP_LENGTH;
+    this.pending.push(tooLong ? [taskId, retrySequence, retryIndex, isolationStep] : attempt);
     if (this.pending.length >= MAX_ATTEMPTS_PER_MESSAGE) this.flush();
     else if (now) {
       if (!this.flushThisTurn) {
