@@ -18,6 +18,18 @@ import { Counter, countingEcho, readDeadLetters, startSystem, type System } from
 import { rawTask } from '../support/tasks.js';
 import { transportTargets } from '../support/transports.js';
 
+/** Each call waits until two calls were made: two executions that run at the same time. */
+function pairBarrier(): () => Promise<void> {
+  let arrived = 0;
+  let release: () => void = () => undefined;
+  const both = new Promise<void>((resolve) => (release = resolve));
+  return () => {
+    arrived += 1;
+    if (arrived === 2) release();
+    return both;
+  };
+}
+
 for (const target of transportTargets()) {
   describe.skipIf(target.skip)(`twins (${target.name})`, () => {
     let system: System | undefined;
@@ -108,25 +120,15 @@ for (const target of transportTargets()) {
       expect(executions.get(taskId)).toBe(1);
     });
 
-    test('a copy run on two workers at once, failing for good, leaves one dead letter', async () => {
-      // Both workers must hold their copy at once (as when the broker hands one retry to both): each takes one task at a
-      // time, and the method fails only once both copies run, so neither worker can know of the other's.
-      let running = 0;
-      let bothRunning: () => void = () => undefined;
-      const together = new Promise<void>((resolve) => (bothRunning = resolve));
-      class Failing {
-        echo(_v: string): void {}
-        @Batch('echo')
-        async echoMany(_tasks: Map<string, string>): Promise<Map<string, string>> {
-          running += 1;
-          if (running === 2) bothRunning();
-          await together;
-          throw new NonRetryableError('fails for good');
-        }
-      }
+    /**
+     * Two workers of one service, each taking one task at a time (`maxUnacked: 1`), and two copies of one attempt
+     * sent to them: both run it at once, as when the broker hands one delayed message to both, and neither can know
+     * of the other's. Resolves with every task report once `count` are in.
+     */
+    async function copiesOnTwoWorkers(factory: () => object, count: number, executor: object = {}): Promise<TaskReport[]> {
       const service = {
         name: 'Echo',
-        executor: { factory: () => new Failing(), concurrency: 1, maxUnacked: 1, batch: { maxMessages: 1, maxSeconds: 0.05 } },
+        executor: { factory, concurrency: 1, maxUnacked: 1, batch: { maxMessages: 1, maxSeconds: 0.05 }, ...executor },
       };
       system = await startSystem([service], await target.create());
       const s = system;
@@ -135,42 +137,54 @@ for (const target of transportTargets()) {
       other.events.on('task', (r) => otherReports.push(r));
       await other.start();
       const producer = await s.transport.createProducer(taskTopic('Echo'));
-      const letters = await s.transport.createProducer(deadLetterTopic('Echo'));
       try {
         const payload = encodeEnvelope(rawTask(randomUUID(), 'Echo', 'echo', ['x']));
         await producer.send({ payload });
         await producer.send({ payload }); // the same attempt again, before either worker settled it
-        await vi.waitFor(() => expect(s.settlements.length + otherReports.length).toBe(2));
-        expect([...s.settlements, ...otherReports].map((r) => r.settlement).sort()).toEqual(['failed', 'twin']);
-        // Both settled (their letters durable): a marker after them shows what the topic holds before it.
-        const marker: DeadLetterEnvelope = {
-          v: 1,
-          kind: 'deadLetter',
-          reason: 'undecodable',
-          detail: 'marker',
-          task: null,
-          payloadBase64: '',
-          error: null,
-          attempts: 0,
-          worker: 'test',
-          deadAt: Date.now(),
-        };
-        await letters.send({ payload: encodeEnvelope(marker) });
-        const [letter, next] = await readDeadLetters(s.transport, 'Echo', 2);
-        expect(letter!.reason).toBe('nonRetryable');
-        expect(next!.detail).toBe('marker');
+        await vi.waitFor(() => expect(s.settlements.length + otherReports.length).toBe(count), { timeout: 10_000 });
+        return [...s.settlements, ...otherReports];
       } finally {
         await producer.close();
-        await letters.close();
         await other.close();
       }
+    }
+
+    test('a copy run on two workers at once, failing for good, leaves one dead letter', async () => {
+      const bothRunning = pairBarrier();
+      class Failing {
+        echo(_v: string): void {}
+        @Batch('echo')
+        async echoMany(_tasks: Map<string, string>): Promise<Map<string, string>> {
+          await bothRunning();
+          throw new NonRetryableError('fails for good');
+        }
+      }
+      const reports = await copiesOnTwoWorkers(() => new Failing(), 2);
+      expect(reports.map((r) => r.settlement).sort()).toEqual(['failed', 'twin']);
+      // Both settled (their letters durable): a marker after them shows what the topic holds before it.
+      const marker: DeadLetterEnvelope = {
+        v: 1,
+        kind: 'deadLetter',
+        reason: 'undecodable',
+        detail: 'marker',
+        task: null,
+        payloadBase64: '',
+        error: null,
+        attempts: 0,
+        worker: 'test',
+        deadAt: Date.now(),
+      };
+      const letters = await system!.transport.createProducer(deadLetterTopic('Echo'));
+      await letters.send({ payload: encodeEnvelope(marker) });
+      await letters.close();
+      const [letter, next] = await readDeadLetters(system!.transport, 'Echo', 2);
+      expect(letter!.reason).toBe('nonRetryable');
+      expect(next!.detail).toBe('marker');
     });
 
     test('copies of one attempt run on two workers at once: their two next attempts converge, one runs', async () => {
       const executions: number[] = []; // the retry index of each execution
-      let running = 0;
-      let bothRunning: () => void = () => undefined;
-      const together = new Promise<void>((resolve) => (bothRunning = resolve));
+      const bothRunning = pairBarrier();
       class FailsOnce {
         echo(_v: string): void {}
         @Batch('echo')
@@ -178,41 +192,15 @@ for (const target of transportTargets()) {
           const retryIndex = Task.contextOf([...tasks.keys()][0]!).retryIndex;
           executions.push(retryIndex);
           if (retryIndex > 0) return tasks;
-          running += 1;
-          if (running === 2) bothRunning();
-          await together;
+          await bothRunning();
           throw new Error('the first attempt fails');
         }
       }
-      const service = {
-        name: 'Echo',
-        executor: {
-          factory: () => new FailsOnce(),
-          concurrency: 1,
-          maxUnacked: 1,
-          batch: { maxMessages: 1, maxSeconds: 0.05 },
-          // No jitter: the two next attempts come due together, as copies of one retry do.
-          retry: { minimumSeconds: 0.5, maximumSeconds: 0.5, randomFactor: 0, maximumRetries: 3 },
-        },
-      };
-      system = await startSystem([service], await target.create());
-      const s = system;
-      const other = new SheafWorker({ transport: s.transport, services: [service], logger: testLogger, name: 'other' });
-      const otherReports: TaskReport[] = [];
-      other.events.on('task', (r) => otherReports.push(r));
-      await other.start();
-      const producer = await s.transport.createProducer(taskTopic('Echo'));
-      try {
-        const payload = encodeEnvelope(rawTask(randomUUID(), 'Echo', 'echo', ['x']));
-        await producer.send({ payload });
-        await producer.send({ payload });
-        await vi.waitFor(() => expect(s.settlements.length + otherReports.length).toBe(4), { timeout: 10_000 });
-        expect([...s.settlements, ...otherReports].map((r) => r.settlement).sort()).toEqual(['retried', 'retried', 'succeeded', 'twin']);
-        expect(executions.sort()).toEqual([0, 0, 1]);
-      } finally {
-        await producer.close();
-        await other.close();
-      }
+      // No jitter: the two next attempts come due together, as copies of one retry do.
+      const retry = { minimumSeconds: 0.5, maximumSeconds: 0.5, randomFactor: 0, maximumRetries: 3 };
+      const reports = await copiesOnTwoWorkers(() => new FailsOnce(), 4, { retry });
+      expect(reports.map((r) => r.settlement).sort()).toEqual(['retried', 'retried', 'succeeded', 'twin']);
+      expect(executions.sort()).toEqual([0, 0, 1]);
     });
 
     for (const shared of [true, false]) {
