@@ -21,8 +21,8 @@
  * are under way, and attempts beyond that are not announced.
  *
  * Cost: one message per `FLUSH_INTERVAL_MS` while tasks settle (or per
- * `MAX_ATTEMPTS_PER_MESSAGE` attempts), read by every worker of the
- * service. A message per batch cost a fifth of the end-to-end throughput on
+ * `MAX_ATTEMPTS_PER_MESSAGE` attempts; a batch with failed attempts at
+ * once, see `announce`), read by every worker of the service. A message per batch cost a fifth of the end-to-end throughput on
  * one broker (each is an entry the broker writes); copies come seconds
  * after the outcome they repeat, so a tenth of a second later is as good.
  * Whoever can produce on the topic can make workers drop copies of tasks
