@@ -129,13 +129,15 @@ export async function endToEnd(transport: Transport, maxMessages: number, total:
  * so that copies on two workers leave one) before its result goes.
  */
 export async function deadLetterRate(transport: Transport, total: number): Promise<EndToEnd> {
-  return withSystem(transport, { concurrency: 4, maxMessages: 100, maxSeconds: 0.05, service: () => new FailsEveryTask() }, async (client) => {
-    const failing = (stub: NoWorkClient, i: number) => stub.run(i).then(
-      () => {
-        throw new Error('a task that fails for good succeeded');
-      },
-      () => undefined,
-    );
+  const executor = { concurrency: 4, maxMessages: 100, maxSeconds: 0.05, service: () => new FailsEveryTask() };
+  return withSystem(transport, executor, async (client) => {
+    const failing = (stub: NoWorkClient, i: number) =>
+      stub.run(i).then(
+        () => {
+          throw new Error('a task that fails for good succeeded');
+        },
+        () => undefined,
+      );
     await saturate(client, Math.min(total, 500), 10_000, failing); // warm-up
     const { seconds, latencies } = await saturate(client, total, 10_000, failing);
     return { tasksPerSecond: total / seconds, saturatedP50Ms: percentile(latencies, 50), saturatedP99Ms: percentile(latencies, 99) };

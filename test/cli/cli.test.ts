@@ -12,9 +12,9 @@ import { PulsarTransport } from '../../src/transport/pulsar/pulsar-transport.js'
 import { testLogger } from '../support/logger.js';
 import { freshNamespace, noPulsar, pulsarAdminUrl, pulsarUrl } from '../support/pulsar.js';
 import { runCli, startCli, writeEchoConfig, type CliProcess } from '../support/cli.js';
-import { rawTask } from '../support/tasks.js';
+import { rawDeadLetter, rawTask } from '../support/tasks.js';
 import { deadLetterTopic } from '../../src/topics.js';
-import { encodeEnvelope, type DeadLetterEnvelope } from '../../src/wire/envelopes.js';
+import { encodeEnvelope } from '../../src/wire/envelopes.js';
 
 const running: CliProcess[] = [];
 afterEach(async () => {
@@ -196,20 +196,9 @@ describe.skipIf(noPulsar())('sheaf (Pulsar)', () => {
     });
     const taskId = randomUUID();
     const task = { ...rawTask(taskId, 'Echo', 'echo', ['fail-until-replayed']), replyTo: null };
-    const letter = {
-      v: 1,
-      kind: 'deadLetter',
-      reason: 'nonRetryable',
-      detail: 'd',
-      error: null,
-      attempts: 1,
-      task,
-      payloadBase64: null,
-      worker: 'w',
-      deadAt: Date.now(),
-    };
+    const letter = rawDeadLetter(task);
     const producer = await transport.createProducer(deadLetterTopic('Echo'));
-    for (let i = 0; i < 2; i++) await producer.send({ payload: encodeEnvelope(letter as DeadLetterEnvelope) });
+    for (let i = 0; i < 2; i++) await producer.send({ payload: encodeEnvelope(letter) });
     await producer.close();
     await transport.close();
 

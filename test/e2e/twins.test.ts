@@ -10,12 +10,12 @@ import { Batch } from '../../src/service/decorators.js';
 import { Task } from '../../src/worker/context.js';
 import { NonRetryableError } from '../../src/errors.js';
 import { deadLetterTopic, taskTopic } from '../../src/topics.js';
-import { encodeEnvelope, type DeadLetterEnvelope } from '../../src/wire/envelopes.js';
+import { encodeEnvelope } from '../../src/wire/envelopes.js';
 import type { TaskReport } from '../../src/worker/events.js';
 import { SheafWorker } from '../../src/worker/worker.js';
 import { testLogger } from '../support/logger.js';
 import { Counter, countingEcho, readDeadLetters, startSystem, type System } from '../support/system.js';
-import { rawTask } from '../support/tasks.js';
+import { rawDeadLetter, rawTask } from '../support/tasks.js';
 import { transportTargets } from '../support/transports.js';
 
 /** Each call waits until two calls were made: two executions that run at the same time. */
@@ -162,18 +162,7 @@ for (const target of transportTargets()) {
       const reports = await copiesOnTwoWorkers(() => new Failing(), 2);
       expect(reports.map((r) => r.settlement).sort()).toEqual(['failed', 'twin']);
       // Both settled (their letters durable): a marker after them shows what the topic holds before it.
-      const marker: DeadLetterEnvelope = {
-        v: 1,
-        kind: 'deadLetter',
-        reason: 'undecodable',
-        detail: 'marker',
-        task: null,
-        payloadBase64: '',
-        error: null,
-        attempts: 0,
-        worker: 'test',
-        deadAt: Date.now(),
-      };
+      const marker = rawDeadLetter(null, { detail: 'marker' });
       const letters = await system!.transport.createProducer(deadLetterTopic('Echo'));
       await letters.send({ payload: encodeEnvelope(marker) });
       await letters.close();

@@ -1,6 +1,7 @@
 import type { MethodDefinition } from '../../src/service/registry.js';
 import type { ReceivedTask } from '../../src/worker/received-task.js';
 import type { FlushedBatch } from '../../src/worker/batch-buffer.js';
+import type { DeadLetterEnvelope, TaskEnvelope } from '../../src/wire/envelopes.js';
 
 /** A received task as the executor sees it, without a transport. */
 export function receivedTask(taskId: string, method: MethodDefinition, input: unknown, batchKey: string | null = 'k'): ReceivedTask {
@@ -50,5 +51,22 @@ export function rawTask(taskId: string, service: string, method: string, args: u
     retrySequence: 0,
     lastError: null,
     dispatchedAt: Date.now(),
+  };
+}
+
+/** A valid dead letter, for tests that put one on a dead-letter topic by hand; `fields` override the defaults. */
+export function rawDeadLetter(task: TaskEnvelope | null, fields: Partial<DeadLetterEnvelope> = {}): DeadLetterEnvelope {
+  return {
+    v: 1,
+    kind: 'deadLetter',
+    reason: task ? 'nonRetryable' : 'undecodable',
+    detail: 'd',
+    error: null,
+    attempts: task ? 1 : 0,
+    task,
+    payloadBase64: task ? null : '',
+    worker: 'test',
+    deadAt: Date.now(),
+    ...fields,
   };
 }
